@@ -1,0 +1,40 @@
+# recstream — the two commands that matter are `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test test-fast bench lint clean broker kafka
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python setup.cfg pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## run: embedded Tansu broker + worker (:8082) + platform simulator (:8080), live
+run: $(STAMP)
+	$(BIN)/recstream run
+
+## test: unit, agent, web and real-broker integration tests (Tansu and Apache Kafka)
+test: $(STAMP)
+	deploy/kafka/kafka.sh fetch
+	$(BIN)/python -m pytest -q --cov --cov-report=term --cov-report=xml
+
+## test-fast: everything that needs no broker
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not integration"
+
+bench: $(STAMP)
+	$(BIN)/python bench/serve.py
+	$(BIN)/python bench/ingest.py
+
+broker: $(STAMP)
+	$(BIN)/recstream broker
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache .coverage coverage.xml var
