@@ -1,0 +1,162 @@
+"""One frozen configuration object, read from the environment once at start.
+
+Every knob of the service lives here with its default; nothing else reads
+``os.environ``.  ``Settings.from_env()`` validates and fails with one clear
+message naming the variable, so a typo never surfaces as a stack trace deep
+inside a worker.  Tests build it with ``Settings.from_mapping({...})``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+ENV_PREFIX = "RECSTREAM_"
+
+
+class SettingsError(ValueError):
+    """A setting is missing, malformed or out of range."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Settings:
+    # Kafka: an empty broker means "start the embedded Tansu broker".
+    broker: str = ""
+    embedded_broker_port: int = 9092
+    app_id: str = "recstream"
+    topic: str = "movielog"
+    partitions: int = 8
+    replication_factor: int = 1
+    # Local state.
+    data_dir: str = "var/data"
+    # HTTP.
+    web_host: str = "0.0.0.0"
+    web_port: int = 8082
+    operator_token: str = ""
+    # Platform APIs.
+    api_url: str = "http://127.0.0.1:8080"
+    api_timeout_s: float = 2.0
+    api_batch_size: int = 200
+    api_retry_s: float = 30.0
+    # Stream contract.
+    rating_min: int = 1
+    rating_max: int = 5
+    max_user_id: int = 1_000_000
+    max_minute: int = 1_440
+    # Per-user state.
+    history_limit: int = 200
+    watch_complete_minutes: int = 60
+    # Online model.
+    n_factors: int = 32
+    learning_rate: float = 0.02
+    regularization: float = 0.05
+    implicit_weight: float = 0.3
+    init_scale: float = 0.05
+    max_step: float = 1.0
+    popularity_half_life_h: float = 72.0
+    popularity_blend: float = 0.15
+    seed: int = 7
+    # Serving.
+    top_k: int = 20
+    exclude_watched: bool = True
+    refresh_interval_s: float = 0.1
+    refresh_batch: int = 2048
+    # Ingest.
+    ingest_batch: int = 1000
+    ingest_within_s: float = 0.05
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        """Build from ``RECSTREAM_<FIELD>`` variables (upper case)."""
+        environ = os.environ if environ is None else environ
+        raw = {
+            f.name: environ[ENV_PREFIX + f.name.upper()]
+            for f in dataclasses.fields(cls)
+            if ENV_PREFIX + f.name.upper() in environ
+        }
+        return cls.from_mapping(raw, source="environment variable " + ENV_PREFIX)
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any], *, source: str = "setting ") -> "Settings":
+        """Build from a mapping of field name to value (strings are converted)."""
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - set(fields))
+        if unknown:
+            raise SettingsError(f"unknown setting(s): {', '.join(unknown)}")
+        values: dict[str, Any] = {}
+        for name, value in raw.items():
+            kind = type(getattr(cls, name))
+            label = source + (name.upper() if source.startswith("environment") else name)
+            values[name] = _convert(kind, value, label)
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def replace(self, **changes: Any) -> "Settings":
+        new = dataclasses.replace(self, **changes)
+        new.validate()
+        return new
+
+    def validate(self) -> None:
+        checks = [
+            (self.partitions >= 1, "partitions must be >= 1"),
+            (1 <= self.web_port <= 65535, "web_port must be a TCP port"),
+            (1 <= self.embedded_broker_port <= 65535, "embedded_broker_port must be a TCP port"),
+            (self.rating_min < self.rating_max, "rating_min must be below rating_max"),
+            (self.max_user_id >= 1, "max_user_id must be >= 1"),
+            (1 <= self.top_k <= 100, "top_k must be within 1..100"),
+            (1 <= self.n_factors <= 512, "n_factors must be within 1..512"),
+            (0 < self.learning_rate < 1, "learning_rate must be within (0, 1)"),
+            (0 <= self.regularization < 10, "regularization must be within [0, 10)"),
+            (1 <= self.api_batch_size <= 200, "api_batch_size must be within 1..200 (API limit)"),
+            (self.history_limit >= 1, "history_limit must be >= 1"),
+            (self.refresh_interval_s > 0, "refresh_interval_s must be > 0"),
+            (self.ingest_batch >= 1, "ingest_batch must be >= 1"),
+            (bool(self.topic.strip()), "topic must not be empty"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise SettingsError(f"invalid configuration: {message}")
+        if self.broker and not self.broker.startswith(("kafka://", "aiokafka://")):
+            raise SettingsError(
+                f"invalid configuration: broker {self.broker!r} must look like kafka://host:port"
+            )
+
+    @property
+    def broker_url(self) -> str:
+        """The broker Faust connects to (the embedded one when none is set)."""
+        return self.broker or f"kafka://127.0.0.1:{self.embedded_broker_port}"
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        """host:port list for plain aiokafka clients."""
+        urls = self.broker_url.split("://", 1)[1]
+        return [u.strip() for u in urls.replace(";", ",").split(",") if u.strip()]
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+
+def _convert(kind: type, value: Any, label: str) -> Any:
+    if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+        return value
+    text = str(value).strip()
+    try:
+        if kind is bool:
+            lowered = text.lower()
+            if lowered in {"1", "true", "yes", "on"}:
+                return True
+            if lowered in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(text)
+        if kind is int:
+            return int(text.replace("_", ""))
+        if kind is float:
+            return float(text)
+        return text
+    except ValueError:
+        raise SettingsError(
+            f"invalid configuration: {label} = {text!r} is not a valid {kind.__name__}"
+        ) from None
