@@ -1,0 +1,63 @@
+"""The parts one worker shares between its agents and its web views.
+
+Built once per app by :func:`recstream.app.create_app`; agents and views get
+it passed in rather than importing globals, so tests can build several.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import socket
+
+import faust
+
+from recstream.metrics import Metrics
+from recstream.serving import Recommender
+from recstream.settings import Settings
+from recstream.topics import Topics
+from tables import Tables
+from tables.memory import ItemIndex, UserIndex
+from tables.users import UserStore
+
+
+@dataclasses.dataclass
+class Readiness:
+    """``/readyz`` is 200 only when every part below is set."""
+
+    tables_recovered: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    items_loaded: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    users_loaded: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+
+    def missing(self) -> list[str]:
+        return [f.name for f in dataclasses.fields(self) if not getattr(self, f.name).is_set()]
+
+
+@dataclasses.dataclass
+class Runtime:
+    settings: Settings
+    app: faust.App
+    tables: Tables
+    topics: Topics
+    metrics: Metrics
+    items: ItemIndex
+    users: UserIndex
+    user_store: UserStore
+    recommender: Recommender
+    readiness: Readiness
+    global_mean: float
+    worker_id: str = dataclasses.field(default_factory=socket.gethostname)
+    model_version: str = "online"
+
+    @classmethod
+    def build(cls, app: faust.App, settings: Settings, tables: Tables, topics: Topics
+              ) -> "Runtime":
+        items = ItemIndex(settings.n_factors, init_scale=settings.init_scale, seed=settings.seed)
+        users = UserIndex(settings.n_factors, settings.top_k, settings.max_user_id)
+        store = UserStore(tables.user_history, tables.user_vectors,
+                          history_limit=settings.history_limit)
+        recommender = Recommender(settings, items, users, store.peek)
+        midpoint = (settings.rating_min + settings.rating_max) / 2
+        return cls(settings=settings, app=app, tables=tables, topics=topics, metrics=Metrics(),
+                   items=items, users=users, user_store=store, recommender=recommender,
+                   readiness=Readiness(), global_mean=midpoint + 0.1 * (settings.rating_max
+                                                                        - settings.rating_min))

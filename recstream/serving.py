@@ -1,0 +1,126 @@
+"""Answers for ``/recommend``: precomputed per user, recomputed when state changes.
+
+A request costs a row lookup and a string join when the user's answer is
+fresh; a stale one (the user just rated or watched something) is recomputed
+on the spot for that user, so a new rating shows in the very next answer.
+The background refresher recomputes stale rows in batches (one matrix
+product in an executor thread) so that most requests find a fresh row.
+Unknown users get the popularity fallback, which is kept safe for minors.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable, Optional
+
+import numpy as np
+
+from models.ranking import mask_rows, score_users, top_k, top_k_rows
+from recstream.settings import Settings
+from tables.codecs import UserHistory
+from tables.memory import ItemIndex, UserIndex
+
+Source = str  # "personal" | "refreshed" | "popular" | "fallback"
+
+
+class Recommender:
+    def __init__(self, settings: Settings, items: ItemIndex, users: UserIndex,
+                 history_of: Callable[[int], Optional[UserHistory]]) -> None:
+        self.settings = settings
+        self.items = items
+        self.users = users
+        self.history_of = history_of
+        self.half_life_s = settings.popularity_half_life_h * 3600.0
+        self.stream_time = 0.0  # newest event time seen: popularity is decayed to it
+        self.fallback_rows: list[int] = []
+        self.fallback_line = ""
+        self._prior: Optional[np.ndarray] = None
+        self._prior_at = -1.0
+
+    # -- popularity -------------------------------------------------------------------
+    def observe_time(self, event_time: float) -> None:
+        if event_time > self.stream_time:
+            self.stream_time = event_time
+
+    def prior(self) -> np.ndarray:
+        """Popularity prior, recomputed at most once a second of wall time."""
+        now = time.monotonic()
+        if self._prior is None or now - self._prior_at > 1.0 or \
+                self._prior.shape[0] != len(self.items):
+            self._prior = self.items.prior(self.stream_time, self.half_life_s,
+                                           self.settings.popularity_blend)
+            self._prior_at = now
+        return self._prior
+
+    def refresh_fallback(self) -> None:
+        n = len(self.items)
+        if n == 0:
+            return
+        scores = self.items.popularity(self.stream_time, self.half_life_s)
+        # Ties (e.g. nothing played yet) fall back to the item bias, then to order.
+        scores = scores + 1e-6 * self.items.bias[:n]
+        scores = np.where(self.items.safe_for_minors[:n], scores, -np.inf)
+        rows = top_k(scores, self.settings.top_k)
+        self.fallback_rows = rows
+        self.fallback_line = ",".join(self.items.ids[r] for r in rows)
+
+    # -- answers ----------------------------------------------------------------------
+    def answer(self, user: int) -> tuple[str, Source]:
+        row = self.users.get_row(user)
+        if row < 0:
+            if not self.fallback_line:
+                self.refresh_fallback()
+            return self.fallback_line, "fallback"
+        if not self.users.fresh[row]:
+            answers = self.compute([row])
+            self.users.store_answers(np.array([row]), answers)
+            self.users.dirty.discard(row)
+            source = "personal" if self.users.has_vector[row] else "popular"
+        else:
+            source = "personal" if self.users.has_vector[row] else "popular"
+        ids = self.items.ids
+        line = ",".join(ids[i] for i in self.users.answers[row] if i >= 0)
+        if not line:
+            if not self.fallback_line:
+                self.refresh_fallback()
+            return self.fallback_line, "fallback"
+        return line, source
+
+    def exclusions(self, rows: list[int] | np.ndarray) -> list[np.ndarray]:
+        """Item rows each user must not get: already seen (if configured)."""
+        out = []
+        row_of = self.items.row_of
+        for r in rows:
+            if not self.settings.exclude_watched:
+                out.append(np.empty(0, np.int64))
+                continue
+            history = self.history_of(int(self.users.user_ids[r]))
+            seen = history.seen() if history is not None else ()
+            out.append(np.fromiter((row_of[m] for m in seen if m in row_of), np.int64))
+        return out
+
+    def compute(self, rows: list[int] | np.ndarray,
+                exclusions: Optional[list[np.ndarray]] = None) -> np.ndarray:
+        """Top-k item rows for user ``rows`` → int32 ``[len(rows), k]`` (-1 padded)."""
+        rows = np.asarray(rows, np.int64)
+        n = len(self.items)
+        if exclusions is None:
+            exclusions = self.exclusions(rows)
+        return self.score_and_rank(
+            self.users.factors[rows], self.users.minor[rows], exclusions,
+            self.items.factors[:n], self.items.bias[:n], self.prior()[:n],
+            self.items.safe_for_all[:n], self.items.safe_for_minors[:n], self.settings.top_k)
+
+    @staticmethod
+    def score_and_rank(user_factors: np.ndarray, minor: np.ndarray,
+                       exclusions: list[np.ndarray], item_factors: np.ndarray,
+                       item_bias: np.ndarray, prior: np.ndarray, safe_for_all: np.ndarray,
+                       safe_for_minors: np.ndarray, k: int) -> np.ndarray:
+        """Pure numpy; safe to run in an executor thread on array snapshots."""
+        if item_factors.shape[0] == 0:
+            return np.full((user_factors.shape[0], k), -1, np.int32)
+        scores = score_users(user_factors, item_factors, item_bias, prior)
+        scores[:, ~safe_for_all] = -np.inf
+        if minor.any():
+            scores[np.ix_(minor, ~safe_for_minors)] = -np.inf
+        mask_rows(scores, exclusions)
+        return top_k_rows(scores, k)

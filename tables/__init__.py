@@ -1,0 +1,73 @@
+"""recstream's tables: every ``app.Table``, its key → value meaning, its one writer.
+
+All tables are RocksDB-backed (rocksdict) with a changelog topic, keyed by the
+raw bytes of the Kafka message key (see :mod:`tables.codecs`), values encoded
+by us (raw serializer) so the hot path pays for one orjson/numpy call, not a
+codec chain.
+
+| table              | key   | value                                   | writer agent          |
+|--------------------|-------|-----------------------------------------|-----------------------|
+| user_history       | user  | UserHistory (watches, ratings, created) | agents.users          |
+| user_vectors       | user  | float32 [bias, p_u]                     | agents.users          |
+| movie_stats        | movie | MovieStats (plays, viewers, ratings)    | agents.movies         |
+| item_factors       | movie | float32 [bias, q_i] (authoritative)     | agents.movies         |
+| movie_catalog      | movie | normalised metadata (JSON)              | agents.catalog        |
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import faust
+
+from recstream.settings import Settings
+
+__all__ = ["Tables", "define_tables", "is_ours"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Tables:
+    user_history: faust.Table
+    user_vectors: faust.Table
+    movie_stats: faust.Table
+    item_factors: faust.Table
+    movie_catalog: faust.Table
+
+    def all(self) -> list[faust.Table]:
+        return [getattr(self, f.name) for f in dataclasses.fields(self)]
+
+
+def define_tables(app: faust.App, settings: Settings) -> Tables:
+    """Declare every table on ``app`` (nothing is opened until the worker starts)."""
+
+    def table(name: str, help: str) -> faust.Table:
+        return app.Table(
+            name,
+            default=None,
+            key_type=bytes,
+            value_type=bytes,
+            partitions=settings.partitions,
+            help=help,
+        )
+
+    return Tables(
+        user_history=table(
+            "user_history",
+            "user id -> recent watches (max minute, first/last time), ratings, account creation",
+        ),
+        user_vectors=table("user_vectors", "user id -> float32 [bias, factors] of the online MF"),
+        movie_stats=table(
+            "movie_stats",
+            "movie id -> plays, unique viewers, rating count/sum/sumsq, decayed popularity",
+        ),
+        item_factors=table(
+            "item_factors", "movie id -> float32 [bias, factors]; the one authoritative copy"
+        ),
+        movie_catalog=table("movie_catalog", "movie id -> normalised metadata from the movie API"),
+    )
+
+
+def is_ours() -> bool:
+    """True when ``import tables`` resolved to this package, not PyTables."""
+    return Path(sys.modules[__name__].__file__).resolve().parent == Path(__file__).resolve().parent

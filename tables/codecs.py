@@ -1,0 +1,149 @@
+"""Byte encodings of table values: compact, versionless, never pickled.
+
+Vectors are little-endian float32 ``[bias, f_1 … f_k]``.  Structured values
+are orjson.  Keys are the UTF-8 of the user id's decimal form or the movie
+slug, i.e. exactly the Kafka message keys, so the default partitioner puts a
+key's changelog record in the partition of the events that produced it.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+import numpy as np
+import orjson
+
+
+def user_key(user: int) -> bytes:
+    return str(user).encode()
+
+
+def movie_key(movie: str) -> bytes:
+    return movie.encode()
+
+
+def encode_vector(bias: float, vector: np.ndarray) -> bytes:
+    out = np.empty(vector.shape[0] + 1, "<f4")
+    out[0] = bias
+    out[1:] = vector
+    return out.tobytes()
+
+
+def decode_vector(raw: bytes) -> tuple[float, np.ndarray]:
+    arr = np.frombuffer(raw, "<f4")
+    return float(arr[0]), arr[1:].astype(np.float32)
+
+
+@dataclasses.dataclass(slots=True)
+class UserHistory:
+    """What one user did, bounded (``limit`` most recent watches and ratings).
+
+    ``watches``: movie → ``[max_minute, first_time, last_time, saved_minute]``;
+    ``ratings``: movie → ``[rating, time]``.  Updates are idempotent: a
+    redelivered minute or rating leaves the record unchanged.  ``saved_minute``
+    is the extent last written to the table, so the writer can checkpoint
+    progress every few minutes instead of on every minute.
+    """
+
+    watches: dict[str, list] = dataclasses.field(default_factory=dict)
+    ratings: dict[str, list] = dataclasses.field(default_factory=dict)
+    created: Optional[float] = None
+
+    def watch(self, movie: str, minute: int, time: float, complete_at: int) -> str | None:
+        """Apply one watched minute → ``"start"``, ``"complete"``, ``"progress"`` or None.
+
+        None means nothing changed (a redelivered or earlier minute).
+        """
+        entry = self.watches.get(movie)
+        if entry is None:
+            self.watches[movie] = [minute, time, time, -1]
+            return "complete" if minute >= complete_at else "start"
+        if minute <= entry[0]:
+            if time > entry[2]:
+                entry[2] = time
+            return None
+        crossed = entry[0] < complete_at <= minute
+        entry[0] = minute
+        entry[2] = max(entry[2], time)
+        return "complete" if crossed else "progress"
+
+    def needs_checkpoint(self, movie: str, every: int) -> bool:
+        entry = self.watches[movie]
+        return entry[0] - entry[3] >= every
+
+    def mark_saved(self) -> None:
+        for entry in self.watches.values():
+            entry[3] = entry[0]
+
+    def rate(self, movie: str, rating: int, time: float) -> tuple[str | None, int | None]:
+        """Apply a rating → (``"new"`` | ``"changed"`` | None, previous rating).
+
+        A rating older than the one held is stale and ignored (out-of-order).
+        """
+        entry = self.ratings.get(movie)
+        if entry is None:
+            self.ratings[movie] = [rating, time]
+            return "new", None
+        if time < entry[1] or (time == entry[1] and rating == entry[0]):
+            return None, entry[0]
+        old = entry[0]
+        self.ratings[movie] = [rating, time]
+        return ("changed" if old != rating else None), old
+
+    def seen(self) -> set[str]:
+        return set(self.watches) | set(self.ratings)
+
+    def rating_stats(self) -> tuple[int, float, float]:
+        """(count, mean, variance) of this user's current ratings."""
+        values = [r[0] for r in self.ratings.values()]
+        if not values:
+            return 0, 0.0, 0.0
+        mean = sum(values) / len(values)
+        return len(values), mean, sum((v - mean) ** 2 for v in values) / len(values)
+
+    def trim(self, limit: int) -> None:
+        for field in (self.watches, self.ratings):
+            if len(field) > limit:
+                newest = sorted(field.items(), key=lambda kv: kv[1][-1], reverse=True)[:limit]
+                field.clear()
+                field.update(newest)
+
+
+def encode_history(history: UserHistory) -> bytes:
+    return orjson.dumps({"w": history.watches, "r": history.ratings, "c": history.created})
+
+
+def decode_history(raw: Optional[bytes]) -> UserHistory:
+    if not raw:
+        return UserHistory()
+    data = orjson.loads(raw)
+    return UserHistory(watches=data.get("w", {}), ratings=data.get("r", {}), created=data.get("c"))
+
+
+@dataclasses.dataclass(slots=True)
+class MovieStats:
+    """Counts for one movie: plays (watch starts), distinct viewers, ratings."""
+
+    plays: int = 0
+    viewers: int = 0
+    ratings: int = 0
+    rating_sum: float = 0.0
+    rating_sumsq: float = 0.0
+    popularity: float = 0.0
+    popularity_time: float = 0.0
+    last_time: float = 0.0
+
+    @property
+    def mean_rating(self) -> float:
+        return self.rating_sum / self.ratings if self.ratings else 0.0
+
+
+def encode_movie_stats(stats: MovieStats) -> bytes:
+    return orjson.dumps(dataclasses.asdict(stats))
+
+
+def decode_movie_stats(raw: Optional[bytes]) -> MovieStats:
+    if not raw:
+        return MovieStats()
+    fields = {f.name for f in dataclasses.fields(MovieStats)}
+    return MovieStats(**{k: v for k, v in orjson.loads(raw).items() if k in fields})

@@ -1,0 +1,161 @@
+"""In-memory mirrors of the tables that serving reads on every request.
+
+RocksDB is the durable copy; these are the numpy projections that make an
+answer O(1) (a precomputed row) and a batch refresh one matrix product:
+
+* :class:`ItemIndex` — every movie this worker knows: factors, bias,
+  decayed popularity and guardrail flags.  Fed by the item broadcast, so every
+  worker holds the whole item model.
+* :class:`UserIndex` — users of this worker's partitions: factors, bias and
+  their precomputed top-k answer with a freshness flag.
+
+Mutated only on the event loop; the refresher reads array snapshots from an
+executor thread (growth swaps in a new array, so a reader never sees a
+half-grown one).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from models.online import grow, init_vector
+from models.popularity import decayed_scores, popularity_prior
+
+
+class ItemIndex:
+    def __init__(self, n_factors: int, *, init_scale: float, seed: int) -> None:
+        self.n_factors = n_factors
+        self.init_scale = init_scale
+        self.seed = seed
+        self.ids: list[str] = []
+        self.row_of: dict[str, int] = {}
+        cap = 1024
+        self.factors = np.zeros((cap, n_factors), np.float32)
+        self.bias = np.zeros(cap, np.float32)
+        self.pop_score = np.zeros(cap, np.float64)
+        self.pop_time = np.zeros(cap, np.float64)
+        self.plays = np.zeros(cap, np.int64)
+        self.safe_for_all = np.ones(cap, bool)  # not adult
+        self.safe_for_minors = np.ones(cap, bool)  # not adult, not R / NC-17
+        self.version = 0
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def row(self, movie: str) -> int:
+        """The row of ``movie``, adding it (with its deterministic init vector) if new."""
+        row = self.row_of.get(movie)
+        if row is not None:
+            return row
+        row = len(self.ids)
+        self.ids.append(movie)
+        self.row_of[movie] = row
+        for name in ("factors", "bias", "pop_score", "pop_time", "plays",
+                     "safe_for_all", "safe_for_minors"):
+            arr = grow(getattr(self, name), row)
+            if name.startswith("safe") and arr.shape[0] > getattr(self, name).shape[0]:
+                arr[getattr(self, name).shape[0]:] = True
+            setattr(self, name, arr)
+        self.factors[row] = init_vector(("i", movie), self.n_factors, scale=self.init_scale,
+                                        seed=self.seed)
+        self.version += 1
+        return row
+
+    def vector(self, movie: str) -> tuple[float, np.ndarray]:
+        """(bias, factors) of ``movie``; an unknown movie gets its init vector (no insert)."""
+        row = self.row_of.get(movie)
+        if row is None:
+            return 0.0, init_vector(("i", movie), self.n_factors, scale=self.init_scale,
+                                    seed=self.seed)
+        return float(self.bias[row]), self.factors[row]
+
+    def update(self, movie: str, *, bias: float | None = None, factors: np.ndarray | None = None,
+               pop_score: float | None = None, pop_time: float | None = None,
+               plays: int | None = None) -> int:
+        row = self.row(movie)
+        if factors is not None and factors.shape == (self.n_factors,):
+            self.factors[row] = factors
+        if bias is not None:
+            self.bias[row] = bias
+        if pop_score is not None:
+            self.pop_score[row] = pop_score
+        if pop_time is not None:
+            self.pop_time[row] = pop_time
+        if plays is not None:
+            self.plays[row] = plays
+        self.version += 1
+        return row
+
+    def set_flags(self, movie: str, *, adult: bool, minors_ok: bool) -> None:
+        row = self.row(movie)
+        self.safe_for_all[row] = not adult
+        self.safe_for_minors[row] = (not adult) and minors_ok
+
+    def popularity(self, now: float, half_life_s: float) -> np.ndarray:
+        n = len(self.ids)
+        return decayed_scores(self.pop_score[:n], self.pop_time[:n], now, half_life_s)
+
+    def prior(self, now: float, half_life_s: float, blend: float) -> np.ndarray:
+        return popularity_prior(self.popularity(now, half_life_s), blend)
+
+
+class UserIndex:
+    """Users of this worker, addressed by row; ``row_of[user_id]`` is -1 when unknown."""
+
+    def __init__(self, n_factors: int, top_k: int, max_user_id: int) -> None:
+        self.n_factors = n_factors
+        self.top_k = top_k
+        self.row_of = np.full(max_user_id + 1, -1, np.int32)
+        cap = 1024
+        self.user_ids = np.zeros(cap, np.int64)
+        self.factors = np.zeros((cap, n_factors), np.float32)
+        self.bias = np.zeros(cap, np.float32)
+        self.has_vector = np.zeros(cap, bool)
+        self.minor = np.zeros(cap, bool)
+        self.answers = np.full((cap, top_k), -1, np.int32)
+        self.fresh = np.zeros(cap, bool)
+        self.count = 0
+        self.dirty: set[int] = set()
+
+    def __len__(self) -> int:
+        return self.count
+
+    def get_row(self, user: int) -> int:
+        if 0 <= user < self.row_of.shape[0]:
+            return int(self.row_of[user])
+        return -1
+
+    def row(self, user: int) -> int:
+        row = self.get_row(user)
+        if row >= 0:
+            return row
+        row = self.count
+        self.count += 1
+        self.row_of[user] = row
+        for name in ("user_ids", "factors", "bias", "has_vector", "minor", "fresh"):
+            setattr(self, name, grow(getattr(self, name), row))
+        if row >= self.answers.shape[0]:
+            bigger = np.full((2 * self.answers.shape[0], self.top_k), -1, np.int32)
+            bigger[: self.answers.shape[0]] = self.answers
+            self.answers = bigger
+        self.user_ids[row] = user
+        return row
+
+    def set_vector(self, user: int, bias: float, factors: np.ndarray) -> int:
+        row = self.row(user)
+        self.factors[row] = factors
+        self.bias[row] = bias
+        self.has_vector[row] = True
+        return row
+
+    def invalidate(self, row: int) -> None:
+        """The user's state changed: their answer is stale until recomputed."""
+        self.fresh[row] = False
+        self.dirty.add(row)
+
+    def invalidate_all(self) -> None:
+        self.fresh[: self.count] = False
+        self.dirty.update(range(self.count))
+
+    def store_answers(self, rows: np.ndarray, answers: np.ndarray) -> None:
+        self.answers[rows] = answers
+        self.fresh[rows] = True

@@ -1,0 +1,75 @@
+"""Typed access to the per-user tables, with a write-back cache of decoded rows.
+
+Ingest applies a micro-batch of events to decoded :class:`UserHistory`
+objects and writes each dirty user once, as the last event that touched it.
+The cache (bounded, LRU) saves a RocksDB read and a decode per event; it is
+cleared on rebalance so a partition that moved away and back is re-read.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Optional
+
+import faust
+import numpy as np
+from faust.types import EventT
+
+from tables.codecs import (
+    UserHistory,
+    decode_history,
+    decode_vector,
+    encode_history,
+    encode_vector,
+    user_key,
+)
+from tables.context import as_event
+
+
+class UserStore:
+    def __init__(self, history: faust.Table, vectors: faust.Table, *, cache_size: int = 200_000,
+                 history_limit: int = 200) -> None:
+        self.history_table = history
+        self.vectors_table = vectors
+        self.cache_size = cache_size
+        self.history_limit = history_limit
+        self._cache: OrderedDict[int, UserHistory] = OrderedDict()
+
+    def history(self, user: int) -> UserHistory:
+        """The user's history (cached; an unknown user gets an empty one, not stored)."""
+        cached = self._cache.get(user)
+        if cached is not None:
+            self._cache.move_to_end(user)
+            return cached
+        history = decode_history(self.history_table.get(user_key(user)))
+        self._remember(user, history)
+        return history
+
+    def peek(self, user: int) -> Optional[UserHistory]:
+        """Read without caching (serving path)."""
+        cached = self._cache.get(user)
+        if cached is not None:
+            return cached
+        raw = self.history_table.get(user_key(user))
+        return decode_history(raw) if raw else None
+
+    def _remember(self, user: int, history: UserHistory) -> None:
+        self._cache[user] = history
+        if len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+
+    def save_history(self, user: int, history: UserHistory, event: EventT) -> None:
+        history.trim(self.history_limit)
+        history.mark_saved()
+        with as_event(event):
+            self.history_table[user_key(user)] = encode_history(history)
+
+    def vector(self, user: int) -> Optional[tuple[float, np.ndarray]]:
+        raw = self.vectors_table.get(user_key(user))
+        return decode_vector(raw) if raw else None
+
+    def save_vector(self, user: int, bias: float, vector: np.ndarray, event: EventT) -> None:
+        with as_event(event):
+            self.vectors_table[user_key(user)] = encode_vector(bias, vector)
+
+    def forget_cache(self) -> None:
+        self._cache.clear()
