@@ -1,0 +1,24 @@
+"""Thin agents, timers and tasks; each module registers its own on the app."""
+from __future__ import annotations
+
+import faust
+
+from recstream.runtime import Runtime
+
+
+def register_all(app: faust.App, rt: Runtime) -> None:
+    from agents import broadcast, catalog, commands, ingest, lifecycle, movies, refresher, users
+
+    fetcher = catalog.register(app, rt)
+    user_writer = users.UserWriter(rt)
+    ingest.register(app, rt, user_writer)
+    movie_writer = movies.register(app, rt, on_play=fetcher.want)
+    broadcast.register(app, rt)
+    refresher.register(app, rt)
+
+    def forget_caches() -> None:
+        rt.user_store.forget_cache()
+        movie_writer.forget()
+
+    lifecycle.register(app, rt, forget_caches)
+    commands.register(app, rt)

@@ -1,0 +1,102 @@
+"""Every worker follows the item broadcast and the movie catalogue, all partitions.
+
+A plain aiokafka consumer without a consumer group assigns itself every
+partition of both topics and reads them from the beginning (the topics are
+compacted in production, so that is one record per movie), keeping the
+in-memory :class:`~tables.memory.ItemIndex` equal to the movies' owners'
+state within a fraction of a second.  ``items_loaded`` is set once the
+follower has caught up with the end offsets it saw at start.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from recstream.catalog import minors_ok, is_adult
+from recstream.runtime import Runtime
+from tables.broadcast import decode_item_state
+
+log = logging.getLogger(__name__)
+
+
+class ItemFollower:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.broadcast_topic = rt.topics.item_broadcast.get_topic_name()
+        self.metadata_topic = rt.topics.movie_metadata.get_topic_name()
+        self.applied = 0
+
+    def apply(self, topic: str, key: bytes, value: bytes) -> None:
+        if value is None or key is None:
+            return
+        movie = key.decode()
+        items = self.rt.items
+        if topic == self.broadcast_topic:
+            bias, factors, pop, pop_time, plays = decode_item_state(value)
+            items.update(movie, bias=bias, factors=factors, pop_score=pop, pop_time=pop_time,
+                         plays=plays)
+        else:
+            meta = orjson.loads(value)
+            items.set_flags(movie, adult=is_adult(meta), minors_ok=minors_ok(meta))
+        self.applied += 1
+
+    async def run(self) -> None:
+        rt = self.rt
+        for topic in (rt.topics.item_broadcast, rt.topics.movie_metadata):
+            await topic.maybe_declare()
+        consumer = AIOKafkaConsumer(bootstrap_servers=rt.settings.bootstrap_servers,
+                                    group_id=None, enable_auto_commit=False,
+                                    auto_offset_reset="earliest")
+        await consumer.start()
+        try:
+            tps = await self._all_partitions(consumer)
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            end = await consumer.end_offsets(tps)
+            caught_up = not any(end.values())
+            while True:
+                batches = await consumer.getmany(timeout_ms=200, max_records=5000)
+                for tp, records in batches.items():
+                    for record in records:
+                        try:
+                            self.apply(tp.topic, record.key, record.value)
+                        except (ValueError, orjson.JSONDecodeError) as exc:
+                            log.warning("bad record on %s: %s", tp.topic, exc)
+                if not caught_up:
+                    positions = {tp: await consumer.position(tp) for tp in tps}
+                    caught_up = all(positions[tp] >= end[tp] for tp in tps)
+                if caught_up and not rt.readiness.items_loaded.is_set():
+                    rt.recommender.refresh_fallback()
+                    rt.users.invalidate_all()
+                    rt.readiness.items_loaded.set()
+                    log.info("item follower caught up: %d movies", len(rt.items))
+                await asyncio.sleep(0)
+        finally:
+            await consumer.stop()
+
+    async def _all_partitions(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
+        tps = []
+        for topic in (self.broadcast_topic, self.metadata_topic):
+            for _ in range(100):
+                parts = consumer.partitions_for_topic(topic)
+                if parts:
+                    break
+                await consumer._client.force_metadata_update()  # topic just created
+                await asyncio.sleep(0.1)
+            else:
+                raise RuntimeError(f"topic {topic} has no partitions")
+            tps.extend(TopicPartition(topic, p) for p in sorted(parts))
+        return tps
+
+
+def register(app, rt: Runtime) -> ItemFollower:
+    follower = ItemFollower(rt)
+
+    @app.task
+    async def follow_items() -> None:
+        await follower.run()
+
+    return follower

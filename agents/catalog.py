@@ -1,0 +1,110 @@
+"""The movie catalogue: metadata fetched from the movie API in bulk, cached.
+
+Movies are asked for when their owner first sees them played; a background
+task fetches up to ``api_batch_size`` (≤200) ids per call, publishes each
+normalised record to the metadata topic (keyed by movie), and the
+``write_catalog`` agent — the table's one writer — stores it.  The API being
+slow or down only delays metadata (retried after ``api_retry_s``); ingest
+never waits for it.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import aiohttp
+import orjson
+
+from recstream.catalog import normalise, records_from_response
+from recstream.runtime import Runtime
+from tables.codecs import movie_key
+from tables.context import as_event
+
+log = logging.getLogger(__name__)
+
+
+class CatalogFetcher:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.pending: set[str] = set()
+        self.known: set[str] = set()
+        self.retry_at: dict[str, float] = {}
+        self.wake = asyncio.Event()
+
+    def want(self, movie: str) -> None:
+        if movie in self.known or movie in self.pending:
+            return
+        if self.retry_at.get(movie, 0.0) > time.monotonic():
+            return
+        if self.rt.tables.movie_catalog.get(movie_key(movie)) is not None:
+            self.known.add(movie)
+            return
+        self.pending.add(movie)
+        if len(self.pending) >= self.rt.settings.api_batch_size:
+            self.wake.set()
+
+    async def run(self) -> None:
+        s = self.rt.settings
+        timeout = aiohttp.ClientTimeout(total=s.api_timeout_s)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            while True:
+                try:
+                    await asyncio.wait_for(self.wake.wait(), timeout=1.0)
+                except asyncio.TimeoutError:
+                    pass
+                self.wake.clear()
+                while self.pending:
+                    batch = sorted(self.pending)[: s.api_batch_size]
+                    self.pending.difference_update(batch)
+                    await self.fetch(session, batch)
+
+    async def fetch(self, session: aiohttp.ClientSession, movies: list[str]) -> None:
+        s = self.rt.settings
+        url = f"{s.api_url.rstrip('/')}/movie/{','.join(movies)}"
+        metrics = self.rt.metrics.api_calls
+        try:
+            async with session.get(url) as response:
+                if response.status == 404:
+                    found = []
+                elif response.status != 200:
+                    raise aiohttp.ClientResponseError(response.request_info, (),
+                                                      status=response.status)
+                else:
+                    found = records_from_response(orjson.loads(await response.read()))
+        except (aiohttp.ClientError, asyncio.TimeoutError, orjson.JSONDecodeError, OSError) as exc:
+            metrics.labels("error").inc()
+            log.info("movie API unavailable (%s); %d ids retried in %.0fs",
+                     type(exc).__name__, len(movies), s.api_retry_s)
+            retry = time.monotonic() + s.api_retry_s
+            self.retry_at.update((m, retry) for m in movies)
+            return
+        metrics.labels("ok").inc()
+        got = set()
+        for raw in found:
+            record = normalise(raw)
+            if record["id"] in movies:
+                got.add(record["id"])
+                await self.rt.topics.movie_metadata.send(key=movie_key(record["id"]),
+                                                         value=orjson.dumps(record))
+        self.known.update(got)
+        missing_retry = time.monotonic() + 10 * s.api_retry_s
+        self.retry_at.update((m, missing_retry) for m in movies if m not in got)
+
+
+def register(app, rt: Runtime) -> CatalogFetcher:
+    fetcher = CatalogFetcher(rt)
+
+    @app.agent(rt.topics.movie_metadata, name="write_catalog")
+    async def write_catalog(stream) -> None:
+        async for event in stream.events():
+            if event.key and event.value:
+                with as_event(event):
+                    rt.tables.movie_catalog[event.key] = event.value
+                fetcher.known.add(event.key.decode())
+
+    @app.task
+    async def fetch_catalog() -> None:
+        await fetcher.run()
+
+    return fetcher

@@ -1,0 +1,83 @@
+"""movielog → parsed events in their user's partition → :class:`UserWriter`.
+
+Each raw line is parsed once.  Rejects go to the quarantine topic with their
+reason and are counted.  A valid event already in the partition its user id
+hashes to (our simulator and ``replay`` key lines by user) is applied right
+here; any other is forwarded, keyed by user, to the events topic and applied
+by ``ingest_rekeyed`` on the partition's owner.  Both agents call the same
+writer, so each user's state still has exactly one writer per partition.
+"""
+from __future__ import annotations
+
+import asyncio
+
+from recstream.parsing import parse_raw
+from recstream.records import Rejected
+from recstream.runtime import Runtime
+from tables.codecs import user_key
+from tables.context import partition_for
+
+from agents.users import UserWriter
+
+
+class Ingest:
+    def __init__(self, rt: Runtime, writer: UserWriter) -> None:
+        self.rt = rt
+        self.writer = writer
+        s = rt.settings
+        self.parse_args = dict(rating_min=s.rating_min, rating_max=s.rating_max,
+                               max_user_id=s.max_user_id, max_minute=s.max_minute)
+        self.partitions = s.partitions
+
+    async def consume(self, events, *, forward: bool) -> None:
+        rt = self.rt
+        metrics = rt.metrics
+        local = []
+        # Applying in place is only right when movielog is co-partitioned with
+        # the tables (same partition count); otherwise every event is re-keyed.
+        same_layout = not forward or self._co_partitioned()
+        for event in events:
+            parsed = parse_raw(event.value if event.value is not None else b"",
+                               **self.parse_args)
+            if isinstance(parsed, Rejected):
+                metrics.lines.labels("rejected").inc()  # only raw lines can be rejected
+                metrics.rejects.labels(parsed.reason).inc()
+                message = event.message
+                parsed.topic, parsed.partition, parsed.offset = (
+                    message.topic, message.partition, message.offset)
+                await rt.topics.quarantine.send(value=parsed)
+                continue
+            if forward:
+                metrics.lines.labels("valid").inc()
+            key = user_key(parsed.user)
+            if not forward or (same_layout and
+                               event.message.partition == partition_for(key, self.partitions)):
+                local.append((event, parsed))
+            else:
+                metrics.rekeyed.inc()
+                await rt.topics.events.send(key=key, value=event.value)
+        if local:
+            await self.writer.apply(local)
+
+    def _co_partitioned(self) -> bool:
+        topic = self.rt.topics.movielog.get_topic_name()
+        return self.rt.app.consumer.topic_partitions(topic) == self.partitions
+
+
+def register(app, rt: Runtime, writer: UserWriter) -> Ingest:
+    ingest = Ingest(rt, writer)
+    s = rt.settings
+
+    @app.agent(rt.topics.movielog, name="ingest_movielog")
+    async def ingest_movielog(stream) -> None:
+        async for events in stream.take_events(s.ingest_batch, s.ingest_within_s):
+            await ingest.consume(events, forward=True)
+            await asyncio.sleep(0)  # let /recommend in between batches
+
+    @app.agent(rt.topics.events, name="ingest_rekeyed")
+    async def ingest_rekeyed(stream) -> None:
+        async for events in stream.take_events(s.ingest_batch, s.ingest_within_s):
+            await ingest.consume(events, forward=False)
+            await asyncio.sleep(0)
+
+    return ingest

@@ -1,0 +1,72 @@
+"""Start-up and rebalance: load the in-memory user index once tables are recovered."""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from recstream.runtime import Runtime
+from tables.codecs import decode_vector
+
+log = logging.getLogger(__name__)
+
+
+def load_user_vectors(rt: Runtime) -> int:
+    """Mirror ``user_vectors`` of this worker's partitions into the user index."""
+    count = 0
+    for key, raw in rt.tables.user_vectors.items():
+        if not raw:
+            continue
+        try:
+            user = int(key)
+        except ValueError:
+            continue
+        bias, vec = decode_vector(raw)
+        if vec.shape[0] == rt.settings.n_factors and 0 <= user <= rt.settings.max_user_id:
+            rt.users.set_vector(user, bias, vec)
+            count += 1
+    rt.users.invalidate_all()
+    return count
+
+
+def create_topics(rt: Runtime) -> None:
+    """Create our topics with the right partition counts before the consumer subscribes.
+
+    A broker that auto-creates topics on a metadata request (Tansu does) would
+    otherwise race Faust and create them with its default partition count,
+    breaking co-partitioning with the tables.
+    """
+    from agents.commands import ensure_topics
+    from recstream.topics import partition_counts
+
+    wanted = partition_counts(rt.settings, [t.name for t in rt.tables.all()])
+    loop = asyncio.new_event_loop()
+    try:
+        created = loop.run_until_complete(
+            ensure_topics(rt.settings.bootstrap_servers, wanted, rt.settings.replication_factor))
+    finally:
+        loop.close()
+    if created:
+        log.info("created topics: %s", ", ".join(created))
+
+
+def register(app, rt: Runtime, forget_caches) -> None:
+    @app.on_worker_init.connect
+    def before_worker_starts(app_=None, **kwargs) -> None:
+        create_topics(rt)
+
+    @app.task
+    async def declare_topics() -> None:
+        for topic in rt.topics.__dict__.values():
+            await topic.maybe_declare()
+
+    @app.task
+    async def on_recovered() -> None:
+        await app.tables.recovery.completed.wait()
+        rt.readiness.tables_recovered.set()
+        n = load_user_vectors(rt)
+        rt.readiness.users_loaded.set()
+        log.info("tables recovered; %d user vectors loaded", n)
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(app_, revoked, **kwargs) -> None:
+        forget_caches()

@@ -1,0 +1,141 @@
+"""The one writer of ``movie_stats`` and ``item_factors``, and the item broadcaster.
+
+Consumes :class:`MovieUpdate` (keyed by movie, so each movie has exactly one
+owner), applies the item half of each online-MF step to the authoritative
+item vector, counts plays/viewers/ratings, and every ``BROADCAST_EVERY_S``
+publishes the changed movies' state to the broadcast topic that every
+worker's :mod:`agents.broadcast` follower applies to its in-memory model.
+"""
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+from faust.types import EventT
+
+from models.online import item_step
+from models.popularity import add_event
+from recstream.records import MovieUpdate
+from recstream.runtime import Runtime
+from tables.codecs import (
+    MovieStats,
+    decode_movie_stats,
+    decode_vector,
+    encode_movie_stats,
+    encode_vector,
+    movie_key,
+)
+from tables.context import as_event
+from tables.broadcast import encode_item_state
+
+BROADCAST_EVERY_S = 0.25
+RATING_POPULARITY_WEIGHT = 0.5
+
+
+class MovieWriter:
+    def __init__(self, rt: Runtime, on_play=lambda movie: None) -> None:
+        self.rt = rt
+        self.on_play = on_play
+        s = rt.settings
+        self.lr, self.reg = s.learning_rate, s.regularization
+        self.clip = s.max_step * (s.rating_max - s.rating_min)
+        self.half_life_s = s.popularity_half_life_h * 3600.0
+        self.stats: dict[str, MovieStats] = {}
+        self.vectors: dict[str, tuple[float, np.ndarray]] = {}
+        self.to_broadcast: set[str] = set()
+
+    def _stats(self, movie: str) -> MovieStats:
+        stats = self.stats.get(movie)
+        if stats is None:
+            stats = self.stats[movie] = decode_movie_stats(
+                self.rt.tables.movie_stats.get(movie_key(movie)))
+        return stats
+
+    def _vector(self, movie: str) -> tuple[float, np.ndarray]:
+        vec = self.vectors.get(movie)
+        if vec is None:
+            raw = self.rt.tables.item_factors.get(movie_key(movie))
+            vec = decode_vector(raw) if raw else self.rt.items.vector(movie)
+            vec = self.vectors[movie] = (vec[0], np.array(vec[1], np.float32))
+        return vec
+
+    async def apply(self, batch: list[EventT]) -> None:
+        stats_dirty: dict[str, EventT] = {}
+        vectors_dirty: dict[str, EventT] = {}
+        for event in batch:
+            update: MovieUpdate = event.value
+            if not isinstance(update, MovieUpdate):
+                continue
+            movie = update.movie
+            stats = self._stats(movie)
+            if update.kind == "play":
+                self.on_play(movie)
+                stats.plays += 1
+                stats.viewers += 1
+                stats.popularity, stats.popularity_time = add_event(
+                    stats.popularity, stats.popularity_time, update.time, 1.0, self.half_life_s)
+            elif update.kind == "rating" and update.rating is not None:
+                if update.old_rating is None:
+                    stats.ratings += 1
+                    stats.rating_sum += update.rating
+                    stats.rating_sumsq += update.rating ** 2
+                else:
+                    stats.rating_sum += update.rating - update.old_rating
+                    stats.rating_sumsq += update.rating ** 2 - update.old_rating ** 2
+                stats.popularity, stats.popularity_time = add_event(
+                    stats.popularity, stats.popularity_time, update.time,
+                    RATING_POPULARITY_WEIGHT, self.half_life_s)
+            stats.last_time = max(stats.last_time, update.time)
+            stats_dirty[movie] = event
+            if update.user_vector is not None:
+                bias, vec = self._vector(movie)
+                user_vec = np.asarray(update.user_vector, np.float32)
+                if user_vec.shape == vec.shape:
+                    vec, bias = item_step(vec, bias, user_vec, update.error, lr=self.lr,
+                                          reg=self.reg, weight=update.weight, clip=self.clip)
+                    self.vectors[movie] = (bias, vec)
+                    vectors_dirty[movie] = event
+                    self.rt.metrics.model_updates.labels("item").inc()
+            self.to_broadcast.add(movie)
+        tables = self.rt.tables
+        for movie, event in stats_dirty.items():
+            with as_event(event):
+                tables.movie_stats[movie_key(movie)] = encode_movie_stats(self.stats[movie])
+        for movie, event in vectors_dirty.items():
+            with as_event(event):
+                tables.item_factors[movie_key(movie)] = encode_vector(*self.vectors[movie])
+
+    async def broadcast(self) -> int:
+        """Publish the state of every movie changed since the last call."""
+        movies, self.to_broadcast = self.to_broadcast, set()
+        send = self.rt.topics.item_broadcast.send
+        for movie in movies:
+            stats = self.stats.get(movie) or MovieStats()
+            bias, vec = self._vector(movie)
+            await send(key=movie_key(movie),
+                       value=encode_item_state(bias, vec, stats.popularity,
+                                               stats.popularity_time, stats.plays))
+        return len(movies)
+
+    def forget(self) -> None:
+        """Partitions moved: re-read from the tables next time."""
+        self.stats.clear()
+        self.vectors.clear()
+
+
+def register(app, rt: Runtime, on_play=lambda movie: None) -> MovieWriter:
+    writer = MovieWriter(rt, on_play)
+    s = rt.settings
+
+    @app.agent(rt.topics.movie_updates, name="apply_movie_updates")
+    async def apply_movie_updates(stream) -> None:
+        async for batch in stream.take_events(s.ingest_batch, s.ingest_within_s):
+            await writer.apply(batch)
+            await asyncio.sleep(0)
+
+    @app.timer(BROADCAST_EVERY_S, name="broadcast_items")
+    async def broadcast_items() -> None:
+        if writer.to_broadcast:
+            await writer.broadcast()
+
+    return writer

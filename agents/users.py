@@ -1,0 +1,137 @@
+"""The one writer of ``user_history`` and ``user_vectors``.
+
+Applies a micro-batch of parsed events (all in their user's own partition) to
+the users' state, takes the user half of each online-MF step, writes every
+dirty user once, and tells the movies' owners what happened to their movies.
+
+Idempotent: a redelivered minute, rating or account creation changes nothing
+and writes nothing.  Watch progress is checkpointed every
+``CHECKPOINT_MINUTES`` minutes of progress (and at start and completion)
+rather than on every minute; a crash can under-count an ongoing watch's
+extent by less than that, never lose a rating, watch start or account.
+"""
+from __future__ import annotations
+
+from faust.types import EventT
+
+from models.online import init_vector, user_step
+from recstream.records import AccountCreated, MovieUpdate, Rating, RecommendationOutcome, WatchMinute
+from recstream.runtime import Runtime
+from tables.codecs import UserHistory, movie_key
+
+CHECKPOINT_MINUTES = 5
+
+
+class UserWriter:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        s = rt.settings
+        self.lr, self.reg = s.learning_rate, s.regularization
+        self.clip = s.max_step * (s.rating_max - s.rating_min)
+        self.pseudo_rating = s.rating_min + 0.8 * (s.rating_max - s.rating_min)
+        self._n_ratings = 0
+
+    async def apply(self, batch: list[tuple[EventT, object]]) -> None:
+        rt = self.rt
+        dirty: dict[int, tuple[EventT, UserHistory]] = {}
+        vectors: dict[int, EventT] = {}
+        updates: list[MovieUpdate] = []
+        for event, record in batch:
+            rt.recommender.observe_time(record.time)
+            kind = type(record).__name__
+            if isinstance(record, WatchMinute):
+                changed = self._watch(record, event, dirty, vectors, updates)
+            elif isinstance(record, Rating):
+                changed = self._rate(record, event, dirty, vectors, updates)
+            elif isinstance(record, AccountCreated):
+                changed = self._created(record, event, dirty)
+            elif isinstance(record, RecommendationOutcome):
+                self._outcome(record)
+                changed = True
+            else:  # pragma: no cover - parse_line returns only the kinds above
+                changed = False
+            rt.metrics.events.labels(kind).inc()
+            if not changed:
+                rt.metrics.duplicates.labels(kind).inc()
+        store = rt.user_store
+        for user, (event, history) in dirty.items():
+            store.save_history(user, history, event)
+        for user, event in vectors.items():
+            row = rt.users.get_row(user)
+            store.save_vector(user, float(rt.users.bias[row]), rt.users.factors[row], event)
+        send = rt.topics.movie_updates.send
+        for update in updates:
+            await send(key=movie_key(update.movie), value=update)
+
+    # -- event kinds ---------------------------------------------------------------------
+    def _watch(self, rec: WatchMinute, event, dirty, vectors, updates) -> bool:
+        history = self.rt.user_store.history(rec.user)
+        is_new = rec.movie not in history.watches
+        change = history.watch(rec.movie, rec.minute, rec.time,
+                               self.rt.settings.watch_complete_minutes)
+        if change is None:
+            return False
+        if is_new:
+            updates.append(MovieUpdate(movie=rec.movie, kind="play", time=rec.time))
+            self.rt.users.invalidate(self.rt.users.row(rec.user))
+        if change == "complete" and rec.movie not in history.ratings:
+            self._learn(rec.user, rec.movie, self.pseudo_rating, self.rt.settings.implicit_weight,
+                        "implicit", rec.time, event, vectors, updates)
+        if is_new or change == "complete" or history.needs_checkpoint(rec.movie,
+                                                                    CHECKPOINT_MINUTES):
+            dirty[rec.user] = (event, history)
+        return True
+
+    def _rate(self, rec: Rating, event, dirty, vectors, updates) -> bool:
+        history = self.rt.user_store.history(rec.user)
+        change, old = history.rate(rec.movie, rec.rating, rec.time)
+        if change is None:
+            return False
+        dirty[rec.user] = (event, history)
+        self._n_ratings += 1
+        self.rt.global_mean += (rec.rating - self.rt.global_mean) / min(self._n_ratings + 10,
+                                                                        10_000)
+        self._learn(rec.user, rec.movie, float(rec.rating), 1.0, "rating", rec.time, event,
+                    vectors, updates, rating=rec.rating, old_rating=old)
+        return True
+
+    def _created(self, rec: AccountCreated, event, dirty) -> bool:
+        history = self.rt.user_store.history(rec.user)
+        if history.created is not None:
+            return False
+        history.created = rec.time
+        self.rt.users.row(rec.user)
+        dirty[rec.user] = (event, history)
+        return True
+
+    def _outcome(self, rec: RecommendationOutcome) -> None:
+        m = self.rt.metrics
+        m.outcomes.labels(str(rec.status)).inc()
+        if rec.latency_ms >= 0:
+            m.platform_latency.observe(rec.latency_ms / 1000.0)
+
+    # -- the user half of an MF step ----------------------------------------------------
+    def _learn(self, user: int, movie: str, value: float, weight: float, kind: str, time: float,
+               event, vectors, updates, rating: int | None = None,
+               old_rating: int | None = None) -> None:
+        rt = self.rt
+        users = rt.users
+        row = users.row(user)
+        if not users.has_vector[row]:
+            stored = rt.user_store.vector(user)
+            if stored is None:
+                stored = (0.0, init_vector(("u", user), rt.settings.n_factors,
+                                           scale=rt.settings.init_scale, seed=rt.settings.seed))
+            users.set_vector(user, *stored)
+        item_bias, item_vec = rt.items.vector(movie)
+        before = users.factors[row].copy()
+        vec, bias, err = user_step(before, float(users.bias[row]), item_vec, item_bias,
+                                   rt.global_mean, value, lr=self.lr, reg=self.reg,
+                                   weight=weight, clip=self.clip)
+        users.set_vector(user, bias, vec)
+        users.invalidate(row)
+        vectors[user] = event
+        rt.metrics.model_updates.labels("user").inc()
+        updates.append(MovieUpdate(movie=movie, kind=kind, time=time, rating=rating,
+                                   old_rating=old_rating, user_vector=before.tolist(),
+                                   error=err, weight=weight))

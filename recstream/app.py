@@ -1,0 +1,53 @@
+"""The one Faust app, built by :func:`create_app`.
+
+``faust -A recstream.app worker`` (and the ``recstream`` CLI) use the
+module-level ``app``, configured from the environment.  Building it connects
+to nothing: Kafka, RocksDB and the web server start with the worker.
+"""
+from __future__ import annotations
+
+import faust
+
+from recstream.runtime import Runtime
+from recstream.settings import Settings
+from recstream.topics import define_topics
+from tables import define_tables
+
+
+def create_app(settings: Settings) -> faust.App:
+    app = faust.App(
+        settings.app_id,
+        broker=settings.broker_url,
+        store="rocksdb://",
+        datadir=str(settings.data_path),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        table_key_serializer="raw",
+        table_value_serializer="raw",
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_in_thread=False,
+        producer_linger_ms=5,
+        producer_max_batch_size=256 * 1024,
+        stream_buffer_maxsize=8192,
+        broker_commit_every=5000,
+        autodiscover=False,
+    )
+    tables = define_tables(app, settings)
+    topics = define_topics(app, settings)
+    rt = Runtime.build(app, settings, tables, topics)
+    app.recstream = rt  # the runtime of this app, for commands and tests
+
+    from agents import register_all
+    from web.views import register as register_web
+
+    register_all(app, rt)
+    register_web(app, rt)
+    return app
+
+
+def runtime_of(app: faust.App) -> Runtime:
+    return app.recstream
+
+
+app = create_app(Settings.from_env())

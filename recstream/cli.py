@@ -1,0 +1,116 @@
+"""The ``recstream`` command.
+
+* ``recstream run`` — the main job: the embedded broker (unless
+  ``RECSTREAM_BROKER`` names one), one worker serving on :8082 and the
+  platform simulator on :8080, supervised together; Ctrl-C stops all three.
+* ``recstream broker`` — the embedded Tansu broker alone, in the foreground.
+* ``recstream sim …`` — the platform simulator (see ``recstream sim --help``).
+* ``recstream evaluate …`` — offline evaluation (see ``--help``).
+* anything else is the Faust CLI of the app: ``worker``, ``replay``, ``tables``…
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+from recstream.settings import Settings, SettingsError
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        print(f"recstream: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv[0] if argv else ""
+    if command == "run":
+        return run(argv[1:])
+    if command == "broker":
+        return broker()
+    if command == "sim":
+        from recstream.sim.cli import main as sim_main
+        return sim_main(argv[1:])
+    if command == "evaluate":
+        from recstream.evaluate_cli import main as evaluate_main
+        return evaluate_main(argv[1:])
+    _settings()  # fail early, with one clear line, on bad configuration
+    from recstream.app import app
+    sys.argv = ["recstream", *argv]
+    app.main()
+    return 0
+
+
+def broker() -> int:
+    from recstream.broker import start_tansu, stop
+    settings = _settings()
+    proc = start_tansu(settings.embedded_broker_port)
+    print(f"tansu broker on 127.0.0.1:{settings.embedded_broker_port} (memory only; "
+          "Ctrl-C stops it)", flush=True)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        stop(proc)
+
+
+def run(extra: list[str]) -> int:
+    """Broker + worker + simulator, as child processes that stop together."""
+    from recstream.broker import start_tansu, stop, wait_for_port
+    settings = _settings()
+    log_dir = Path(settings.data_dir).parent / "log"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    children: list[subprocess.Popen] = []
+    broker_proc = None
+    env = dict(os.environ)
+    if not settings.broker:
+        broker_proc = start_tansu(settings.embedded_broker_port,
+                                  log_path=log_dir / "tansu.log")
+        print(f"recstream: embedded Tansu broker on 127.0.0.1:{settings.embedded_broker_port} "
+              "(memory only)", flush=True)
+        env["RECSTREAM_BROKER"] = settings.broker_url
+    exe = [sys.executable, "-m", "recstream.cli"]
+    stopping = False
+
+    def stop_all(*_):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop_all)
+    signal.signal(signal.SIGTERM, stop_all)
+    try:
+        worker = subprocess.Popen([*exe, "worker", "-l", "info"], env=env)
+        children.append(worker)
+        wait_for_port("127.0.0.1", settings.web_port, 120, worker)
+        print(f"recstream: worker serving http://127.0.0.1:{settings.web_port}/recommend/<user>",
+              flush=True)
+        sim = subprocess.Popen([*exe, "sim", *extra], env=env)
+        children.append(sim)
+        while not stopping and all(c.poll() is None for c in children):
+            time.sleep(0.5)
+        failed = [c for c in children if c.poll() not in (None, 0)]
+        return failed[0].returncode if failed else 0
+    finally:
+        for child in reversed(children):
+            if child.poll() is None:
+                child.send_signal(signal.SIGINT)
+        for child in reversed(children):
+            try:
+                child.wait(20)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        if broker_proc is not None:
+            stop(broker_proc)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
