@@ -1,0 +1,162 @@
+"""Where lines go: Kafka (keyed by user), a file, or memory; and the ground-truth file.
+
+Every sink takes batches of ``(user_id, line)``.  The Kafka key is the user id
+so each user's events land in one partition under the default murmur2
+partitioner — the partition the recommender's worker for that user owns.
+The producer lingers and batches so it is not the simulator's bottleneck;
+delivery failures are counted, not fatal.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import IO, Any, Protocol, Sequence
+
+import orjson
+
+log = logging.getLogger(__name__)
+Batch = Sequence[tuple[int, str | bytes]]
+
+
+class Sink(Protocol):
+    async def start(self) -> None: ...
+    async def write(self, batch: Batch) -> None: ...
+    async def close(self) -> None: ...
+
+
+class MemorySink:
+    """Keeps every line (tests)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.keys: list[int] = []
+
+    async def start(self) -> None:
+        pass
+
+    async def write(self, batch: Batch) -> None:
+        for key, line in batch:
+            self.keys.append(key)
+            self.lines.append(line if isinstance(line, str) else line.decode("utf-8", "replace"))
+
+    async def close(self) -> None:
+        pass
+
+
+class FileSink:
+    """One line per record, appended; ``-`` is stdout."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._file: IO[bytes] | None = None
+
+    async def start(self) -> None:
+        if self.path == "-":
+            import sys
+            self._file = sys.stdout.buffer
+        else:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.path, "ab", buffering=1 << 20)
+
+    async def write(self, batch: Batch) -> None:
+        assert self._file is not None
+        self._file.write(b"".join((l.encode() if isinstance(l, str) else l) + b"\n" for _, l in batch))
+
+    async def close(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+            if self.path != "-":
+                self._file.close()
+            self._file = None
+
+
+class KafkaSink:
+    """aiokafka producer; creates the topic with ``partitions`` partitions when missing."""
+
+    def __init__(self, bootstrap: list[str], topic: str, *, partitions: int = 8,
+                 replication: int = 1, linger_ms: int = 20) -> None:
+        self.bootstrap, self.topic = bootstrap, topic
+        self.partitions, self.replication, self.linger_ms = partitions, replication, linger_ms
+        self.failed = 0
+        self._producer: Any = None
+
+    async def start(self) -> None:
+        from aiokafka import AIOKafkaProducer
+        await self.ensure_topic()
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap, linger_ms=self.linger_ms, max_batch_size=1 << 20,
+            acks=1, enable_idempotence=False, max_request_size=4 << 20)
+        await self._producer.start()
+
+    async def ensure_topic(self) -> None:
+        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+        from aiokafka.errors import TopicAlreadyExistsError
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        await admin.start()
+        try:
+            if self.topic not in set(await admin.list_topics()):
+                try:
+                    await admin.create_topics([NewTopic(self.topic, self.partitions, self.replication)])
+                except TopicAlreadyExistsError:
+                    pass
+        finally:
+            await admin.close()
+
+    def _done(self, future: asyncio.Future) -> None:
+        if future.cancelled() or future.exception() is not None:
+            self.failed += 1
+            if self.failed in (1, 100, 10_000):
+                log.warning("kafka delivery failed (%d so far): %r", self.failed,
+                            None if future.cancelled() else future.exception())
+
+    async def write(self, batch: Batch) -> None:
+        send = self._producer.send
+        for key, line in batch:
+            value = line.encode() if isinstance(line, str) else line
+            future = await send(self.topic, value, key=str(key).encode())
+            future.add_done_callback(self._done)
+
+    async def close(self) -> None:
+        if self._producer is not None:
+            await self._producer.flush()
+            await self._producer.stop()
+            self._producer = None
+
+
+class TruthWriter:
+    """Ground truth as JSON lines, apart from the stream the recommender reads."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._file: IO[bytes] | None = None
+
+    def open(self) -> None:
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "ab", buffering=1 << 20)
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self._file is not None:
+            self._file.write(orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n")
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+class MemoryTruth(TruthWriter):
+    """Ground truth kept in a list (tests, in-process evaluation)."""
+
+    def __init__(self) -> None:
+        super().__init__("")
+        self.records: list[dict[str, Any]] = []
+
+    def open(self) -> None:
+        pass
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.records.append(record)
+
+    def close(self) -> None:
+        pass
