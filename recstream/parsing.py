@@ -160,13 +160,13 @@ def _parse_recommendation(line: str, time: float, user: int, body: str) -> Parse
     if not sep or not server.strip():
         return Rejected(reason="bad_recommendation_line", line=line)
     code_text, sep, result = rest.partition(", result: ")
-    if not sep or not _digits(code_text.strip()):
+    if not sep or not _digits(code_text.strip()) or len(code_text.strip()) > 6:
         return Rejected(reason="bad_recommendation_line", line=line)
     status = int(code_text.strip())
     latency_ms = -1
     head, sep, tail = result.rpartition(", ")
     tail = tail.strip()
-    if sep and tail.endswith("ms") and _digits(tail[:-2].strip()):
+    if sep and tail.endswith("ms") and _digits(tail[:-2].strip()) and len(tail) <= 14:
         latency_ms = int(tail[:-2].strip())
         result = head
     movies: list[str] = []

@@ -78,7 +78,9 @@ class Recommender:
         else:
             source = "personal" if self.users.has_vector[row] else "popular"
         ids = self.items.ids
-        line = ",".join(ids[i] for i in self.users.answers[row] if i >= 0)
+        # Flags can change after the row was ranked (metadata arrives late): check again.
+        safe = self.items.safe_for_minors if self.users.minor[row] else self.items.safe_for_all
+        line = ",".join(ids[i] for i in self.users.answers[row] if i >= 0 and safe[i])
         if not line:
             if not self.fallback_line:
                 self.refresh_fallback()

@@ -86,7 +86,8 @@ class Settings:
             raise SettingsError(f"unknown setting(s): {', '.join(unknown)}")
         values: dict[str, Any] = {}
         for name, value in raw.items():
-            kind = type(getattr(cls, name))
+            # The default's type (getattr(cls, name) is a slot descriptor: slots=True).
+            kind = type(fields[name].default)
             label = source + (name.upper() if source.startswith("environment") else name)
             values[name] = _convert(kind, value, label)
         settings = cls(**values)

@@ -102,9 +102,10 @@ class UserHistory:
         return len(values), mean, sum((v - mean) ** 2 for v in values) / len(values)
 
     def trim(self, limit: int) -> None:
-        for field in (self.watches, self.ratings):
+        # By last time: a watch entry's time is at index 2 (its last item is saved_minute).
+        for field, at in ((self.watches, 2), (self.ratings, 1)):
             if len(field) > limit:
-                newest = sorted(field.items(), key=lambda kv: kv[1][-1], reverse=True)[:limit]
+                newest = sorted(field.items(), key=lambda kv: kv[1][at], reverse=True)[:limit]
                 field.clear()
                 field.update(newest)
 
