@@ -28,6 +28,7 @@ class Ingest:
         self.parse_args = dict(rating_min=s.rating_min, rating_max=s.rating_max,
                                max_user_id=s.max_user_id, max_minute=s.max_minute)
         self.partitions = s.partitions
+        self._valid = rt.metrics.lines.labels("valid")
 
     async def consume(self, events, *, forward: bool) -> None:
         rt = self.rt
@@ -45,17 +46,17 @@ class Ingest:
                 message = event.message
                 parsed.topic, parsed.partition, parsed.offset = (
                     message.topic, message.partition, message.offset)
-                await rt.topics.quarantine.send(value=parsed)
+                await rt.produce(rt.topics.quarantine, None, parsed.dumps())
                 continue
             if forward:
-                metrics.lines.labels("valid").inc()
+                self._valid.inc()
             key = user_key(parsed.user)
             if not forward or (same_layout and
                                event.message.partition == partition_for(key, self.partitions)):
                 local.append((event, parsed))
             else:
                 metrics.rekeyed.inc()
-                await rt.topics.events.send(key=key, value=event.value)
+                await rt.produce(rt.topics.events, key, event.value)
         if local:
             await self.writer.apply(local)
 

@@ -68,34 +68,38 @@ class MovieWriter:
                 continue
             movie = update.movie
             stats = self._stats(movie)
-            if update.kind == "play":
+            if update.plays:
                 self.on_play(movie)
-                stats.plays += 1
-                stats.viewers += 1
+                stats.plays += update.plays
+                stats.viewers += update.plays
                 stats.popularity, stats.popularity_time = add_event(
-                    stats.popularity, stats.popularity_time, update.time, 1.0, self.half_life_s)
-            elif update.kind == "rating" and update.rating is not None:
-                if update.old_rating is None:
+                    stats.popularity, stats.popularity_time, update.time, float(update.plays),
+                    self.half_life_s)
+            for rating, old_rating in update.ratings:
+                if old_rating is None:
                     stats.ratings += 1
-                    stats.rating_sum += update.rating
-                    stats.rating_sumsq += update.rating ** 2
+                    stats.rating_sum += rating
+                    stats.rating_sumsq += rating ** 2
                 else:
-                    stats.rating_sum += update.rating - update.old_rating
-                    stats.rating_sumsq += update.rating ** 2 - update.old_rating ** 2
+                    stats.rating_sum += rating - old_rating
+                    stats.rating_sumsq += rating ** 2 - old_rating ** 2
+            if update.ratings:
                 stats.popularity, stats.popularity_time = add_event(
                     stats.popularity, stats.popularity_time, update.time,
-                    RATING_POPULARITY_WEIGHT, self.half_life_s)
+                    RATING_POPULARITY_WEIGHT * len(update.ratings), self.half_life_s)
             stats.last_time = max(stats.last_time, update.time)
             stats_dirty[movie] = event
-            if update.user_vector is not None:
+            if update.steps:
                 bias, vec = self._vector(movie)
-                user_vec = np.asarray(update.user_vector, np.float32)
-                if user_vec.shape == vec.shape:
-                    vec, bias = item_step(vec, bias, user_vec, update.error, lr=self.lr,
-                                          reg=self.reg, weight=update.weight, clip=self.clip)
-                    self.vectors[movie] = (bias, vec)
-                    vectors_dirty[movie] = event
+                for step in update.steps:
+                    user_vec = np.asarray(step[2:], np.float32)
+                    if user_vec.shape != vec.shape:
+                        continue
+                    vec, bias = item_step(vec, bias, user_vec, float(step[0]), lr=self.lr,
+                                          reg=self.reg, weight=float(step[1]), clip=self.clip)
                     self.rt.metrics.model_updates.labels("item").inc()
+                self.vectors[movie] = (bias, vec)
+                vectors_dirty[movie] = event
             self.to_broadcast.add(movie)
         tables = self.rt.tables
         for movie, event in stats_dirty.items():
@@ -108,13 +112,12 @@ class MovieWriter:
     async def broadcast(self) -> int:
         """Publish the state of every movie changed since the last call."""
         movies, self.to_broadcast = self.to_broadcast, set()
-        send = self.rt.topics.item_broadcast.send
+        topic = self.rt.topics.item_broadcast
         for movie in movies:
             stats = self.stats.get(movie) or MovieStats()
             bias, vec = self._vector(movie)
-            await send(key=movie_key(movie),
-                       value=encode_item_state(bias, vec, stats.popularity,
-                                               stats.popularity_time, stats.plays))
+            await self.rt.produce(topic, movie_key(movie), encode_item_state(
+                bias, vec, stats.popularity, stats.popularity_time, stats.plays))
         return len(movies)
 
     def forget(self) -> None:

@@ -30,12 +30,16 @@ class UserWriter:
         self.clip = s.max_step * (s.rating_max - s.rating_min)
         self.pseudo_rating = s.rating_min + 0.8 * (s.rating_max - s.rating_min)
         self._n_ratings = 0
+        kinds = ("WatchMinute", "Rating", "AccountCreated", "RecommendationOutcome")
+        self._applied = {k: rt.metrics.events.labels(k) for k in kinds}
+        self._unchanged = {k: rt.metrics.duplicates.labels(k) for k in kinds}
+        self._user_steps = rt.metrics.model_updates.labels("user")
 
     async def apply(self, batch: list[tuple[EventT, object]]) -> None:
         rt = self.rt
         dirty: dict[int, tuple[EventT, UserHistory]] = {}
         vectors: dict[int, EventT] = {}
-        updates: list[MovieUpdate] = []
+        updates: dict[str, MovieUpdate] = {}
         for event, record in batch:
             rt.recommender.observe_time(record.time)
             kind = type(record).__name__
@@ -50,18 +54,18 @@ class UserWriter:
                 changed = True
             else:  # pragma: no cover - parse_line returns only the kinds above
                 changed = False
-            rt.metrics.events.labels(kind).inc()
+            self._applied[kind].inc()
             if not changed:
-                rt.metrics.duplicates.labels(kind).inc()
+                self._unchanged[kind].inc()
         store = rt.user_store
         for user, (event, history) in dirty.items():
             store.save_history(user, history, event)
         for user, event in vectors.items():
             row = rt.users.get_row(user)
             store.save_vector(user, float(rt.users.bias[row]), rt.users.factors[row], event)
-        send = rt.topics.movie_updates.send
-        for update in updates:
-            await send(key=movie_key(update.movie), value=update)
+        topic = rt.topics.movie_updates
+        for movie, update in updates.items():
+            await rt.produce(topic, movie_key(movie), update.dumps())
 
     # -- event kinds ---------------------------------------------------------------------
     def _watch(self, rec: WatchMinute, event, dirty, vectors, updates) -> bool:
@@ -72,11 +76,11 @@ class UserWriter:
         if change is None:
             return False
         if is_new:
-            updates.append(MovieUpdate(movie=rec.movie, kind="play", time=rec.time))
+            _update(updates, rec.movie, rec.time).plays += 1
             self.rt.users.invalidate(self.rt.users.row(rec.user))
         if change == "complete" and rec.movie not in history.ratings:
             self._learn(rec.user, rec.movie, self.pseudo_rating, self.rt.settings.implicit_weight,
-                        "implicit", rec.time, event, vectors, updates)
+                        rec.time, event, vectors, updates)
         if is_new or change == "complete" or history.needs_checkpoint(rec.movie,
                                                                     CHECKPOINT_MINUTES):
             dirty[rec.user] = (event, history)
@@ -91,8 +95,9 @@ class UserWriter:
         self._n_ratings += 1
         self.rt.global_mean += (rec.rating - self.rt.global_mean) / min(self._n_ratings + 10,
                                                                         10_000)
-        self._learn(rec.user, rec.movie, float(rec.rating), 1.0, "rating", rec.time, event,
-                    vectors, updates, rating=rec.rating, old_rating=old)
+        _update(updates, rec.movie, rec.time).ratings.append([rec.rating, old])
+        self._learn(rec.user, rec.movie, float(rec.rating), 1.0, rec.time, event, vectors,
+                    updates)
         return True
 
     def _created(self, rec: AccountCreated, event, dirty) -> bool:
@@ -111,9 +116,8 @@ class UserWriter:
             m.platform_latency.observe(rec.latency_ms / 1000.0)
 
     # -- the user half of an MF step ----------------------------------------------------
-    def _learn(self, user: int, movie: str, value: float, weight: float, kind: str, time: float,
-               event, vectors, updates, rating: int | None = None,
-               old_rating: int | None = None) -> None:
+    def _learn(self, user: int, movie: str, value: float, weight: float, time: float,
+               event, vectors, updates) -> None:
         rt = self.rt
         users = rt.users
         row = users.row(user)
@@ -131,7 +135,15 @@ class UserWriter:
         users.set_vector(user, bias, vec)
         users.invalidate(row)
         vectors[user] = event
-        rt.metrics.model_updates.labels("user").inc()
-        updates.append(MovieUpdate(movie=movie, kind=kind, time=time, rating=rating,
-                                   old_rating=old_rating, user_vector=before.tolist(),
-                                   error=err, weight=weight))
+        self._user_steps.inc()
+        _update(updates, movie, time).steps.append([err, weight, *before.tolist()])
+
+
+def _update(updates: dict[str, MovieUpdate], movie: str, time: float) -> MovieUpdate:
+    update = updates.get(movie)
+    if update is None:
+        update = updates[movie] = MovieUpdate(movie=movie, time=time, plays=0, ratings=[],
+                                              steps=[])
+    elif time > update.time:
+        update.time = time
+    return update

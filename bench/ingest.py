@@ -98,6 +98,7 @@ def run_worker(broker: str, topic: str, n: int, work: Path) -> dict:
     log = open(work / "worker.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "recstream.cli", "worker", "-l", "warn"],
                             env=env, stdout=log, stderr=subprocess.STDOUT)
+    profiler = None
     try:
         first = last = None
         seen = 0.0
@@ -111,6 +112,11 @@ def run_worker(broker: str, topic: str, n: int, work: Path) -> dict:
             now = time.monotonic()
             if seen and first is None:
                 first = (now, seen)
+                if os.environ.get("BENCH_PROFILE"):  # py-spy over the ingest phase only
+                    profiler = subprocess.Popen(
+                        ["py-spy", "record", "-p", str(proc.pid), "-o",
+                         os.environ["BENCH_PROFILE"], "-f", "raw", "-r", "200"],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             if seen >= n:
                 last = (now, seen)
                 break
@@ -120,6 +126,9 @@ def run_worker(broker: str, topic: str, n: int, work: Path) -> dict:
         rss = int(open(f"/proc/{proc.pid}/status").read().split("VmRSS:")[1].split()[0]) // 1024
         return {"rate": rate, "rss_mb": rss}
     finally:
+        if profiler is not None:
+            profiler.send_signal(2)
+            profiler.wait(30)
         proc.terminate()
         proc.wait(30)
 

@@ -27,7 +27,7 @@ def create_app(settings: Settings) -> faust.App:
         web_host=settings.web_host,
         web_port=settings.web_port,
         web_in_thread=False,
-        producer_linger_ms=5,
+        producer_linger_ms=20,
         producer_max_batch_size=256 * 1024,
         stream_buffer_maxsize=8192,
         broker_commit_every=5000,

@@ -67,23 +67,19 @@ class Rejected(faust.Record, serializer="json", namespace="recstream.Rejected"):
 
 
 class MovieUpdate(faust.Record, serializer="json", namespace="recstream.MovieUpdate"):
-    """What the user-keyed agent tells the movie-keyed agent about one movie.
+    """What one batch of user events did to one movie, for the movie's owner.
 
-    ``kind`` is ``play`` (first minute of a new viewer), ``rating`` (a new or
-    changed rating; ``old_rating`` is ``None`` for a first rating) or
-    ``implicit`` (a completed watch).  ``user_vector`` and ``error`` carry the
-    SGD step for the item side: the movie's owner applies it to the
-    authoritative item vector.
+    One message per movie per ingest batch (not per event): ``plays`` new
+    viewers; ``ratings`` as ``[rating, old_rating or None]`` pairs (a re-rating
+    carries the rating it replaces); ``steps`` the item halves of online-MF
+    steps as ``[error, weight, *user_vector_before_its_step]``.
     """
 
     movie: str
-    kind: str
     time: float
-    rating: Optional[int] = None
-    old_rating: Optional[int] = None
-    user_vector: Optional[list[float]] = None
-    error: float = 0.0
-    weight: float = 1.0
+    plays: int = 0
+    ratings: list = []
+    steps: list = []
 
 
 class RecommendationServed(faust.Record, serializer="json", namespace="recstream.RecommendationServed"):

@@ -48,6 +48,15 @@ class Runtime:
     worker_id: str = dataclasses.field(default_factory=socket.gethostname)
     model_version: str = "online"
 
+    async def produce(self, topic: faust.TopicT, key: bytes | None, value: bytes) -> None:
+        """Queue one already-encoded message on the app's producer.
+
+        Skips Faust's channel/buffer layers (per-message futures and callbacks)
+        that cost more than the work itself on the ingest path; delivery and
+        ordering are the producer's (idempotent, acks=all in production).
+        """
+        await self.app.producer.send(topic.get_topic_name(), key, value, None, None, None)
+
     @classmethod
     def build(cls, app: faust.App, settings: Settings, tables: Tables, topics: Topics
               ) -> "Runtime":
