@@ -91,7 +91,8 @@ def run_passthrough(broker: str, topic: str, n: int, work: Path) -> float:
 
 def run_worker(broker: str, topic: str, n: int, work: Path) -> dict:
     port = free_port()
-    env = {**os.environ, "RECSTREAM_BROKER": f"kafka://{broker}", "RECSTREAM_TOPIC": topic,
+    scheme = "kafka" if os.environ.get("BENCH_KAFKA") else "tansu"
+    env = {**os.environ, "RECSTREAM_BROKER": f"{scheme}://{broker}", "RECSTREAM_TOPIC": topic,
            "RECSTREAM_APP_ID": f"bench-{os.getpid()}", "RECSTREAM_WEB_PORT": str(port),
            "RECSTREAM_DATA_DIR": str(work / "worker-data"),
            "RECSTREAM_API_URL": "http://127.0.0.1:9"}  # no API: metadata fetches fail fast

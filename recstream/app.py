@@ -32,6 +32,8 @@ def create_app(settings: Settings) -> faust.App:
         stream_buffer_maxsize=8192,
         broker_commit_every=5000,
         autodiscover=False,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_rebalance_timeout=settings.rebalance_timeout_s,
     )
     tables = define_tables(app, settings)
     topics = define_topics(app, settings)

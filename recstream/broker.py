@@ -55,12 +55,16 @@ def start_tansu(port: int = 9092, *, host: str = "127.0.0.1", log_path: Optional
         raise BrokerError(f"{host}:{port} is already in use; set RECSTREAM_BROKER to use it")
     url = f"tcp://{host}:{port}"
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL
-    proc = subprocess.Popen(
-        [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-         "--storage-engine", "memory://tansu/"],
-        stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
-    )
+    try:
+        proc = subprocess.Popen(
+            [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+             "--storage-engine", "memory://tansu/"],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+        )
+    finally:
+        if log_path:
+            out.close()  # the child has its own copy of the descriptor
     try:
         wait_for_port(host, port, timeout, proc)
     except BrokerError:

@@ -21,13 +21,18 @@ class SettingsError(ValueError):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Settings:
-    # Kafka: an empty broker means "start the embedded Tansu broker".
+    # Kafka: an empty broker means "start the embedded Tansu broker".  ``tansu://``
+    # selects the transport that works around Tansu's end offsets (recstream.tansu).
     broker: str = ""
     embedded_broker_port: int = 9092
     app_id: str = "recstream"
     topic: str = "movielog"
     partitions: int = 8
     replication_factor: int = 1
+    # Consumer-group timeouts (seconds).  A new group's first join waits up to
+    # the rebalance timeout on some brokers (Tansu), so it bounds start-up time.
+    session_timeout_s: float = 10.0
+    rebalance_timeout_s: float = 10.0
     # Local state.
     data_dir: str = "var/data"
     # HTTP.
@@ -119,15 +124,16 @@ class Settings:
         for ok, message in checks:
             if not ok:
                 raise SettingsError(f"invalid configuration: {message}")
-        if self.broker and not self.broker.startswith(("kafka://", "aiokafka://")):
+        if self.broker and not self.broker.startswith(("kafka://", "aiokafka://", "tansu://")):
             raise SettingsError(
-                f"invalid configuration: broker {self.broker!r} must look like kafka://host:port"
+                f"invalid configuration: broker {self.broker!r} must look like kafka://host:port "
+                "(or tansu://host:port for a Tansu broker)"
             )
 
     @property
     def broker_url(self) -> str:
-        """The broker Faust connects to (the embedded one when none is set)."""
-        return self.broker or f"kafka://127.0.0.1:{self.embedded_broker_port}"
+        """The broker Faust connects to (the embedded Tansu one when none is set)."""
+        return self.broker or f"tansu://127.0.0.1:{self.embedded_broker_port}"
 
     @property
     def bootstrap_servers(self) -> list[str]:

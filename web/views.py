@@ -8,8 +8,11 @@ popularity fallback with status 200.
 """
 from __future__ import annotations
 
+import hmac
 import logging
 import time
+
+import orjson
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -64,13 +67,45 @@ def make_routes(rt: Runtime) -> list[web.RouteDef]:
         body = generate_latest(metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
+    async def user_state(request: web.Request) -> web.Response:
+        """Operator view of one user's state (behind ``RECSTREAM_OPERATOR_TOKEN``)."""
+        denied = _check_token(request, rt.settings.operator_token)
+        if denied is not None:
+            return denied
+        user = parse_user_id(request.match_info.get("user_id", ""), max_user_id)
+        if user is None:
+            return web.json_response({"error": "not a user id"}, status=400)
+        history = rt.user_store.peek(user)
+        row = rt.users.get_row(user)
+        body = {
+            "user": user,
+            "known": history is not None,
+            "watches": history.watches if history else {},
+            "ratings": history.ratings if history else {},
+            "created": history.created if history else None,
+            "has_vector": bool(row >= 0 and rt.users.has_vector[row]),
+            "answer_fresh": bool(row >= 0 and rt.users.fresh[row]),
+        }
+        return web.json_response(body, dumps=lambda obj: orjson.dumps(obj).decode())
+
     return [
+        web.get("/ops/users/{user_id}", user_state),
         web.get("/recommend/{user_id}", recommend),
         web.get("/recommend/", recommend),
         web.get("/healthz", healthz),
         web.get("/readyz", readyz),
         web.get("/metrics", metrics_view),
     ]
+
+
+def _check_token(request: web.Request, token: str) -> web.Response | None:
+    if not token:
+        return web.json_response({"error": "operator endpoints are disabled: "
+                                           "set RECSTREAM_OPERATOR_TOKEN"}, status=403)
+    given = request.headers.get("Authorization", "")
+    if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        return web.json_response({"error": "missing or wrong bearer token"}, status=401)
+    return None
 
 
 def _fallback(rt: Runtime) -> str:

