@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
+import shutil
+from pathlib import Path
 
 from recstream.runtime import Runtime
 from tables.codecs import decode_vector
@@ -64,9 +67,38 @@ def restore_log_level() -> None:
         root.setLevel(min(levels))
 
 
+def clean_marker(app) -> Path:
+    return Path(app.conf.tabledir).parent / "clean-shutdown"
+
+
+def discard_state_after_crash(app) -> bool:
+    """Wipe the local table stores unless the last run shut down cleanly.
+
+    Faust writes RocksDB before the changelog record is acknowledged, so after
+    a ``kill -9`` the local store can hold updates the changelog never got.
+    Our writers skip no-op updates, so replaying the uncommitted events would
+    not re-send them and the changelog would stay short of them forever (a
+    worker rebuilt elsewhere would lose them).  Recovering from the changelog
+    alone and re-applying the uncommitted events makes both agree again.
+    """
+    marker = clean_marker(app)
+    tabledir = Path(app.conf.tabledir)
+    if marker.exists():
+        marker.unlink()
+        return False
+    if tabledir.exists() and any(tabledir.iterdir()):
+        log.warning("no clean shutdown recorded: rebuilding tables from their changelogs")
+        shutil.rmtree(tabledir)
+        return True
+    return False
+
+
 def register(app, rt: Runtime, forget_caches) -> None:
     @app.on_worker_init.connect
     def before_worker_starts(app_=None, **kwargs) -> None:
+        discard_state_after_crash(app)
+        atexit.register(lambda: clean_marker(app).parent.exists()
+                        and clean_marker(app).touch())
         create_topics(rt)
         # Table writes queue changelog records in Faust's producer buffer; at
         # 100 queued (its default) every consumed message waits for a drain.

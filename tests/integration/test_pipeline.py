@@ -96,10 +96,6 @@ def test_kill9_and_restart_lose_no_rating(make_worker):
             {m: r[0] for m, r in oracle[user].ratings.items()}
     restarted.stop()
 
-    if make_worker.broker.startswith("tansu://"):
-        # Rebuilding a worker from changelogs alone on Tansu has lost ~2% of the users'
-        # records in this test (see README, "The embedded broker"); on Kafka it is exact.
-        return
     fresh = make_worker("fresh")  # empty data dir: tables rebuilt from changelogs alone
     try:
         wait_for(lambda: all_ratings_present(fresh), 120, "ratings recovered from changelog")

@@ -14,7 +14,7 @@ def test_defaults_are_valid_and_match_the_spec():
     assert (s.web_port, s.topic, s.top_k, s.rating_min, s.rating_max) == (8082, "movielog", 20, 1,
                                                                           5)
     assert s.exclude_watched is True
-    assert s.broker_url == "kafka://127.0.0.1:9092"
+    assert s.broker_url == "tansu://127.0.0.1:9092"  # the embedded broker's transport
 
 
 def test_from_env_converts_every_kind():
