@@ -20,6 +20,11 @@ from tables.context import partition_for
 from agents.users import UserWriter
 
 
+# Events applied between two yields to the event loop: ~5 ms of work, so a
+# request never waits behind a whole batch (ingest and serving share the loop).
+CHUNK = 250
+
+
 class Ingest:
     def __init__(self, rt: Runtime, writer: UserWriter) -> None:
         self.rt = rt
@@ -72,13 +77,15 @@ def register(app, rt: Runtime, writer: UserWriter) -> Ingest:
     @app.agent(rt.topics.movielog, name="ingest_movielog")
     async def ingest_movielog(stream) -> None:
         async for events in stream.take_events(s.ingest_batch, s.ingest_within_s):
-            await ingest.consume(events, forward=True)
-            await asyncio.sleep(0)  # let /recommend in between batches
+            for start in range(0, len(events), CHUNK):
+                await ingest.consume(events[start:start + CHUNK], forward=True)
+                await asyncio.sleep(0)  # let /recommend in between chunks
 
     @app.agent(rt.topics.events, name="ingest_rekeyed")
     async def ingest_rekeyed(stream) -> None:
         async for events in stream.take_events(s.ingest_batch, s.ingest_within_s):
-            await ingest.consume(events, forward=False)
-            await asyncio.sleep(0)
+            for start in range(0, len(events), CHUNK):
+                await ingest.consume(events[start:start + CHUNK], forward=False)
+                await asyncio.sleep(0)
 
     return ingest

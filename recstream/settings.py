@@ -66,7 +66,7 @@ class Settings:
     top_k: int = 20
     exclude_watched: bool = True
     refresh_interval_s: float = 0.1
-    refresh_batch: int = 2048
+    refresh_batch: int = 256
     # Ingest.
     ingest_batch: int = 1000
     ingest_within_s: float = 0.05
