@@ -6,13 +6,22 @@ partitions).  The user side computes the error once; the item side reuses it.
 
     r̂(u, i) = μ + b_u + b_i + p_u · q_i
 
-Numerically safe by construction: non-finite inputs leave the state as it
-was, the error is clipped to ``max_step`` times the rating range, and vector
-norms are capped, so an adversarial stream cannot push factors to inf/NaN.
+Factors take plain SGD steps.  Biases, given the row's rating count ``n``,
+take ``(error - reg_b * b) / (n + damping)``: a damped running mean of the
+residual, which converges in one pass where an ``lr``-sized step does not
+(ml-100k u1-u5, one time-ordered pass: 0.9797 -> 0.9445 RMSE, see
+docs/models-offline.md).  Without a count the old ``lr`` step is kept.
+
+Numerically safe by construction: non-finite inputs (global mean included)
+leave the state as it was, the error is clipped to ``max_step`` times the
+rating range, every effective step is at most ``MAX_RATE`` (a weight of 1e300
+cannot overflow float32), and vector norms are capped, so an adversarial
+stream cannot push factors to inf/NaN.
 """
 from __future__ import annotations
 
 import hashlib
+import math
 from typing import Hashable, Iterable, Sequence
 
 import numpy as np
@@ -20,6 +29,8 @@ import numpy as np
 from models.ranking import top_k
 
 MAX_NORM = 10.0
+BIAS_DAMPING = 3.0
+MAX_RATE = 1.0  # the largest effective step (lr × weight, or weight / (n + damping))
 
 
 def init_vector(key: Hashable, n_factors: int, *, scale: float, seed: int) -> np.ndarray:
@@ -30,8 +41,26 @@ def init_vector(key: Hashable, n_factors: int, *, scale: float, seed: int) -> np
 
 
 def _cap_norm(vec: np.ndarray) -> np.ndarray:
-    norm = float(np.linalg.norm(vec))
+    norm = float(np.linalg.norm(vec.astype(np.float64)))
     return vec if norm <= MAX_NORM else (vec * (MAX_NORM / norm)).astype(np.float32)
+
+
+def _finite(*scalars: float, vectors: tuple[np.ndarray, ...] = ()) -> bool:
+    return (all(math.isfinite(x) for x in scalars)
+            and all(bool(np.isfinite(v).all()) for v in vectors))
+
+
+def _rate(lr: float, weight: float) -> float:
+    """The factor step ``lr × weight``, bounded so a huge weight cannot overflow float32."""
+    return min(float(lr) * float(weight), MAX_RATE)
+
+
+def _bias_rate(lr: float, weight: float, count: int | None, damping: float) -> float:
+    """``lr × weight`` without a count; with one, ``weight / (count + damping)``: a damped
+    running mean of the residual, so a bias converges in one pass whatever its row's size."""
+    if count is None:
+        return _rate(lr, weight)
+    return min(weight / max(float(max(count, 0)) + damping, 1.0), MAX_RATE)
 
 
 def predict(user_vec: np.ndarray, user_bias: float, item_vec: np.ndarray,
@@ -41,36 +70,50 @@ def predict(user_vec: np.ndarray, user_bias: float, item_vec: np.ndarray,
 
 def user_step(user_vec: np.ndarray, user_bias: float, item_vec: np.ndarray, item_bias: float,
               global_mean: float, rating: float, *, lr: float, reg: float, weight: float = 1.0,
-              clip: float = 4.0) -> tuple[np.ndarray, float, float]:
+              clip: float = 4.0, n_user: int | None = None, bias_damping: float = BIAS_DAMPING,
+              bias_reg: float | None = None) -> tuple[np.ndarray, float, float]:
     """The user half of one SGD step → ``(user_vec, user_bias, error)``.
 
-    ``error`` is what the item half needs; it is 0.0 when the inputs were not
-    finite (the state is returned unchanged).
+    ``n_user`` is the user's number of ratings, this one included: given, the
+    bias moves by ``weight × (error − bias_reg × bias) / (n_user + bias_damping)``;
+    ``None`` keeps the plain SGD bias step (``lr × weight``).  ``bias_reg``
+    defaults to ``reg``.  ``error`` is what the item half needs; it is 0.0 when
+    the inputs were not finite (the state is returned unchanged).
     """
-    if not (np.isfinite(rating) and np.isfinite(weight) and weight > 0
-            and np.all(np.isfinite(user_vec)) and np.all(np.isfinite(item_vec))
-            and np.isfinite(user_bias) and np.isfinite(item_bias)):
+    if not (_finite(rating, weight, user_bias, item_bias, global_mean,
+                    vectors=(user_vec, item_vec)) and weight > 0):
         return user_vec, user_bias, 0.0
-    err = float(np.clip(rating - predict(user_vec, user_bias, item_vec, item_bias, global_mean),
+    err = float(np.clip(float(rating) - predict(user_vec, user_bias, item_vec, item_bias, global_mean),
                         -clip, clip))
-    step = lr * weight
+    step = _rate(lr, weight)
     new_vec = _cap_norm((user_vec + step * (err * item_vec - reg * user_vec)).astype(np.float32))
-    new_bias = float(np.clip(user_bias + step * (err - reg * user_bias), -clip, clip))
+    b_step = _bias_rate(lr, weight, n_user, bias_damping)
+    b_reg = reg if bias_reg is None else bias_reg
+    new_bias = float(np.clip(user_bias + b_step * (err - b_reg * user_bias), -clip, clip))
+    if not _finite(new_bias, vectors=(new_vec,)):  # absurd hyperparameters: refuse
+        return user_vec, user_bias, 0.0
     return new_vec, new_bias, err
 
 
 def item_step(item_vec: np.ndarray, item_bias: float, user_vec: np.ndarray, error: float, *,
-              lr: float, reg: float, weight: float = 1.0, clip: float = 4.0
-              ) -> tuple[np.ndarray, float]:
-    """The item half of the step, given the user's vector *before* its update."""
-    if not (np.isfinite(error) and np.isfinite(weight) and weight > 0
-            and np.all(np.isfinite(user_vec)) and np.all(np.isfinite(item_vec))
-            and np.isfinite(item_bias)):
+              lr: float, reg: float, weight: float = 1.0, clip: float = 4.0,
+              n_item: int | None = None, bias_damping: float = BIAS_DAMPING,
+              bias_reg: float | None = None) -> tuple[np.ndarray, float]:
+    """The item half of the step, given the user's vector *before* its update.
+
+    ``n_item`` is the item's number of ratings, this one included (see
+    :func:`user_step`; ``None``: plain SGD bias step).
+    """
+    if not (_finite(error, weight, item_bias, vectors=(user_vec, item_vec)) and weight > 0):
         return item_vec, item_bias
     error = float(np.clip(error, -clip, clip))
-    step = lr * weight
+    step = _rate(lr, weight)
     new_vec = _cap_norm((item_vec + step * (error * user_vec - reg * item_vec)).astype(np.float32))
-    new_bias = float(np.clip(item_bias + step * (error - reg * item_bias), -clip, clip))
+    b_step = _bias_rate(lr, weight, n_item, bias_damping)
+    b_reg = reg if bias_reg is None else bias_reg
+    new_bias = float(np.clip(item_bias + b_step * (error - b_reg * item_bias), -clip, clip))
+    if not _finite(new_bias, vectors=(new_vec,)):
+        return item_vec, item_bias
     return new_vec, new_bias
 
 
@@ -82,14 +125,17 @@ class OnlineMF:
     Reads never mutate: an unknown user or item gets a declared fallback.
     """
 
-    def __init__(self, *, n_factors: int = 32, learning_rate: float = 0.02,
-                 regularization: float = 0.05, init_scale: float = 0.05,
+    def __init__(self, *, n_factors: int = 16, learning_rate: float = 0.06,
+                 regularization: float = 0.05, init_scale: float = 0.1,
+                 bias_damping: float | None = BIAS_DAMPING, bias_regularization: float = 0.05,
                  global_mean: float = 3.5, max_step: float = 1.0, seed: int = 7,
                  rating_range: float = 4.0) -> None:
         self.n_factors = n_factors
         self.learning_rate = learning_rate
         self.regularization = regularization
         self.init_scale = init_scale
+        self.bias_damping = bias_damping  # None: biases step at learning_rate, like factors
+        self.bias_regularization = bias_regularization
         self.global_mean = float(global_mean)
         self.max_step = max_step
         self.seed = seed
@@ -101,6 +147,7 @@ class OnlineMF:
         self._Q = np.zeros((16, n_factors), np.float32)
         self._bu = np.zeros(16, np.float64)
         self._bi = np.zeros(16, np.float64)
+        self._user_count = np.zeros(16, np.int64)
         self._item_count = np.zeros(16, np.int64)
         self._n_seen = 0
 
@@ -115,6 +162,7 @@ class OnlineMF:
                           scale=self.init_scale, seed=self.seed)
         if user:
             self._P, self._bu = grow(self._P, row), grow(self._bu, row)
+            self._user_count = grow(self._user_count, row)
             self._P[row] = vec
         else:
             self._Q, self._bi = grow(self._Q, row), grow(self._bi, row)
@@ -124,21 +172,33 @@ class OnlineMF:
         return row
 
     def learn_one(self, user: Hashable, item: Hashable, rating: float, weight: float = 1.0) -> float:
-        """One SGD step on ``(user, item, rating)``; returns the error before it."""
+        """One SGD step on ``(user, item, rating)``; returns the error before it.
+
+        An unusable event (non-finite rating, non-finite or non-positive weight)
+        changes nothing but the id tables.
+        """
         u = self._row(self._users, user, True)
         i = self._row(self._items, item, False)
-        if np.isfinite(rating):
-            self._n_seen += 1
-            self.global_mean += (float(rating) - self.global_mean) / (self._n_seen + 10)
         clip = self.max_step * self.rating_range
+        if not (_finite(rating, weight) and weight > 0):
+            return 0.0
+        # The running mean moves by at most clip / (n + 10) per event, whatever the rating.
+        self._n_seen += 1
+        residual = float(np.clip(float(rating) - self.global_mean, -clip, clip))
+        self.global_mean += residual / (self._n_seen + 10)
+        self._user_count[u] += 1
+        self._item_count[i] += 1
+        counted = self.bias_damping is not None
+        shared = dict(lr=self.learning_rate, reg=self.regularization, weight=weight, clip=clip,
+                      bias_damping=self.bias_damping if counted else BIAS_DAMPING,
+                      bias_reg=self.bias_regularization if counted else None)
         old_p = self._P[u].copy()
         p, bu, err = user_step(old_p, self._bu[u], self._Q[i], self._bi[i], self.global_mean,
-                               rating, lr=self.learning_rate, reg=self.regularization,
-                               weight=weight, clip=clip)
-        q, bi = item_step(self._Q[i], self._bi[i], old_p, err, lr=self.learning_rate,
-                          reg=self.regularization, weight=weight, clip=clip)
+                               rating, n_user=int(self._user_count[u]) if counted else None,
+                               **shared)
+        q, bi = item_step(self._Q[i], self._bi[i], old_p, err,
+                          n_item=int(self._item_count[i]) if counted else None, **shared)
         self._P[u], self._bu[u], self._Q[i], self._bi[i] = p, bu, q, bi
-        self._item_count[i] += 1
         return err
 
     def learn_many(self, users: Iterable, items: Iterable, ratings: Iterable,

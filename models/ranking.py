@@ -9,15 +9,22 @@ import numpy as np
 
 
 def top_k(scores: np.ndarray, k: int) -> list[int]:
-    """Indices of the ``k`` highest finite scores, best first (ties: lower index)."""
-    n = scores.shape[0]
-    if n == 0 or k <= 0:
+    """Indices of the ``k`` highest finite scores, best first (ties: lower index).
+
+    Deterministic at the boundary too: when several items tie at the k-th
+    score, the lowest indices are the ones kept.
+    """
+    if scores.shape[0] == 0 or k <= 0:
         return []
-    k = min(k, n)
-    part = np.argpartition(-scores, k - 1)[:k]
-    order = np.lexsort((part, -scores[part]))
-    chosen = part[order]
-    return [int(i) for i in chosen if np.isfinite(scores[i])]
+    candidates = np.flatnonzero(np.isfinite(scores))
+    if candidates.size > k:
+        values = scores[candidates]
+        kth = -np.partition(-values, k - 1)[k - 1]
+        above = candidates[values > kth]
+        tied = candidates[values == kth][: k - above.size]  # ascending: lower indices first
+        candidates = np.concatenate([above, tied])
+    order = np.lexsort((candidates, -scores[candidates]))
+    return [int(i) for i in candidates[order]]
 
 
 def top_k_rows(scores: np.ndarray, k: int) -> np.ndarray:

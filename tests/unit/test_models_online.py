@@ -143,9 +143,6 @@ def test_adversarial_streams_keep_state_finite_and_bounded(stream):
         assert np.isfinite(mf.predict_one(0, 0))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG models.online: a huge finite weight (lr*weight "
-                   "~1e300) overflows the float32 step; _cap_norm turns inf into NaN and the "
-                   "NaN vector then refuses every later step, so the state is lost for good")
 def test_huge_finite_weight_leaves_state_finite():
     mf = OnlineMF(n_factors=4, seed=1)
     with np.errstate(all="ignore"):
@@ -154,9 +151,6 @@ def test_huge_finite_weight_leaves_state_finite():
     assert np.isfinite(mf._P[0]).all() and np.isfinite(mf._Q[0]).all()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG models.online.OnlineMF.learn_one: the running "
-                   "global mean takes any finite rating; ratings near ±1.8e308 overflow it to "
-                   "inf, and user_step (which does not check global_mean) then yields NaN")
 def test_extreme_finite_ratings_leave_online_mf_finite():
     mf = OnlineMF(n_factors=4, seed=1)
     with np.errstate(all="ignore"):
@@ -274,9 +268,6 @@ def test_top_k_selects_the_best_scores(values, k):
     assert len(set(got)) == len(got)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG models.ranking.top_k: argpartition picks an "
-                   "arbitrary item among ties at the k-th place, so 'ties: lower index' "
-                   "(its docstring; refresh_fallback relies on it) does not hold")
 def test_top_k_breaks_ties_by_lower_index():
     scores = np.array([2, 0, 2, 2, 1, 2, 2, 1, 0, 2, 1, 2, 1, 1, 2, 1, 1, 0, 1, 1, 1, 0, 0, 0, 0,
                        0], np.float64)
