@@ -10,6 +10,8 @@ from typing import Iterable
 
 import numpy as np
 
+from models import ranking
+
 
 def as_items(items: Iterable) -> np.ndarray:
     """Items as a unicode array: ints become their decimal text (``1`` -> ``"1"``)."""
@@ -45,15 +47,5 @@ def csr_by(rows: np.ndarray, n_rows: int, cols: np.ndarray, vals: np.ndarray
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the ``k`` largest finite scores, best first (ties: lower index first)."""
-    finite = np.flatnonzero(np.isfinite(scores))
-    if finite.size == 0 or k <= 0:
-        return finite[:0]
-    k = min(k, finite.size)
-    sub = scores[finite]
-    if k < sub.size:
-        part = np.argpartition(-sub, k - 1)[:k]
-    else:
-        part = np.arange(sub.size)
-    best = part[np.lexsort((finite[part], -sub[part]))]
-    return finite[best]
+    """Indices of the ``k`` largest finite scores, best first (see :func:`models.ranking.top_k`)."""
+    return np.asarray(ranking.top_k(scores, k), dtype=np.int64)
