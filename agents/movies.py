@@ -44,17 +44,24 @@ class MovieWriter:
         self.vectors: dict[str, tuple[float, np.ndarray]] = {}
         self.to_broadcast: set[str] = set()
 
-    def _stats(self, movie: str) -> MovieStats:
+    # Reads happen as the movie's own event: Faust's store reads the partition of
+    # the current event, which inside a micro-batch is the batch's last one.
+    def _stats(self, movie: str, event: EventT) -> MovieStats:
         stats = self.stats.get(movie)
         if stats is None:
-            stats = self.stats[movie] = decode_movie_stats(
-                self.rt.tables.movie_stats.get(movie_key(movie)))
+            with as_event(event):
+                raw = self.rt.tables.movie_stats.get(movie_key(movie))
+            stats = self.stats[movie] = decode_movie_stats(raw)
         return stats
 
-    def _vector(self, movie: str) -> tuple[float, np.ndarray]:
+    def _vector(self, movie: str, event: EventT | None = None) -> tuple[float, np.ndarray]:
         vec = self.vectors.get(movie)
         if vec is None:
-            raw = self.rt.tables.item_factors.get(movie_key(movie))
+            if event is not None:
+                with as_event(event):
+                    raw = self.rt.tables.item_factors.get(movie_key(movie))
+            else:  # outside any stream: Faust looks in every local partition
+                raw = self.rt.tables.item_factors.get(movie_key(movie))
             vec = decode_vector(raw) if raw else self.rt.items.vector(movie)
             vec = self.vectors[movie] = (vec[0], np.array(vec[1], np.float32))
         return vec
@@ -67,9 +74,10 @@ class MovieWriter:
             if not isinstance(update, MovieUpdate):
                 continue
             movie = update.movie
-            stats = self._stats(movie)
+            stats = self._stats(movie, event)
             if update.plays:
-                self.on_play(movie)
+                with as_event(event):
+                    self.on_play(movie)
                 stats.plays += update.plays
                 stats.viewers += update.plays
                 stats.popularity, stats.popularity_time = add_event(
@@ -90,7 +98,7 @@ class MovieWriter:
             stats.last_time = max(stats.last_time, update.time)
             stats_dirty[movie] = event
             if update.steps:
-                bias, vec = self._vector(movie)
+                bias, vec = self._vector(movie, event)
                 for step in update.steps:
                     user_vec = np.asarray(step[2:], np.float32)
                     if user_vec.shape != vec.shape:

@@ -69,7 +69,7 @@ class UserWriter:
 
     # -- event kinds ---------------------------------------------------------------------
     def _watch(self, rec: WatchMinute, event, dirty, vectors, updates) -> bool:
-        history = self.rt.user_store.history(rec.user)
+        history = self.rt.user_store.history(rec.user, event)
         is_new = rec.movie not in history.watches
         change = history.watch(rec.movie, rec.minute, rec.time,
                                self.rt.settings.watch_complete_minutes)
@@ -87,7 +87,7 @@ class UserWriter:
         return True
 
     def _rate(self, rec: Rating, event, dirty, vectors, updates) -> bool:
-        history = self.rt.user_store.history(rec.user)
+        history = self.rt.user_store.history(rec.user, event)
         change, old = history.rate(rec.movie, rec.rating, rec.time)
         if change is None:
             return False
@@ -101,7 +101,7 @@ class UserWriter:
         return True
 
     def _created(self, rec: AccountCreated, event, dirty) -> bool:
-        history = self.rt.user_store.history(rec.user)
+        history = self.rt.user_store.history(rec.user, event)
         if history.created is not None:
             return False
         history.created = rec.time
@@ -122,7 +122,7 @@ class UserWriter:
         users = rt.users
         row = users.row(user)
         if not users.has_vector[row]:
-            stored = rt.user_store.vector(user)
+            stored = rt.user_store.vector(user, event)
             if stored is None:
                 stored = (0.0, init_vector(("u", user), rt.settings.n_factors,
                                            scale=rt.settings.init_scale, seed=rt.settings.seed))

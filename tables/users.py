@@ -26,7 +26,7 @@ from tables.context import as_event
 
 
 class UserStore:
-    def __init__(self, history: faust.Table, vectors: faust.Table, *, cache_size: int = 200_000,
+    def __init__(self, history: faust.Table, vectors: faust.Table, *, cache_size: int = 50_000,
                  history_limit: int = 200) -> None:
         self.history_table = history
         self.vectors_table = vectors
@@ -34,18 +34,24 @@ class UserStore:
         self.history_limit = history_limit
         self._cache: OrderedDict[int, UserHistory] = OrderedDict()
 
-    def history(self, user: int) -> UserHistory:
-        """The user's history (cached; an unknown user gets an empty one, not stored)."""
+    def history(self, user: int, event: EventT) -> UserHistory:
+        """The user's history (cached; an unknown user gets an empty one, not stored).
+
+        Read as ``event`` (one of this user's): inside a stream Faust's store
+        reads only the partition of the *current* event, which in a micro-batch
+        is whichever event came last, not necessarily this user's.
+        """
         cached = self._cache.get(user)
         if cached is not None:
             self._cache.move_to_end(user)
             return cached
-        history = decode_history(self.history_table.get(user_key(user)))
+        with as_event(event):
+            history = decode_history(self.history_table.get(user_key(user)))
         self._remember(user, history)
         return history
 
     def peek(self, user: int) -> Optional[UserHistory]:
-        """Read without caching (serving path)."""
+        """Read without caching (serving path: no current event, all partitions)."""
         cached = self._cache.get(user)
         if cached is not None:
             return cached
@@ -63,8 +69,9 @@ class UserStore:
         with as_event(event):
             self.history_table[user_key(user)] = encode_history(history)
 
-    def vector(self, user: int) -> Optional[tuple[float, np.ndarray]]:
-        raw = self.vectors_table.get(user_key(user))
+    def vector(self, user: int, event: EventT) -> Optional[tuple[float, np.ndarray]]:
+        with as_event(event):
+            raw = self.vectors_table.get(user_key(user))
         return decode_vector(raw) if raw else None
 
     def save_vector(self, user: int, bias: float, vector: np.ndarray, event: EventT) -> None:

@@ -133,7 +133,7 @@ async def test_watch_progress_is_checkpointed_every_five_minutes(rt, recorder, m
                for raw in recorder.writes("user_history", b"9")]
     assert written == [0, CHECKPOINT_MINUTES, 2 * CHECKPOINT_MINUTES]
     # The in-memory history is always current; the table lags by < CHECKPOINT_MINUTES.
-    assert rt.user_store.history(9).watches["up+2009"][0] == 12
+    assert rt.user_store.peek(9).watches["up+2009"][0] == 12
 
 
 async def test_a_whole_watch_in_one_batch_is_written_once(rt, recorder, make_event):
@@ -403,3 +403,21 @@ async def test_rekeyed_agent_and_movie_agent_in_test_context(app, rt, recorder):
             await test_agent.put(update, key=key, partition=1)
         await eventually(lambda: rt.tables.movie_stats.get(key) is not None)
     assert decode_movie_stats(rt.tables.movie_stats.get(key)).plays == 2
+
+
+async def test_reads_use_the_users_own_partition_inside_a_batch(rt, recorder, make_event):
+    """Inside a stream the current event is the batch's last one, maybe of another partition.
+
+    Faust's RocksDB store reads only the current event's partition; a read of user A
+    while the current event is user B's (another partition) must still find A's state.
+    """
+    from tables.context import as_event
+
+    a, b = 3, next(u for u in range(4, 100) if own_partition(rt, u) != own_partition(rt, 3))
+    writer = UserWriter(rt)
+    await apply_lines(rt, make_event, writer, line(a, "GET /rate/up+2009=4"))
+    rt.user_store.forget_cache()
+    other = make_event(b"x", key=user_key(b), partition=own_partition(rt, b))
+    with as_event(other):  # what take_events leaves as the current event
+        await apply_lines(rt, make_event, writer, line(a, "GET /rate/heat+1995=5", second=5))
+    assert sorted(history_of(rt, a).ratings) == ["heat+1995", "up+2009"]
