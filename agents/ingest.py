@@ -20,9 +20,9 @@ from tables.context import partition_for
 from agents.users import UserWriter
 
 
-# Events applied between two yields to the event loop: ~5 ms of work, so a
+# Events applied between two yields to the event loop: ~1-2 ms of work, so a
 # request never waits behind a whole batch (ingest and serving share the loop).
-CHUNK = 250
+CHUNK = 25
 
 
 class Ingest:
