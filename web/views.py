@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import hmac
 import logging
-import time
 
 import orjson
 
 from aiohttp import web
+from prometheus_async import aio
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from recstream.runtime import Runtime
@@ -34,11 +34,10 @@ def make_routes(rt: Runtime) -> list[web.RouteDef]:
     metrics = rt.metrics
     recommender = rt.recommender
     max_user_id = rt.settings.max_user_id
-    observe = metrics.latency.observe
     count = metrics.requests.labels
 
+    @aio.time(metrics.latency)  # prometheus-async: observes the coroutine's duration
     async def recommend(request: web.Request) -> web.Response:
-        start = time.perf_counter()
         user = parse_user_id(request.match_info.get("user_id", ""), max_user_id)
         try:
             if user is None:
@@ -49,7 +48,6 @@ def make_routes(rt: Runtime) -> list[web.RouteDef]:
             log.exception("recommend failed for %r", request.match_info.get("user_id"))
             line, source = recommender.fallback_line or _fallback(rt), "error"
         count(source).inc()
-        observe(time.perf_counter() - start)
         return web.Response(text=line, content_type=TEXT)
 
     async def healthz(request: web.Request) -> web.Response:
