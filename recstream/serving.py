@@ -20,6 +20,7 @@ from tables.codecs import UserHistory
 from tables.memory import ItemIndex, UserIndex
 
 Source = str  # "personal" | "refreshed" | "popular" | "fallback"
+MAX_CLOCK_JUMP_S = 86_400.0
 RANK_CHUNK = 512  # users scored per pass in score_and_rank (bounds its transient memory)
 
 
@@ -39,7 +40,13 @@ class Recommender:
 
     # -- popularity -------------------------------------------------------------------
     def observe_time(self, event_time: float) -> None:
-        if event_time > self.stream_time:
+        """Advance stream time; a jump of more than a day ahead is ignored.
+
+        One line with a far-future timestamp would otherwise decay every
+        popularity score to zero and flatten the fallback ranking.
+        """
+        if event_time > self.stream_time and (
+                self.stream_time == 0.0 or event_time - self.stream_time <= MAX_CLOCK_JUMP_S):
             self.stream_time = event_time
 
     def prior(self) -> np.ndarray:

@@ -254,3 +254,13 @@ def test_score_and_rank_matches_a_slow_oracle(data):
         assert set(got) <= set(allowed)
         assert [score[i] for i in got] == [score[i] for i in expected]
         assert all(i == -1 for i in out[u][len(got):])
+
+
+def test_a_far_future_timestamp_does_not_move_stream_time():
+    from recstream.serving import Recommender
+    rec = Recommender.__new__(Recommender)
+    rec.stream_time = 0.0
+    rec.observe_time(1_700_000_000.0)
+    rec.observe_time(1_700_000_060.0)
+    rec.observe_time(7_000_000_000.0)  # year 2191: ignored
+    assert rec.stream_time == 1_700_000_060.0
