@@ -109,13 +109,14 @@ class MovieWriter:
                 self.vectors[movie] = (bias, vec)
                 vectors_dirty[movie] = event
             self.to_broadcast.add(movie)
-        tables = self.rt.tables
+        tables, put = self.rt.tables, self.rt.changelog.put
         for movie, event in stats_dirty.items():
-            with as_event(event):
-                tables.movie_stats[movie_key(movie)] = encode_movie_stats(self.stats[movie])
+            await put(tables.movie_stats, movie_key(movie), encode_movie_stats(self.stats[movie]),
+                      event)
         for movie, event in vectors_dirty.items():
-            with as_event(event):
-                tables.item_factors[movie_key(movie)] = encode_vector(*self.vectors[movie])
+            await put(tables.item_factors, movie_key(movie), encode_vector(*self.vectors[movie]),
+                      event)
+        self.rt.changelog.checkpoint()
 
     async def broadcast(self) -> int:
         """Publish the state of every movie changed since the last call."""

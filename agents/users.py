@@ -59,10 +59,12 @@ class UserWriter:
                 self._unchanged[kind].inc()
         store = rt.user_store
         for user, (event, history) in dirty.items():
-            store.save_history(user, history, event)
+            await store.save_history(user, history, event)
         for user, event in vectors.items():
             row = rt.users.get_row(user)
-            store.save_vector(user, float(rt.users.bias[row]), rt.users.factors[row], event)
+            await store.save_vector(user, float(rt.users.bias[row]), rt.users.factors[row],
+                                    event)
+        rt.changelog.checkpoint()
         topic = rt.topics.movie_updates
         for movie, update in updates.items():
             await rt.produce(topic, movie_key(movie), update.dumps())

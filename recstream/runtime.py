@@ -16,6 +16,7 @@ from recstream.serving import Recommender
 from recstream.settings import Settings
 from recstream.topics import Topics
 from tables import Tables
+from tables.changelog import ChangelogWriter
 from tables.memory import ItemIndex, UserIndex
 from tables.users import UserStore
 
@@ -45,6 +46,7 @@ class Runtime:
     recommender: Recommender
     readiness: Readiness
     global_mean: float
+    changelog: ChangelogWriter
     worker_id: str = dataclasses.field(default_factory=socket.gethostname)
     model_version: str = "online"
 
@@ -62,11 +64,13 @@ class Runtime:
               ) -> "Runtime":
         items = ItemIndex(settings.n_factors, init_scale=settings.init_scale, seed=settings.seed)
         users = UserIndex(settings.n_factors, settings.top_k, settings.max_user_id)
-        store = UserStore(tables.user_history, tables.user_vectors,
+        changelog = ChangelogWriter(app)
+        store = UserStore(tables.user_history, tables.user_vectors, changelog,
                           history_limit=settings.history_limit)
         recommender = Recommender(settings, items, users, store.peek)
         midpoint = (settings.rating_min + settings.rating_max) / 2
         return cls(settings=settings, app=app, tables=tables, topics=topics, metrics=Metrics(),
+                   changelog=changelog,
                    items=items, users=users, user_store=store, recommender=recommender,
                    readiness=Readiness(), global_mean=midpoint + 0.1 * (settings.rating_max
                                                                         - settings.rating_min))

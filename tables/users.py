@@ -22,12 +22,14 @@ from tables.codecs import (
     encode_vector,
     user_key,
 )
+from tables.changelog import ChangelogWriter
 from tables.context import as_event
 
 
 class UserStore:
-    def __init__(self, history: faust.Table, vectors: faust.Table, *, cache_size: int = 50_000,
-                 history_limit: int = 200) -> None:
+    def __init__(self, history: faust.Table, vectors: faust.Table, changelog: ChangelogWriter,
+                 *, cache_size: int = 50_000, history_limit: int = 200) -> None:
+        self.changelog = changelog
         self.history_table = history
         self.vectors_table = vectors
         self.cache_size = cache_size
@@ -63,20 +65,21 @@ class UserStore:
         if len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
 
-    def save_history(self, user: int, history: UserHistory, event: EventT) -> None:
+    async def save_history(self, user: int, history: UserHistory, event: EventT) -> None:
         history.trim(self.history_limit)
         history.mark_saved()
-        with as_event(event):
-            self.history_table[user_key(user)] = encode_history(history)
+        await self.changelog.put(self.history_table, user_key(user), encode_history(history),
+                                 event)
 
     def vector(self, user: int, event: EventT) -> Optional[tuple[float, np.ndarray]]:
         with as_event(event):
             raw = self.vectors_table.get(user_key(user))
         return decode_vector(raw) if raw else None
 
-    def save_vector(self, user: int, bias: float, vector: np.ndarray, event: EventT) -> None:
-        with as_event(event):
-            self.vectors_table[user_key(user)] = encode_vector(bias, vector)
+    async def save_vector(self, user: int, bias: float, vector: np.ndarray,
+                          event: EventT) -> None:
+        await self.changelog.put(self.vectors_table, user_key(user), encode_vector(bias, vector),
+                                 event)
 
     def forget_cache(self) -> None:
         self._cache.clear()
