@@ -26,6 +26,7 @@ def create_app(settings: Settings) -> faust.App:
         table_value_serializer="raw",
         web_host=settings.web_host,
         web_port=settings.web_port,
+        **({"canonical_url": settings.canonical_url} if settings.canonical_url else {}),
         web_in_thread=False,
         producer_linger_ms=20,
         producer_max_batch_size=256 * 1024,

@@ -38,6 +38,10 @@ class Settings:
     # HTTP.
     web_host: str = "0.0.0.0"
     web_port: int = 8082
+    # How other workers reach this one (partition-owner routing); default
+    # http://<hostname>:<web_port>.
+    canonical_url: str = ""
+    route_timeout_s: float = 0.25
     operator_token: str = ""
     # Platform APIs.
     api_url: str = "http://127.0.0.1:8080"

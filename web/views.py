@@ -18,6 +18,7 @@ from prometheus_async import aio
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from recstream.runtime import Runtime
+from web.routing import ROUTED_HEADER, OwnerRouter
 
 log = logging.getLogger(__name__)
 TEXT = "text/plain"
@@ -30,7 +31,7 @@ def parse_user_id(text: str, max_user_id: int) -> int | None:
     return user if user <= max_user_id else None
 
 
-def make_routes(rt: Runtime) -> list[web.RouteDef]:
+def make_routes(rt: Runtime, router: OwnerRouter | None = None) -> list[web.RouteDef]:
     metrics = rt.metrics
     recommender = rt.recommender
     max_user_id = rt.settings.max_user_id
@@ -42,6 +43,13 @@ def make_routes(rt: Runtime) -> list[web.RouteDef]:
         try:
             if user is None:
                 line, source = recommender.fallback_line or _fallback(rt), "invalid"
+            elif router is not None and ROUTED_HEADER not in request.headers and \
+                    (owner := router.owner_url(user)) is not None:
+                routed = await router.forward(owner, request.path)
+                if routed is not None:
+                    line, source = routed, "routed"
+                else:
+                    line, source = recommender.fallback_line or _fallback(rt), "owner_down"
             else:
                 line, source = recommender.answer(user)
         except Exception:  # never a stack trace to a grader; log it and degrade
@@ -113,4 +121,9 @@ def _fallback(rt: Runtime) -> str:
 
 def register(app, rt: Runtime) -> None:
     """Mount the routes on the worker's aiohttp application."""
-    app.web.web_app.add_routes(make_routes(rt))
+    router = OwnerRouter(rt)
+    app.web.web_app.add_routes(make_routes(rt, router))
+
+    @app.on_before_shutdown.connect
+    async def close_router(app_=None, **kwargs) -> None:
+        await router.close()

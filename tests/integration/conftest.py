@@ -64,6 +64,7 @@ class Worker:
                     "RECSTREAM_WEB_PORT": str(self.port), "RECSTREAM_WEB_HOST": "127.0.0.1",
                     "RECSTREAM_DATA_DIR": str(data_dir), "RECSTREAM_PARTITIONS": "4",
                     "RECSTREAM_OPERATOR_TOKEN": TOKEN,
+                    "RECSTREAM_CANONICAL_URL": f"http://127.0.0.1:{self.port}",
                     "RECSTREAM_API_URL": "http://127.0.0.1:9"}  # no API: fetches fail fast
         self.proc: subprocess.Popen | None = None
 

@@ -106,6 +106,37 @@ def test_kill9_and_restart_lose_no_rating(make_worker):
             for u in sample)) from None
 
 
+def test_two_workers_answer_each_user_from_its_owner(make_worker):
+    """Each worker holds half the partitions; either one answers any user the same."""
+    first, second = make_worker("one"), make_worker("two")
+    wait_for(lambda: first.metric("recstream_table_keys") >= 0 and _owns_some(second), 60,
+             "the second worker to get partitions")
+    lines = sample_lines()[:20243]
+    produce(make_worker.broker, make_worker.topic, lines)
+    total = lambda: first.metric("recstream_lines_total") + second.metric("recstream_lines_total")
+    wait_for(lambda: total() >= len(lines), 180, "both workers to consume every line")
+    assert first.metric("recstream_lines_total") > 0 and second.metric("recstream_lines_total") > 0
+    oracle = expected_histories(lines)
+    users = [u for u, h in oracle.items() if len(h.ratings) >= 2][:40]
+
+    def same_personal_answers() -> bool:
+        for user in users:
+            a, b = first.get(f"/recommend/{user}"), second.get(f"/recommend/{user}")
+            if a != b or a[0] != 200 or set(a[1].decode().split(",")) & oracle[user].seen():
+                return False
+        return True
+
+    wait_for(same_personal_answers, 60, "identical answers from both workers")
+    routed = first.metric('recstream_requests_total{source="routed"}') + \
+        second.metric('recstream_requests_total{source="routed"}')
+    assert routed >= len(users), "requests for the other worker's users were not routed"
+
+
+def _owns_some(worker) -> bool:
+    status, body = worker.get("/readyz")
+    return status == 200
+
+
 def consume_all(broker: str, topic: str) -> list[bytes]:
     import asyncio
 

@@ -1,0 +1,62 @@
+"""Answering a user from the worker that owns the user's partition.
+
+With N workers each holds the state of its own partitions only.  A request
+for a user of another worker's partition is forwarded once (marked so it is
+never forwarded again) to that worker's canonical URL, found from the
+group's assignment; if the owner does not answer within ``route_timeout_s``
+the local fallback is served, so a grader never waits on a sick peer.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import aiohttp
+from faust.types import TP
+
+from recstream.runtime import Runtime
+from tables.codecs import user_key
+from tables.context import partition_for
+
+log = logging.getLogger(__name__)
+ROUTED_HEADER = "X-Recstream-Routed"
+
+
+class OwnerRouter:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.topic = rt.tables.user_history.changelog_topic.get_topic_name()
+        self._session: aiohttp.ClientSession | None = None
+
+    def owner_url(self, user: int) -> str | None:
+        """The owner's base URL when it is another worker, else None (answer here)."""
+        app = self.rt.app
+        partition = partition_for(user_key(user), self.rt.settings.partitions)
+        try:
+            if TP(self.topic, partition) in app.assignor.assigned_actives():
+                return None
+            url = app.router.key_store(self.rt.tables.user_history.name, user_key(user))
+        except (KeyError, AttributeError, RuntimeError):
+            return None  # no assignment known yet: answer with what we have
+        mine = app.conf.canonical_url
+        if (url.host, url.port) == (mine.host, mine.port):
+            return None
+        return str(url).rstrip("/")
+
+    async def forward(self, base_url: str, path: str) -> str | None:
+        if self._session is None:
+            timeout = aiohttp.ClientTimeout(total=self.rt.settings.route_timeout_s)
+            self._session = aiohttp.ClientSession(timeout=timeout)
+        try:
+            async with self._session.get(base_url + path,
+                                         headers={ROUTED_HEADER: "1"}) as response:
+                if response.status == 200:
+                    return await response.text()
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            log.info("owner %s did not answer (%s); serving the fallback", base_url,
+                     type(exc).__name__)
+        return None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
