@@ -19,7 +19,7 @@ from recstream.settings import Settings
 from tables.codecs import UserHistory
 from tables.memory import ItemIndex, UserIndex
 
-Source = str  # "personal" | "refreshed" | "popular" | "fallback"
+Source = str  # "personal" | "popular" (known user, no vector yet) | "fallback" (unknown)
 MAX_CLOCK_JUMP_S = 86_400.0
 RANK_CHUNK = 512  # users scored per pass in score_and_rank (bounds its transient memory)
 

@@ -16,14 +16,12 @@ codec chain.
 from __future__ import annotations
 
 import dataclasses
-import sys
-from pathlib import Path
 
 import faust
 
 from recstream.settings import Settings
 
-__all__ = ["Tables", "define_tables", "is_ours"]
+__all__ = ["Tables", "define_tables"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,8 +64,3 @@ def define_tables(app: faust.App, settings: Settings) -> Tables:
         ),
         movie_catalog=table("movie_catalog", "movie id -> normalised metadata from the movie API"),
     )
-
-
-def is_ours() -> bool:
-    """True when ``import tables`` resolved to this package, not PyTables."""
-    return Path(sys.modules[__name__].__file__).resolve().parent == Path(__file__).resolve().parent
