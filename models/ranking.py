@@ -27,24 +27,52 @@ def top_k(scores: np.ndarray, k: int) -> list[int]:
     return [int(i) for i in candidates[order]]
 
 
+BLOCK = 128  # columns per block for the block-max threshold in top_k_rows
+
+
 def top_k_rows(scores: np.ndarray, k: int) -> np.ndarray:
     """Row-wise top-``k`` of a 2-D score matrix → int32 ``[n_rows, k]``, -1 padded.
 
-    Entries whose score is ``-inf`` (excluded) are reported as -1.
+    Entries whose score is ``-inf`` (excluded) are reported as -1; ties go to the
+    lower column.  Instead of partitioning every full row, each row's k-th largest
+    *block maximum* (blocks of :data:`BLOCK` columns) bounds its k-th largest
+    score from below, so only the few entries at or above it are sorted (at least
+    k blocks reach that bound, so the true top-k are always among them).
     """
     n_rows, n_cols = scores.shape
     out = np.full((n_rows, k), -1, np.int32)
-    if n_cols == 0 or k <= 0:
+    if n_cols == 0 or k <= 0 or n_rows == 0:
         return out
     kk = min(k, n_cols)
+    n_blocks = n_cols // BLOCK
+    if n_blocks <= 2 * kk:
+        out[:, :kk] = _top_k_rows_by_partition(scores, kk)
+        return out
+    block_max = scores[:, : n_blocks * BLOCK].reshape(n_rows, n_blocks, BLOCK).max(axis=2)
+    bound = -np.partition(-block_max, kk - 1, axis=1)[:, kk - 1]
+    usable = np.isfinite(bound)
+    if not usable.all():  # rows with almost everything excluded: the plain way
+        out[~usable, :kk] = _top_k_rows_by_partition(scores[~usable], kk)
+    rows_in = np.flatnonzero(usable)
+    sub = scores if rows_in.size == n_rows else scores[rows_in]
+    rows, cols = np.nonzero(sub >= bound[rows_in, None])
+    vals = sub[rows, cols]
+    order = np.lexsort((cols, -vals, rows))
+    rows, cols = rows[order], cols[order]
+    rank = np.arange(rows.size) - np.searchsorted(rows, rows)  # position within its row
+    keep = rank < kk
+    out[rows_in[rows[keep]], rank[keep]] = cols[keep]
+    return out
+
+
+def _top_k_rows_by_partition(scores: np.ndarray, kk: int) -> np.ndarray:
     part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
     part_scores = np.take_along_axis(scores, part, axis=1)
-    order = np.argsort(-part_scores, axis=1, kind="stable")
-    best = np.take_along_axis(part, order, axis=1)
+    order = np.lexsort((part, -part_scores), axis=1)
+    best = np.take_along_axis(part, order, axis=1).astype(np.int32)
     best_scores = np.take_along_axis(part_scores, order, axis=1)
     best[~np.isfinite(best_scores)] = -1
-    out[:, :kk] = best
-    return out
+    return best
 
 
 def score_users(user_factors: np.ndarray, item_factors: np.ndarray, item_bias: np.ndarray,

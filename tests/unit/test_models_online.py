@@ -299,3 +299,22 @@ def test_score_users_and_mask_rows():
     mask_rows(scores, [np.array([1]), np.array([], np.int64)])
     assert scores[0, 1] == -np.inf and np.isfinite(scores[1]).all()
     assert top_k_rows(scores, 2).tolist() == [[0, 2], [2, 0]]
+
+
+@pytest.mark.parametrize("k", [1, 5, 20])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_top_k_rows_block_path_matches_a_full_sort(k, seed):
+    """Wide rows take the block-max path: same items as a full stable sort, ties to lower index."""
+    rng = np.random.default_rng(seed)
+    scores = rng.integers(-5, 6, size=(40, 128 * 3 * k + 77)).astype(np.float32)  # many ties
+    scores[rng.random(scores.shape) < 0.2] = -np.inf
+    scores[3, :] = -np.inf                       # everything excluded
+    scores[4, :] = -np.inf
+    scores[4, rng.integers(0, scores.shape[1], k // 2 + 1)] = 1.0  # fewer than k left
+    scores[5, -3:] = 99.0                        # the best are in the tail past the last block
+    out = top_k_rows(scores, k)
+    for r in range(scores.shape[0]):
+        order = np.lexsort((np.arange(scores.shape[1]), -scores[r]))
+        want = [int(i) for i in order[:k] if np.isfinite(scores[r, i])]
+        assert [int(i) for i in out[r] if i >= 0] == want
+        assert (out[r, len(want):] == -1).all()
