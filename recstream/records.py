@@ -6,8 +6,6 @@ Never pickled: each record declares ``serializer='json'``.
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import faust
 
 

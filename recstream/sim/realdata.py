@@ -184,7 +184,6 @@ def load_course(options: SimOptions) -> World:
         seen.add(obj["id"])
         raws.append(line.decode("utf-8"))
         objs.append(obj)
-    n_m = len(objs)
     year = np.array([int(str(o.get("release_date", ""))[:4]) if str(o.get("release_date", ""))[:4].isdigit() else 0
                      for o in objs], dtype=np.int16)
     genres = _genre_matrix([[g.get("name", "") for g in o.get("genres") or [] if isinstance(g, dict)] for o in objs])

@@ -5,13 +5,12 @@ import asyncio
 import collections
 
 import numpy as np
-import pytest
 from sim_helpers import simulate
 
 from recstream.parsing import parse_line, valid_movie_id
-from recstream.records import AccountCreated, Rating, RecommendationOutcome, Rejected, WatchMinute
+from recstream.records import Rating, RecommendationOutcome, Rejected, WatchMinute
 from recstream.sim import lines
-from recstream.sim.recommenders import PopularityRecommender, RandomRecommender, RecommenderHTTPError
+from recstream.sim.recommenders import PopularityRecommender, RecommenderHTTPError
 from recstream.sim.scenarios import corrupt
 from recstream.sim.slugs import slugify
 

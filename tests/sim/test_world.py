@@ -62,7 +62,7 @@ def test_minors_adult_titles_and_metadata(small_world):
 
 
 def test_self_descriptions_name_truly_liked_and_disliked_movies(small_world):
-    pop, taste, cat = small_world.population, small_world.taste, small_world.catalog
+    pop, cat = small_world.population, small_world.catalog
     describing = np.flatnonzero(pop.describes)[:200]
     assert len(describing) > 50
     gaps, garbled, outside = [], 0, 0
