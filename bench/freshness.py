@@ -70,11 +70,12 @@ def metric_sum(port: int, prefix: str) -> float:
 
 
 def wait_quiet(port: int, timeout: float = 120) -> None:
-    """Until no answer has been recomputed for 2 s (background work done)."""
+    """Until no answer was recomputed and no model step taken for 2 s (backlogs drained)."""
     deadline = time.monotonic() + timeout
     last, since = -1.0, time.monotonic()
     while time.monotonic() < deadline:
-        now = metric_sum(port, "recstream_answers_refreshed_total")
+        now = (metric_sum(port, "recstream_answers_refreshed_total")
+               + metric_sum(port, "recstream_model_updates_total"))
         if now != last:
             last, since = now, time.monotonic()
         elif time.monotonic() - since >= 2.0:
