@@ -27,9 +27,11 @@ async def refresh_once(rt: Runtime) -> int:
     exclusions = rec.exclusions(rows_arr)
     n = len(rt.items)
     items = rt.items
-    args = (users.factors[rows_arr], users.minor[rows_arr], exclusions, items.factors[:n].copy(),
-            items.bias[:n].copy(), rec.prior()[:n], items.safe_for_all[:n].copy(),
-            items.safe_for_minors[:n].copy(), rt.settings.top_k)
+    # Views, not copies: growth swaps in new arrays and in-place row updates during the
+    # product only make that row's scores a moment fresher (see tables.memory).
+    args = (users.factors[rows_arr], users.minor[rows_arr], exclusions, items.factors[:n],
+            items.bias[:n], rec.prior()[:n], items.safe_for_all[:n], items.safe_for_minors[:n],
+            rt.settings.top_k)
     loop = asyncio.get_running_loop()
     answers = await loop.run_in_executor(None, Recommender.score_and_rank, *args)
     still_clean = np.array([r not in users.dirty for r in rows], bool)

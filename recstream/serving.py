@@ -72,28 +72,25 @@ class Recommender:
         self.fallback_line = ",".join(self.items.ids[r] for r in rows)
 
     # -- answers ----------------------------------------------------------------------
+    def fallback(self) -> str:
+        """The popularity fallback line (computed on first use)."""
+        if not self.fallback_line:
+            self.refresh_fallback()
+        return self.fallback_line
+
     def answer(self, user: int) -> tuple[str, Source]:
         row = self.users.get_row(user)
         if row < 0:
-            if not self.fallback_line:
-                self.refresh_fallback()
-            return self.fallback_line, "fallback"
+            return self.fallback(), "fallback"
         if not self.users.fresh[row]:
-            answers = self.compute([row])
-            self.users.store_answers(np.array([row]), answers)
+            self.users.store_answers(np.array([row]), self.compute([row]))
             self.users.dirty.discard(row)
-            source = "personal" if self.users.has_vector[row] else "popular"
-        else:
-            source = "personal" if self.users.has_vector[row] else "popular"
+        source = "personal" if self.users.has_vector[row] else "popular"
         ids = self.items.ids
         # Flags can change after the row was ranked (metadata arrives late): check again.
         safe = self.items.safe_for_minors if self.users.minor[row] else self.items.safe_for_all
         line = ",".join(ids[i] for i in self.users.answers[row] if i >= 0 and safe[i])
-        if not line:
-            if not self.fallback_line:
-                self.refresh_fallback()
-            return self.fallback_line, "fallback"
-        return line, source
+        return (line, source) if line else (self.fallback(), "fallback")
 
     def exclusions(self, rows: list[int] | np.ndarray) -> list[np.ndarray]:
         """Item rows each user must not get: already seen (if configured)."""
