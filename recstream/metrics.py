@@ -43,3 +43,67 @@ class Metrics:
                                           buckets=LATENCY_BUCKETS, registry=r)
         self.ready = Gauge("recstream_ready", "1 when tables are recovered and models loaded",
                            registry=r)
+        # -- availability, quality, cost and drift (computed by recstream.monitor) ----------
+        self.platform_requests = Counter(
+            "recstream_platform_requests",
+            "platform outcome lines: ok = status 200 within 600 ms, slow = 200 but later, "
+            "error = anything else", ["result"], registry=r)
+        self.availability = Gauge(
+            "recstream_availability",
+            "share of platform outcome lines that were ok, over a sliding window of stream time",
+            ["window"], registry=r)
+        self.recommended_views = Counter(
+            "recstream_recommended_views",
+            "views started of a movie recommended to that user within the attribution window",
+            registry=r)
+        self.recommended_completions = Counter(
+            "recstream_recommended_completions",
+            "recommended-then-started views watched to completion", registry=r)
+        self.online_conversion = Gauge(
+            "recstream_online_conversion",
+            "share of answers after which the user started one of the recommended movies",
+            ["window"], registry=r)
+        self.online_watch_through = Gauge(
+            "recstream_online_watch_through",
+            "share of recommended-then-started views watched to completion", ["window"],
+            registry=r)
+        self.online_rating = Gauge(
+            "recstream_online_rating_mean",
+            "mean rating of recommended-then-watched movies", ["window"], registry=r)
+        self.licence_cost = Counter(
+            "recstream_licence_cost", "licence cost of views started, from movie metadata",
+            ["source"], registry=r)
+        self.licence_cost_per_view = Gauge(
+            "recstream_licence_cost_per_view", "mean licence cost of a view started",
+            ["window"], registry=r)
+        self.licence_cost_per_hour = Gauge(
+            "recstream_licence_cost_per_hour", "licence cost per hour of stream time",
+            ["window"], registry=r)
+        self.drift = Gauge(
+            "recstream_drift_psi",
+            "population stability index of a feature: recent window vs reference window",
+            ["feature"], registry=r)
+        self.drift_p = Gauge(
+            "recstream_drift_pvalue", "p-value of the drift test of a feature (chi2 or KS)",
+            ["feature"], registry=r)
+        self.consumer_lag = Gauge(
+            "recstream_consumer_lag", "messages behind the end of a topic, over assigned "
+            "partitions", ["topic"], registry=r)
+        # -- models -------------------------------------------------------------------------
+        self.model_info = Gauge(
+            "recstream_model_info", "1 for the serving model version", ["version"], registry=r)
+        self.model_generation = Gauge(
+            "recstream_model_generation", "promotion counter of the serving model", registry=r)
+        self.model_age = Gauge(
+            "recstream_model_age_seconds", "seconds since the serving model was promoted",
+            registry=r)
+        self.model_swaps = Counter("recstream_model_swaps", "model swaps in this worker",
+                                   ["result"], registry=r)
+        self.model_swap_seconds = Gauge(
+            "recstream_model_swap_seconds", "duration of the last model load and swap",
+            registry=r)
+        self.retrains = Counter("recstream_retrains", "scheduled retrains, by result",
+                                ["result"], registry=r)
+        self.provenance_dropped = Counter(
+            "recstream_provenance_dropped", "served answers whose provenance record could "
+            "not be queued", registry=r)

@@ -74,6 +74,21 @@ class Settings:
     # Ingest.
     ingest_batch: int = 1000
     ingest_within_s: float = 0.05
+    # Model registry and retraining: versions live under ``registry_dir`` (a volume
+    # shared by every worker in production); 0 hours disables the scheduled retrain.
+    registry_dir: str = "var/models"
+    retrain_every_h: float = 0.0
+    retrain_window_h: float = 168.0
+    retrain_on_worker: str = ""  # worker id (hostname) that runs the timer; "" = any single one
+    gate_tolerance: float = 0.02
+    # Cold start: self-descriptions fetched from the user API and folded in.
+    coldstart: bool = True
+    coldstart_concurrency: int = 4
+    # Monitoring windows, in seconds of stream time.
+    attribution_window_s: float = 3600.0
+    drift_window_s: float = 3600.0
+    # Provenance of every answer on the recommendations topic.
+    provenance: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -124,6 +139,12 @@ class Settings:
             (self.refresh_interval_s > 0, "refresh_interval_s must be > 0"),
             (self.ingest_batch >= 1, "ingest_batch must be >= 1"),
             (bool(self.topic.strip()), "topic must not be empty"),
+            (self.retrain_every_h >= 0, "retrain_every_h must be >= 0 (0 disables it)"),
+            (self.retrain_window_h > 0, "retrain_window_h must be > 0"),
+            (0 <= self.gate_tolerance < 1, "gate_tolerance must be within [0, 1)"),
+            (self.coldstart_concurrency >= 1, "coldstart_concurrency must be >= 1"),
+            (self.attribution_window_s > 0, "attribution_window_s must be > 0"),
+            (self.drift_window_s > 0, "drift_window_s must be > 0"),
         ]
         for ok, message in checks:
             if not ok:
@@ -148,6 +169,10 @@ class Settings:
     @property
     def data_path(self) -> Path:
         return Path(self.data_dir)
+
+    @property
+    def registry_path(self) -> Path:
+        return Path(self.registry_dir)
 
 
 def _convert(kind: type, value: Any, label: str) -> Any:
