@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-fast bench lint clean broker kafka
+.PHONY: run test test-fast bench lint clean broker kafka system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +20,18 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/recstream run
 
+## system-deps: Debian packages the tests need: promtool (prometheus) and headless chromium
+SYSTEM_DEPS := prometheus chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+system-deps:
+	@if command -v promtool >/dev/null 2>&1 && [ -x /usr/bin/chromium ]; then :; else \
+	  echo "installing $(SYSTEM_DEPS) (apt-get)"; \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(SYSTEM_DEPS); \
+	fi
+
 ## test: unit, agent, web and real-broker integration tests (Tansu and Apache Kafka)
-test: $(STAMP)
+test: system-deps $(STAMP)
 	deploy/kafka/kafka.sh fetch
 	$(BIN)/python -m pytest -q --cov --cov-report=term --cov-report=xml
 
