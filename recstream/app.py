@@ -18,7 +18,7 @@ def create_app(settings: Settings) -> faust.App:
     app = faust.App(
         settings.app_id,
         broker=settings.broker_url,
-        store="rocksdb://",
+        store="recstream-rocksdb://",  # tables.store: no gc.collect() per rebalance
         datadir=str(settings.data_path),
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
