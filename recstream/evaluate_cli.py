@@ -1,7 +1,8 @@
 """``recstream evaluate``: rerun the offline evaluation on any ratings table.
 
     recstream evaluate --ratings PATH --format {ml100k,mlcsv,movielog}
-        --split {time:0.8,folds:ml100k} --model {popularity,online-mf,als,ials} [--json]
+        --split {time:0.8,folds:ml100k}
+        --model {popularity,recent-popularity,online-mf,als,ials} [--json]
 
 Prints a markdown table per subpopulation, or with ``--json`` one JSON object
 (``rmse``, ``mae``, ``recall_at_20``, ``ndcg_at_20``, ``map_at_20``,
@@ -20,11 +21,12 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from models import datasets, evaluation
-from models.als import BiasedALS, ImplicitALS
+from models._ids import as_items
+from models.als import BiasedALS, ImplicitALS, recency_weights
 from models.online import OnlineMF
 from models.popularity_batch import PopularityModel
 
-MODELS = ("popularity", "online-mf", "als", "ials")
+MODELS = ("popularity", "recent-popularity", "online-mf", "als", "ials")
 # One time-ordered pass (see docs/models-offline.md for how these were chosen).
 ONLINE_MF_PARAMS = {"n_factors": 32, "learning_rate": 0.02, "regularization": 0.05,
                     "init_scale": 0.05, "max_step": 1.0, "seed": 7}
@@ -52,9 +54,32 @@ class OnePassOnlineMF:
         return self.model.recommend(user, k=k, exclude=exclude)
 
 
+class RecentPopularity(PopularityModel):
+    """Popularity ranked by time-decayed counts: the list ``ImplicitALS`` gives unknown users
+    (same ``popularity_half_life_days``), as a baseline of its own so the iALS gain can be
+    split into recency (this) and personalisation (the rest)."""
+
+    def __init__(self, *, half_life_days: float | None =
+                 ImplicitALS().popularity_half_life_days, **params: Any) -> None:
+        super().__init__(**params)
+        self.half_life_days = half_life_days
+
+    def get_params(self) -> dict[str, Any]:
+        return {**super().get_params(), "half_life_days": self.half_life_days}
+
+    def fit(self, users, items, values, *, timestamps=None) -> "RecentPopularity":
+        super().fit(users, items, values, timestamps=timestamps)
+        _, i = np.unique(as_items(items), return_inverse=True)  # the rows of self.item_ids
+        decay = recency_weights(None if timestamps is None else np.asarray(timestamps),
+                                i.size, self.half_life_days)
+        self.item_counts = np.bincount(i, weights=decay, minlength=self.item_ids.size)
+        return self
+
+
 def build_model(name: str, rating_range: tuple[float, float]) -> Any:
     factories: dict[str, Callable[[], Any]] = {
         "popularity": lambda: PopularityModel(rating_range=rating_range),
+        "recent-popularity": lambda: RecentPopularity(rating_range=rating_range),
         "als": lambda: BiasedALS(rating_range=rating_range),
         "ials": lambda: ImplicitALS(),
         "online-mf": lambda: OnePassOnlineMF(rating_range, **ONLINE_MF_PARAMS),

@@ -193,11 +193,17 @@ def test_cli_ml100k_folds_with_demographics(capsys):
 
 @pytest.mark.skipif(not (DATA / "ml-latest-small" / "ratings.csv").exists(),
                     reason="ml-latest-small not present")
-def test_mf_beats_popularity_on_a_time_split_for_known_users(capsys):
-    recalls = {}
-    for model in ("popularity", "ials"):
+def test_ials_reaches_1_5x_popularity_on_the_time_split(capsys):
+    """Guards the recorded numbers (docs/models-offline.md; defaults chosen on a validation
+    window inside the training part, not here).  New users get the same time-decayed
+    popularity from ``ials`` and ``recent-popularity``: most of the margin over all-time
+    popularity is that recency, and this test says so by checking both."""
+    reports = {}
+    for model in ("popularity", "recent-popularity", "ials"):
         main(["--ratings", str(DATA / "ml-latest-small" / "ratings.csv"), "--format", "mlcsv",
               "--split", "time:0.8", "--model", model, "--json"])
-        report = json.loads(capsys.readouterr().out)
-        recalls[model] = report["subpopulations"]["new_users"]["returning"]["recall_at_20"]
-    assert recalls["ials"] >= 1.5 * recalls["popularity"], recalls
+        reports[model] = json.loads(capsys.readouterr().out)
+    recall = {m: r["recall_at_20"] for m, r in reports.items()}
+    new = {m: r["subpopulations"]["new_users"]["new"]["recall_at_20"] for m, r in reports.items()}
+    assert recall["ials"] >= 1.5 * recall["popularity"], recall
+    assert new["ials"] == new["recent-popularity"], new
