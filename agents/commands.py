@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 import time
 from pathlib import Path
 
@@ -13,7 +15,12 @@ import faust
 from faust.cli import argument, option
 import click
 
+from models.registry import Registry, gate
+from recstream.modelupdates import announce
 from recstream.runtime import Runtime
+from recstream.training import NoData, TrainRequest, limit_blas_threads
+from recstream.training import train as run_training
+from recstream.training_data import ReadError
 
 
 def line_key(line: bytes) -> bytes | None:
@@ -96,3 +103,63 @@ def register(app: faust.App, rt: Runtime) -> None:
                                  rate, limit)
         took = time.monotonic() - started
         self.say(f"replayed {sent} lines from {path} to {s.topic} in {took:.1f}s")
+
+    @app.command(
+        option("--source", type=click.Choice(["state", "movielog"]), default="state",
+               help="state: the user_history changelog; movielog: replay the raw topic"),
+        option("--window-hours", type=float, default=None,
+               help=f"hours of event time before the newest event "
+                    f"(default RECSTREAM_RETRAIN_WINDOW_H = {s.retrain_window_h:g})"),
+        option("--model", type=click.Choice(["als", "ials"]), default="als",
+               help="als: biased MF that serves (the online updater continues from it); "
+                    "ials: implicit ALS on watch minutes, stored for comparison only"),
+        option("--promote", is_flag=True, default=False,
+               help="gate against the serving version and promote + announce if it passes"),
+        option("--json", "as_json", is_flag=True, default=False,
+               help="print the report as one JSON line"),
+        option("--blas-threads", type=int, default=1,
+               help="OpenBLAS threads for the fit (0: leave as configured); 1 leaves the "
+                    "worker a core"),
+        name="train",
+    )
+    async def train(self, source: str, window_hours: float | None, model: str, promote: bool,
+                    as_json: bool, blas_threads: int) -> None:
+        """Retrain from Kafka (never the worker's RocksDB); store a version; maybe promote."""
+        if window_hours is not None and window_hours <= 0:
+            raise click.BadParameter("must be > 0", param_hint="--window-hours")
+        if blas_threads > 0:
+            limit_blas_threads(blas_threads)
+        request = TrainRequest(source=source, window_hours=window_hours, model=model,
+                               promote=promote)
+        try:
+            report = await run_training(s, request, registry=Registry(s.registry_path),
+                                        gate=gate, announce=announce)
+        except (NoData, ReadError) as exc:
+            print(f"recstream train: {exc}", file=sys.stderr, flush=True)
+            raise SystemExit(2) from None
+        if as_json:
+            print(json.dumps(report, sort_keys=True, default=str), flush=True)
+        else:
+            self.say(summary(report))
+
+
+def summary(report: dict) -> str:
+    """The human-readable lines of ``recstream train`` (``--json`` prints everything)."""
+    m = report["metrics"]
+    fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+    lines = [f"version {report['version']} ({report['model']}, {report['source']}, "
+             f"{report['data']['ratings']} ratings + {report['data']['pseudo_ratings']} "
+             f"pseudo-ratings, {report['timings']['total_seconds']:.1f}s)",
+             f"holdout: rmse {fmt(m.get('rmse'))} mae {fmt(m.get('mae'))} "
+             f"recall@20 {fmt(m.get('recall_at_20'))} ndcg@20 {fmt(m.get('ndcg_at_20'))}"]
+    serving = m.get("serving")
+    if serving:
+        lines.append(f"serving {serving['version']} on the same holdout: "
+                     + (serving["error"] if "error" in serving else
+                        f"rmse {fmt(serving.get('rmse'))} "
+                        f"recall@20 {fmt(serving.get('recall_at_20'))}"))
+    decision = report.get("decision")
+    if decision is not None:
+        lines.append(("promoted" if report["promoted"] else "not promoted") + ": "
+                     + "; ".join(decision["reasons"]))
+    return "\n".join(lines)
