@@ -20,7 +20,7 @@ from recstream.runtime import Runtime
 from tables.codecs import (
     MovieStats,
     decode_movie_stats,
-    decode_vector,
+    decode_vector_generation,
     encode_movie_stats,
     encode_vector,
     movie_key,
@@ -62,7 +62,13 @@ class MovieWriter:
                     raw = self.rt.tables.item_factors.get(movie_key(movie))
             else:  # outside any stream: Faust looks in every local partition
                 raw = self.rt.tables.item_factors.get(movie_key(movie))
-            vec = decode_vector(raw) if raw else self.rt.items.vector(movie)
+            # A vector learnt under an earlier promoted model lives in another factor
+            # space: the current model's (or the init) vector replaces it.
+            stored = decode_vector_generation(raw) if raw else None
+            if stored is not None and stored[2] == self.rt.model.generation:
+                vec = stored[:2]
+            else:
+                vec = self.rt.items.vector(movie)
             vec = self.vectors[movie] = (vec[0], np.array(vec[1], np.float32))
         return vec
 
@@ -114,8 +120,8 @@ class MovieWriter:
             await put(tables.movie_stats, movie_key(movie), encode_movie_stats(self.stats[movie]),
                       event)
         for movie, event in vectors_dirty.items():
-            await put(tables.item_factors, movie_key(movie), encode_vector(*self.vectors[movie]),
-                      event)
+            await put(tables.item_factors, movie_key(movie),
+                      encode_vector(*self.vectors[movie], self.rt.model.generation), event)
         self.rt.changelog.checkpoint()
 
     async def broadcast(self) -> int:
@@ -126,7 +132,8 @@ class MovieWriter:
             stats = self.stats.get(movie) or MovieStats()
             bias, vec = self._vector(movie)
             await self.rt.produce(topic, movie_key(movie), encode_item_state(
-                bias, vec, stats.popularity, stats.popularity_time, stats.plays))
+                bias, vec, stats.popularity, stats.popularity_time, stats.plays,
+                self.rt.model.generation))
         return len(movies)
 
     def forget(self) -> None:
@@ -137,6 +144,7 @@ class MovieWriter:
 
 def register(app, rt: Runtime, on_play=lambda movie: None) -> MovieWriter:
     writer = MovieWriter(rt, on_play)
+    rt.on_model_swap.append(writer.forget)
     s = rt.settings
 
     @app.agent(rt.topics.movie_updates, name="apply_movie_updates")

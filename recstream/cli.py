@@ -6,7 +6,11 @@
 * ``recstream broker`` — the embedded Tansu broker alone, in the foreground.
 * ``recstream sim …`` — the platform simulator (see ``recstream sim --help``).
 * ``recstream evaluate …`` — offline evaluation (see ``--help``).
-* anything else is the Faust CLI of the app: ``worker``, ``replay``, ``tables``…
+* ``recstream compare …`` — the model comparison report (docs/model-comparison.md).
+* ``recstream models list|show|promote|rollback|decisions`` — the model registry
+  (the Faust command ``registry``: Faust's own ``models`` lists record types).
+* anything else is the Faust CLI of the app: ``worker``, ``replay``, ``train``,
+  ``provenance``, ``tables``…
 """
 from __future__ import annotations
 
@@ -19,6 +23,8 @@ from pathlib import Path
 from typing import Optional
 
 from recstream.settings import Settings, SettingsError
+
+DEMO_RETRAIN_EVERY_H = 0.07  # ~4 minutes
 
 
 def _settings() -> Settings:
@@ -42,6 +48,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     if command == "evaluate":
         from recstream.evaluate_cli import main as evaluate_main
         return evaluate_main(argv[1:])
+    if command == "compare":
+        from recstream.compare_cli import main as compare_main
+        return compare_main(argv[1:])
+    if command == "models":  # Faust's own `models` lists record types; ours is `registry`
+        argv[0] = "registry"
     _settings()  # fail early, with one clear line, on bad configuration
     from recstream.app import app
     sys.argv = ["recstream", *argv]
@@ -78,6 +89,11 @@ def run(extra: list[str]) -> int:
         print(f"recstream: embedded Tansu broker on 127.0.0.1:{settings.embedded_broker_port} "
               "(memory only)", flush=True)
         env["RECSTREAM_BROKER"] = settings.broker_url
+    # The demo retrains every ~4 minutes (the stream clock runs 60x faster) so that
+    # promotions and swaps happen while you watch; production sets its own cadence.
+    env.setdefault("RECSTREAM_RETRAIN_EVERY_H", str(DEMO_RETRAIN_EVERY_H))
+    print(f"recstream: retraining every {float(env['RECSTREAM_RETRAIN_EVERY_H']) * 60:.1f} min "
+          f"(RECSTREAM_RETRAIN_EVERY_H); registry in {settings.registry_dir}", flush=True)
     exe = [sys.executable, "-m", "recstream.cli"]
     stopping = False
 

@@ -15,12 +15,12 @@ from typing import Callable, Optional
 import numpy as np
 
 from models.ranking import mask_rows, score_users, top_k, top_k_rows
+from recstream.clock import StreamClock
 from recstream.settings import Settings
 from tables.codecs import UserHistory
 from tables.memory import ItemIndex, UserIndex
 
 Source = str  # "personal" | "popular" (known user, no vector yet) | "fallback" (unknown)
-MAX_CLOCK_JUMP_S = 86_400.0
 RANK_CHUNK = 512  # users scored per pass in score_and_rank (bounds its transient memory)
 
 
@@ -32,7 +32,8 @@ class Recommender:
         self.users = users
         self.history_of = history_of
         self.half_life_s = settings.popularity_half_life_h * 3600.0
-        self.stream_time = 0.0  # newest event time seen: popularity is decayed to it
+        self.clock = StreamClock()
+        self.stream_time = 0.0  # newest believable event time: popularity is decayed to it
         self.fallback_rows: list[int] = []
         self.fallback_line = ""
         self._prior: Optional[np.ndarray] = None
@@ -40,14 +41,12 @@ class Recommender:
 
     # -- popularity -------------------------------------------------------------------
     def observe_time(self, event_time: float) -> None:
-        """Advance stream time; a jump of more than a day ahead is ignored.
+        """Advance stream time (see :class:`recstream.clock.StreamClock`).
 
         One line with a far-future timestamp would otherwise decay every
         popularity score to zero and flatten the fallback ranking.
         """
-        if event_time > self.stream_time and (
-                self.stream_time == 0.0 or event_time - self.stream_time <= MAX_CLOCK_JUMP_S):
-            self.stream_time = event_time
+        self.stream_time = self.clock.observe(event_time)
 
     def prior(self) -> np.ndarray:
         """Popularity prior, recomputed at most once a second of wall time."""
@@ -79,18 +78,31 @@ class Recommender:
         return self.fallback_line
 
     def answer(self, user: int) -> tuple[str, Source]:
+        line, source, _ = self.answer_with_guardrails(user)
+        return line, source
+
+    def answer_with_guardrails(self, user: int) -> tuple[str, Source, list[str]]:
+        """``(line, source, guardrail actions)``: what was filtered, for provenance."""
         row = self.users.get_row(user)
         if row < 0:
-            return self.fallback(), "fallback"
+            return self.fallback(), "fallback", ["minor_safe"]
         if not self.users.fresh[row]:
             self.users.store_answers(np.array([row]), self.compute([row]))
             self.users.dirty.discard(row)
         source = "personal" if self.users.has_vector[row] else "popular"
         ids = self.items.ids
         # Flags can change after the row was ranked (metadata arrives late): check again.
-        safe = self.items.safe_for_minors if self.users.minor[row] else self.items.safe_for_all
-        line = ",".join(ids[i] for i in self.users.answers[row] if i >= 0 and safe[i])
-        return (line, source) if line else (self.fallback(), "fallback")
+        minor = bool(self.users.minor[row])
+        safe = self.items.safe_for_minors if minor else self.items.safe_for_all
+        ranked = self.users.answers[row]
+        line = ",".join(ids[i] for i in ranked if i >= 0 and safe[i])
+        guardrails = ["minor_safe"] if minor else ["no_adult"]
+        removed = int(sum(1 for i in ranked if i >= 0 and not safe[i]))
+        if removed:
+            guardrails.append(f"late_flag_removed:{removed}")
+        if not line:
+            return self.fallback(), "fallback", guardrails + ["empty_personal"]
+        return line, source, guardrails
 
     def exclusions(self, rows: list[int] | np.ndarray) -> list[np.ndarray]:
         """Item rows each user must not get: already seen (if configured)."""

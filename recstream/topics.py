@@ -9,6 +9,7 @@
 | <app>-item-broadcast          | movie | ItemState (raw bytes) | N          | every worker (followers)     |
 | <app>-quarantine              | none  | Rejected              | 1          | operators, data-quality jobs |
 | <app>-recommendations         | user  | RecommendationServed  | N          | downstream consumers         |
+| <app>-model-updates           | "serving" | registry pointer (JSON) | 1      | every worker (agents.models) |
 
 The broadcast topic is read by every worker with a plain consumer that
 assigns itself all partitions (no consumer group), so each worker holds the
@@ -33,6 +34,7 @@ class Topics:
     item_broadcast: faust.TopicT
     quarantine: faust.TopicT
     recommendations: faust.TopicT
+    model_updates: faust.TopicT
 
 
 def topic_names(settings: Settings) -> dict[str, str]:
@@ -45,6 +47,7 @@ def topic_names(settings: Settings) -> dict[str, str]:
         "item_broadcast": f"{prefix}-item-broadcast",
         "quarantine": f"{prefix}-quarantine",
         "recommendations": f"{prefix}-recommendations",
+        "model_updates": f"{prefix}-model-updates",
     }
 
 
@@ -52,6 +55,7 @@ def partition_counts(settings: Settings, table_names: list[str]) -> dict[str, in
     """Every topic of ours (changelogs included) → its partition count."""
     counts = {name: settings.partitions for name in topic_names(settings).values()}
     counts[f"{settings.app_id}-quarantine"] = 1
+    counts[f"{settings.app_id}-model-updates"] = 1
     counts.update({f"{settings.app_id}-{t}-changelog": settings.partitions for t in table_names})
     return counts
 
@@ -72,4 +76,5 @@ def define_topics(app: faust.App, settings: Settings) -> Topics:
         quarantine=app.topic(names["quarantine"], partitions=1, value_type=Rejected),
         recommendations=app.topic(names["recommendations"], partitions=n, key_type=bytes,
                                   key_serializer="raw", value_type=RecommendationServed),
+        model_updates=app.topic(names["model_updates"], partitions=1, **raw, compacting=True),
     )

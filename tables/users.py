@@ -17,7 +17,7 @@ from faust.types import EventT
 from tables.codecs import (
     UserHistory,
     decode_history,
-    decode_vector,
+    decode_vector_generation,
     encode_history,
     encode_vector,
     user_key,
@@ -71,15 +71,20 @@ class UserStore:
         await self.changelog.put(self.history_table, user_key(user), encode_history(history),
                                  event)
 
-    def vector(self, user: int, event: EventT) -> Optional[tuple[float, np.ndarray]]:
+    def vector(self, user: int, event: EventT, generation: int = 0
+               ) -> Optional[tuple[float, np.ndarray]]:
+        """The stored vector if it was learnt under model ``generation`` (else None)."""
         with as_event(event):
             raw = self.vectors_table.get(user_key(user))
-        return decode_vector(raw) if raw else None
+        if not raw:
+            return None
+        bias, vector, stored_generation = decode_vector_generation(raw)
+        return (bias, vector) if stored_generation == generation else None
 
     async def save_vector(self, user: int, bias: float, vector: np.ndarray,
-                          event: EventT) -> None:
-        await self.changelog.put(self.vectors_table, user_key(user), encode_vector(bias, vector),
-                                 event)
+                          event: EventT, generation: int = 0) -> None:
+        await self.changelog.put(self.vectors_table, user_key(user),
+                                 encode_vector(bias, vector, generation), event)
 
     def forget_cache(self) -> None:
         self._cache.clear()

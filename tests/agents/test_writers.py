@@ -252,7 +252,8 @@ async def test_movie_writer_applies_the_item_step(rt, recorder, make_event):
     # The broadcast carries the owner's state to every worker.
     assert await writer.broadcast() == 1
     ((key, raw),) = recorder.on("item_broadcast")
-    b, factors, pop, pop_time, plays = decode_item_state(raw)
+    b, factors, pop, pop_time, plays, generation = decode_item_state(raw)
+    assert generation == rt.model.generation == 0
     assert key == m.encode() and b == pytest.approx(want_bias) and plays == 0
     np.testing.assert_allclose(factors, want_vec, rtol=1e-6)
     assert await writer.broadcast() == 0  # nothing changed since

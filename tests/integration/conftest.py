@@ -63,6 +63,8 @@ class Worker:
                     "RECSTREAM_APP_ID": app_id, "RECSTREAM_TOPIC": topic,
                     "RECSTREAM_WEB_PORT": str(self.port), "RECSTREAM_WEB_HOST": "127.0.0.1",
                     "RECSTREAM_DATA_DIR": str(data_dir), "RECSTREAM_PARTITIONS": "4",
+                    # one registry per test, shared by its workers (a shared volume)
+                    "RECSTREAM_REGISTRY_DIR": str(data_dir.parent / "registry"),
                     "RECSTREAM_OPERATOR_TOKEN": TOKEN,
                     "RECSTREAM_CANONICAL_URL": f"http://127.0.0.1:{self.port}",
                     "RECSTREAM_API_URL": "http://127.0.0.1:9"}  # no API: fetches fail fast

@@ -12,6 +12,7 @@ from tables.codecs import (
     decode_history,
     decode_movie_stats,
     decode_vector,
+    decode_vector_generation,
     encode_history,
     encode_movie_stats,
     encode_vector,
@@ -156,6 +157,24 @@ def test_vector_round_trip(bias, values):
     assert decode_vector(raw)[1][0] == vec[0]
 
 
+@settings(max_examples=50, deadline=None)
+@given(st.floats(-1e6, 1e6, width=32), st.lists(st.floats(-10, 10, width=32), min_size=1,
+                                                max_size=64), st.integers(0, 2**32 - 1))
+def test_vector_generation_round_trip(bias, values, generation):
+    vec = np.array(values, np.float32)
+    raw = encode_vector(bias, vec, generation)
+    back_bias, back, back_generation = decode_vector_generation(raw)
+    assert (back_bias, back_generation) == (np.float32(bias), generation)
+    np.testing.assert_array_equal(back, vec)
+    assert decode_vector(raw)[0] == np.float32(bias)
+
+
+def test_generation_zero_keeps_the_bare_layout_older_records_have():
+    bare = np.array([1.0, 2.0, 3.0], "<f4").tobytes()
+    assert encode_vector(1.0, np.array([2.0, 3.0], np.float32), 0) == bare
+    assert decode_vector_generation(bare)[2] == 0
+
+
 def test_vector_bytes_are_little_endian_float32():
     assert encode_vector(1.0, np.array([2.0], np.float32)) == \
         np.array([1.0, 2.0], "<f4").tobytes()
@@ -173,11 +192,12 @@ def test_movie_stats_round_trip_ignores_unknown_fields():
 
 @settings(max_examples=100, deadline=None)
 @given(st.floats(-10, 10), st.lists(st.floats(-10, 10, width=32), max_size=64),
-       st.floats(0, 1e9), st.floats(0, 4e9), st.integers(0, 2**40))
-def test_item_broadcast_round_trip(bias, factors, pop, pop_time, plays):
-    raw = encode_item_state(bias, np.array(factors, np.float32), pop, pop_time, plays)
-    b, f, p, t, n = decode_item_state(raw)
-    assert (b, p, t, n) == (bias, pop, pop_time, plays)  # float64: epoch times stay exact
+       st.floats(0, 1e9), st.floats(0, 4e9), st.integers(0, 2**40), st.integers(0, 2**31))
+def test_item_broadcast_round_trip(bias, factors, pop, pop_time, plays, generation):
+    raw = encode_item_state(bias, np.array(factors, np.float32), pop, pop_time, plays,
+                            generation)
+    b, f, p, t, n, g = decode_item_state(raw)
+    assert (b, p, t, n, g) == (bias, pop, pop_time, plays, generation)  # float64: exact
     assert f.dtype == np.float32
     np.testing.assert_array_equal(f, np.array(factors, np.float32))
 

@@ -258,8 +258,9 @@ def test_score_and_rank_matches_a_slow_oracle(data):
 
 def test_a_far_future_timestamp_does_not_move_stream_time():
     from recstream.serving import Recommender
+    from recstream.clock import StreamClock
     rec = Recommender.__new__(Recommender)
-    rec.stream_time = 0.0
+    rec.stream_time, rec.clock = 0.0, StreamClock()
     rec.observe_time(1_700_000_000.0)
     rec.observe_time(1_700_000_060.0)
     rec.observe_time(7_000_000_000.0)  # year 2191: ignored

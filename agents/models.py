@@ -1,0 +1,267 @@
+"""The serving model: follow promotions, swap atomically, refit stragglers, retrain on schedule.
+
+* :class:`ModelFollower` reads ``<app>-model-updates`` from the beginning with a
+  plain consumer (every worker, no group).  At start it adopts the newest
+  pointer (topic or registry file, whichever generation is higher) before the
+  item follower and the user index load, so every stored vector is read
+  against the right generation; ``model_loaded`` gates both.
+* :func:`swap` installs a loaded model in one synchronous step on the event
+  loop: no request can run between its first and last line, so none sees a
+  half-swapped model.  The arrays are read from disk in an executor first.
+  Precomputed answers are marked stale and recomputed by the refresher (a
+  request for a stale user is ranked on the spot with the new model).
+* Users whose online vector belongs to the replaced model and whom the new
+  model never saw are refit from their history against the new item vectors
+  (:func:`models.refit.refit_user`), a few hundred per loop turn.
+* The leader worker runs ``recstream train --promote`` every
+  ``retrain_every_h`` hours as a child process (off the event loop and out of
+  its GIL); the trainer gates, promotes and announces, and every worker —
+  this one included — swaps when the announcement arrives.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from typing import Any, Optional
+
+import numpy as np
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from models.refit import refit_user
+from models.registry import Registry
+from recstream.modelupdates import ServingModel, decode_pointer, latest_announced, topic_name
+from recstream.runtime import Runtime
+
+log = logging.getLogger(__name__)
+REFIT_BATCH = 256
+BIAS_REGULARIZATION = 0.02
+
+
+def swap(rt: Runtime, model: ServingModel) -> None:
+    """Install ``model`` as the base of every vector this worker serves (synchronous)."""
+    items, users = rt.items, rt.users
+    items.base = model.item_vector
+    for movie in model.item_row:
+        if movie not in items.row_of:
+            items.row(movie)
+    n = len(items)
+    art = np.fromiter((model.item_row.get(m, -1) for m in items.ids), np.int64, n)
+    known = np.flatnonzero(art >= 0)
+    items.factors[known] = model.item_factors[art[known]]
+    items.bias[known] = model.item_bias[art[known]]
+    for row in np.flatnonzero(art < 0):  # the model never saw it: back to its init vector
+        items.bias[row], items.factors[row] = items.start_vector(items.ids[row])
+    items.version += 1
+
+    m = users.count
+    rows = model.user_rows(users.user_ids[:m])
+    seen = np.flatnonzero(rows >= 0)
+    had_vector = users.has_vector[:m].copy()
+    users.factors[seen] = model.user_factors[rows[seen]]
+    users.bias[seen] = model.user_bias[rows[seen]]
+    users.has_vector[:m] = rows >= 0
+    stragglers = np.flatnonzero(had_vector & (rows < 0))
+    rt.refit_queue.extend(int(u) for u in users.user_ids[stragglers])
+
+    if model.global_mean is not None:
+        rt.global_mean = model.global_mean
+    rt.model = model
+    users.invalidate_all()
+    for callback in rt.on_model_swap:
+        callback()
+    rt.recommender.refresh_fallback()
+
+
+def refit_some(rt: Runtime, limit: int = REFIT_BATCH) -> int:
+    """Refit up to ``limit`` queued users from their history (on the loop; ~50 µs each)."""
+    s = rt.settings
+    pseudo = s.rating_min + 0.8 * (s.rating_max - s.rating_min)
+    done = 0
+    while rt.refit_queue and done < limit:
+        user = rt.refit_queue.pop()
+        done += 1
+        row = rt.users.get_row(user)
+        history = rt.user_store.peek(user)
+        if row < 0 or history is None or rt.users.has_vector[row]:
+            continue
+        movies, targets, weights = [], [], []
+        for movie, (rating, _) in history.ratings.items():
+            movies.append(movie), targets.append(float(rating)), weights.append(1.0)
+        for movie, entry in history.watches.items():
+            if movie not in history.ratings and entry[0] >= s.watch_complete_minutes:
+                movies.append(movie), targets.append(pseudo), weights.append(s.implicit_weight)
+        item_rows = [rt.items.row_of.get(mv, -1) for mv in movies]
+        keep = [i for i, r in enumerate(item_rows) if r >= 0]
+        if not keep:
+            continue
+        idx = np.array([item_rows[i] for i in keep])
+        bias, vec = refit_user(rt.items.factors[idx], rt.items.bias[idx],
+                               np.array([targets[i] for i in keep]),
+                               np.array([weights[i] for i in keep]), rt.global_mean,
+                               regularization=s.regularization * len(keep),
+                               bias_regularization=BIAS_REGULARIZATION * len(keep))
+        rt.users.set_vector(user, bias, vec)
+        rt.users.invalidate(row)
+    return done
+
+
+class ModelFollower:
+    def __init__(self, rt: Runtime, on_swap=lambda generation: None) -> None:
+        self.rt = rt
+        self.registry = Registry(rt.settings.registry_path)
+        self.on_swap = on_swap
+        self.topic = topic_name(rt.settings)
+
+    async def switch(self, pointer: dict[str, Any]) -> bool:
+        """Load ``pointer``'s arrays off the loop, then swap; False if they cannot be read."""
+        rt, metrics = self.rt, self.rt.metrics
+        started = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        try:
+            model = await loop.run_in_executor(None, ServingModel.load, self.registry, pointer,
+                                               rt.settings.n_factors)
+        except Exception:
+            log.exception("cannot load model %s (generation %s) from %s", pointer.get("version"),
+                          pointer.get("generation"), self.registry.root)
+            metrics.model_swaps.labels("failed").inc()
+            return False
+        if model.generation <= rt.model.generation:
+            return False  # a newer one was installed while this one loaded
+        previous = rt.model.label
+        swap(rt, model)
+        self.on_swap(model.generation)
+        took = time.perf_counter() - started
+        metrics.model_swaps.labels("ok").inc()
+        metrics.model_swap_seconds.set(took)
+        metrics.model_info.clear()
+        metrics.model_info.labels(model.label).set(1)
+        metrics.model_generation.set(model.generation)
+        log.info("serving model %s (generation %d, was %s): loaded and swapped in %.3fs",
+                 model.label, model.generation, previous, took)
+        return True
+
+    async def start(self) -> None:
+        """Adopt the newest promoted model, then let the indexes load against it."""
+        rt = self.rt
+        announced = None
+        try:
+            announced = await latest_announced(rt.settings)
+        except Exception:  # the topic may not exist yet on a fresh cluster
+            log.warning("could not read %s; using the registry file only", self.topic,
+                        exc_info=True)
+        pointers = [p for p in (announced, self.registry.serving()) if p]
+        if pointers:
+            newest = max(pointers, key=lambda p: int(p["generation"]))
+            if not await self.switch(newest):
+                # Keep the fleet's generation even without the arrays: vectors learnt
+                # under it stay valid; the rest start from their init vectors.
+                rt.model = ServingModel(version=f"{newest['version']}-unloaded",
+                                        generation=int(newest["generation"]))
+        rt.metrics.model_info.labels(rt.model.label).set(1)
+        rt.metrics.model_generation.set(rt.model.generation)
+        rt.readiness.model_loaded.set()
+
+    async def follow(self) -> None:
+        rt = self.rt
+        consumer = AIOKafkaConsumer(bootstrap_servers=rt.settings.bootstrap_servers,
+                                    group_id=None, enable_auto_commit=False,
+                                    auto_offset_reset="earliest")
+        await consumer.start()
+        try:
+            tp = TopicPartition(self.topic, 0)
+            consumer.assign([tp])
+            await consumer.seek_to_beginning(tp)
+            while True:
+                batch = await consumer.getmany(tp, timeout_ms=500)
+                newest: Optional[dict[str, Any]] = None
+                for record in batch.get(tp, []):
+                    pointer = decode_pointer(record.value)
+                    if pointer and int(pointer["generation"]) > rt.model.generation and (
+                            newest is None or pointer["generation"] > newest["generation"]):
+                        newest = pointer
+                if newest is not None:
+                    await self.switch(newest)
+        finally:
+            await consumer.stop()
+
+
+async def retrain_once(rt: Runtime, *, timeout_s: float = 3600.0) -> str:
+    """Run ``recstream train --promote`` as a child process → promoted|rejected|failed."""
+    s = rt.settings
+    argv = [sys.executable, "-m", "recstream.cli", "train", "--source", "state",
+            "--window-hours", str(s.retrain_window_h), "--promote", "--json"]
+    started = time.monotonic()
+    proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
+    except asyncio.TimeoutError:
+        proc.kill()
+        await proc.wait()
+        log.error("retrain timed out after %.0fs", timeout_s)
+        return "failed"
+    if proc.returncode != 0:
+        log.error("retrain failed (exit %s): %s", proc.returncode,
+                  err.decode(errors="replace").strip().splitlines()[-1:] or "")
+        return "failed"
+    result = _last_json(out.decode(errors="replace"))
+    decision = (result or {}).get("decision") or {}
+    outcome = "promoted" if (result or {}).get("promoted") else "rejected"
+    log.info("retrain %s in %.1fs: version %s; %s", outcome, time.monotonic() - started,
+             (result or {}).get("version"), "; ".join(decision.get("reasons", [])))
+    return outcome
+
+
+def _last_json(text: str) -> Optional[dict[str, Any]]:
+    import json
+    for line in reversed(text.strip().splitlines()):
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            return value
+    return None
+
+
+def register(app, rt: Runtime, on_swap=lambda generation: None) -> ModelFollower:
+    follower = ModelFollower(rt, on_swap)
+    s = rt.settings
+
+    @app.task
+    async def follow_models() -> None:
+        await follower.start()
+        await follower.follow()
+
+    @app.task
+    async def refit_users() -> None:
+        await rt.readiness.users_loaded.wait()
+        while True:
+            if rt.refit_queue:
+                refit_some(rt)
+                await asyncio.sleep(0)
+            else:
+                await asyncio.sleep(0.5)
+
+    @app.timer(10.0, name="model_age")
+    async def model_age() -> None:
+        promoted = rt.model.promoted_at
+        rt.metrics.model_age.set(time.time() - promoted if promoted else 0.0)
+
+    if s.retrain_every_h > 0:
+        @app.task
+        async def scheduled_retrain() -> None:
+            interval = s.retrain_every_h * 3600.0
+            await rt.readiness.users_loaded.wait()
+            while True:
+                await asyncio.sleep(interval)
+                designated = (rt.worker_id == s.retrain_on_worker) if s.retrain_on_worker \
+                    else app.is_leader()
+                if not designated:
+                    continue
+                result = await retrain_once(rt)
+                rt.metrics.retrains.labels(result).inc()
+
+    return follower

@@ -1,0 +1,161 @@
+"""``recstream models list|show|promote|rollback``: the registry from the Faust CLI.
+
+``promote`` runs the same gate as a scheduled retrain: the candidate's holdout
+metrics against the serving version's metrics on that same holdout (the
+trainer stores both in the candidate's manifest); ``--force`` overrides a
+failed gate and says so in the decision log.  Every promotion or rollback is
+announced on the model-updates topic, which every worker follows.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import sys
+from typing import Any, Optional
+
+import click
+from faust.cli import argument, option
+
+from models.registry import Registry, RegistryError, gate
+from recstream.modelupdates import announce
+from recstream.runtime import Runtime
+from recstream.settings import Settings
+
+
+def gate_metrics(registry: Registry, version: str) -> tuple[dict, Optional[dict]]:
+    """(candidate metrics, serving metrics on the candidate's holdout or None)."""
+    metrics = dict(registry.manifest(version).get("metrics") or {})
+    serving = registry.serving()
+    if serving is None or serving["version"] == version:
+        return metrics, None
+    on_holdout = metrics.get("serving")
+    if isinstance(on_holdout, dict) and on_holdout.get("version") == serving["version"]:
+        return metrics, on_holdout
+    return metrics, dict(registry.manifest(serving["version"]).get("metrics") or {})
+
+
+def promote(settings: Settings, version: str, *, force: bool = False,
+            actor: str = "") -> dict[str, Any]:
+    """Gate, promote and announce → ``{"promoted": bool, "decision": ..., "pointer": ...}``."""
+    registry = Registry(settings.registry_path)
+    candidate, serving = gate_metrics(registry, version)
+    decision = gate(candidate, serving, tolerance=settings.gate_tolerance).as_dict()
+    if not decision["passed"] and not force:
+        registry.record({"action": "reject", "version": version, "decision": decision,
+                         "actor": actor})
+        return {"promoted": False, "version": version, "decision": decision}
+    if not decision["passed"]:
+        decision["forced"] = True
+    pointer = registry.promote(version, decision=decision, actor=actor)
+    return {"promoted": True, "version": version, "decision": decision, "pointer": pointer}
+
+
+def describe(registry: Registry) -> list[dict[str, Any]]:
+    serving = registry.serving() or {}
+    rows = []
+    for version in registry.versions():
+        manifest = registry.manifest(version)
+        metrics = manifest.get("metrics") or {}
+        rows.append({"version": version, "serving": version == serving.get("version"),
+                     "model": manifest.get("model"), "created_at": manifest.get("created_at"),
+                     "rows": manifest.get("rows"), "rmse": metrics.get("rmse"),
+                     "recall_at_20": metrics.get("recall_at_20")})
+    return rows
+
+
+def _when(epoch: Optional[float]) -> str:
+    if not epoch:
+        return "-"
+    return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime(
+        "%Y-%m-%d %H:%M:%SZ")
+
+
+def register(app, rt: Runtime) -> None:
+    s = rt.settings
+
+    @app.command(
+        argument("action", type=click.Choice(["list", "show", "promote", "rollback",
+                                              "decisions"])),
+        argument("version", required=False),
+        option("--force", is_flag=True, default=False,
+               help="promote even if the gate fails (recorded as forced)"),
+        option("--reason", default="", help="why (recorded with a rollback)"),
+        option("--json", "as_json", is_flag=True, default=False, help="one JSON object"),
+        name="registry",
+    )
+    async def registry(self, action: str, version: Optional[str], force: bool, reason: str,
+                     as_json: bool) -> None:
+        """The model registry: list, show, promote (gated), rollback, decisions."""
+        store = Registry(s.registry_path)
+        try:
+            result = await _run(store, action, version, force, reason)
+        except RegistryError as exc:
+            print(f"recstream models: {exc}", file=sys.stderr, flush=True)
+            raise SystemExit(2) from None
+        if as_json or action in ("show", "decisions"):
+            self.say(json.dumps(result, indent=None if as_json else 2, sort_keys=True,
+                                default=str))
+        elif action == "list":
+            self.say(f"{'version':<28} {'model':<11} {'rmse':>7} {'recall@20':>9}  created")
+            for row in result:
+                mark = "*" if row["serving"] else " "
+                rmse = f"{row['rmse']:.4f}" if isinstance(row["rmse"], float) else "-"
+                rec = (f"{row['recall_at_20']:.4f}" if isinstance(row["recall_at_20"], float)
+                       else "-")
+                self.say(f"{mark}{row['version']:<27} {str(row['model']):<11} {rmse:>7} "
+                         f"{rec:>9}  {row['created_at']}")
+            pointer = store.serving()
+            self.say(f"serving: {pointer['version']} generation {pointer['generation']} since "
+                     f"{_when(pointer['promoted_at'])}" if pointer else "serving: online only")
+        else:
+            self.say(json.dumps(result, sort_keys=True, default=str))
+        if action == "promote" and not result.get("promoted"):
+            raise SystemExit(3)
+
+    async def _run(registry: Registry, action: str, version: Optional[str], force: bool,
+                   reason: str) -> Any:
+        if action == "list":
+            return describe(registry)
+        if action == "decisions":
+            return registry.decisions()[-50:]
+        if action == "show":
+            target = version or (registry.serving() or {}).get("version")
+            if not target:
+                raise RegistryError("no version given and nothing is serving")
+            return {"manifest": registry.manifest(target),
+                    "serving": registry.serving()}
+        if action == "promote":
+            if not version:
+                raise RegistryError("promote needs a version (see `recstream models list`)")
+            result = promote(s, version, force=force, actor="cli")
+            if result["promoted"]:
+                await announce(s, result["pointer"])
+            return result
+        pointer = registry.rollback(reason=reason or "operator rollback", actor="cli")
+        await announce(s, pointer)
+        return {"rolled_back_to": pointer["version"], "pointer": pointer}
+
+
+def register_provenance(app, rt: Runtime) -> None:
+    s = rt.settings
+
+    @app.command(
+        argument("request_id", required=False, default=""),
+        option("--user", type=int, default=None, help="the user of the outcome line"),
+        option("--at", default=None,
+               help="time of the outcome line on the stream clock (2026-11-22T20:01:02 or "
+                    "epoch seconds)"),
+        name="provenance",
+    )
+    async def provenance(self, request_id: str, user: Optional[int], at: Optional[str]) -> None:
+        """Answer → model version → training data window/offsets/hash + code version."""
+        from recstream.provenance import lookup, stream_time
+        try:
+            when = stream_time(at) if at else None
+            result = await lookup(s, request_id=request_id, user=user, at=when)
+        except ValueError as exc:
+            print(f"recstream provenance: {exc}", file=sys.stderr, flush=True)
+            raise SystemExit(2) from None
+        self.say(json.dumps(result, indent=2, sort_keys=True, default=str))
+        if result.get("served") is None:
+            raise SystemExit(4)

@@ -1,0 +1,229 @@
+"""The model registry: immutable versions, one serving pointer, every decision logged.
+
+Layout under ``root`` (a directory every worker can read; a shared volume in
+production)::
+
+    versions/<version>/{arrays.npz, manifest.json}   immutable (models.artifact)
+    serving.json                                      the pointer workers follow
+    decisions.jsonl                                   append-only: gates, promotions, rollbacks
+
+The pointer names the serving version and a *generation* that grows by one on
+every promotion or rollback.  Vectors learnt online carry the generation they
+were learnt in, so a worker can tell the new base's vectors from those of the
+model it replaced (they live in different factor spaces).  The pointer also
+keeps the stack of versions it replaced, which is what ``rollback`` pops.
+
+Writers take an exclusive ``flock`` on ``root/.lock``; the pointer is
+replaced by rename, so a reader sees the old pointer or the new one.
+"""
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import json
+import math
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Optional
+
+import numpy as np
+
+from models.artifact import list_versions, load_version, new_version_id, save_version
+
+SERVING_FILE = "serving.json"
+DECISIONS_FILE = "decisions.jsonl"
+HISTORY_LIMIT = 20
+
+
+class RegistryError(RuntimeError):
+    """An operation the registry refuses (unknown version, nothing to roll back to)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    """The outcome of the promotion gate, with the numbers it compared."""
+
+    passed: bool
+    reasons: list[str]
+    compared: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"passed": self.passed, "reasons": list(self.reasons),
+                "compared": dict(self.compared)}
+
+
+# (metric, higher is better) — the gate checks each metric both sides report.
+GATE_METRICS = (("rmse", False), ("recall_at_20", True), ("ndcg_at_20", True))
+
+
+def gate(candidate: Mapping[str, Any], serving: Optional[Mapping[str, Any]], *,
+         tolerance: float) -> Decision:
+    """Promote only a candidate no worse than the serving version, within ``tolerance``.
+
+    Both metric sets must come from the same holdout (the trainer evaluates the
+    serving version on the candidate's holdout).  A candidate with no finite
+    metrics, or evaluated on no rows, never passes.  With nothing serving, a
+    candidate passes if it has its metrics and, when the trainer measured a
+    popularity baseline (``baseline_recall_at_20``), ranks at least as well.
+    """
+    reasons: list[str] = []
+    compared: dict[str, Any] = {"tolerance": tolerance}
+    if int(candidate.get("n_test", 0) or 0) <= 0:
+        return Decision(False, ["candidate was evaluated on no holdout rows"], compared)
+    checked = 0
+    for name, higher in GATE_METRICS:
+        value = _finite(candidate.get(name))
+        if value is None:
+            continue
+        checked += 1
+        if serving is None:
+            compared[name] = {"candidate": value}
+            continue
+        current = _finite(serving.get(name))
+        compared[name] = {"candidate": value, "serving": current}
+        if current is None:
+            continue
+        if higher and value < current * (1 - tolerance):
+            reasons.append(f"{name} {value:.4f} < serving {current:.4f} - {tolerance:.0%}")
+        elif not higher and value > current * (1 + tolerance):
+            reasons.append(f"{name} {value:.4f} > serving {current:.4f} + {tolerance:.0%}")
+    if checked == 0:
+        return Decision(False, ["candidate has no finite gate metric"], compared)
+    baseline = _finite(candidate.get("baseline_recall_at_20"))
+    recall = _finite(candidate.get("recall_at_20"))
+    if serving is None and baseline is not None and recall is not None:
+        compared["baseline_recall_at_20"] = baseline
+        if recall < baseline:
+            reasons.append(f"recall_at_20 {recall:.4f} < popularity baseline {baseline:.4f}")
+    return Decision(not reasons, reasons or ["no worse than serving within tolerance"],
+                    compared)
+
+
+class Registry:
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.versions_dir = self.root / "versions"
+
+    # -- versions --------------------------------------------------------------------
+    def versions(self) -> list[str]:
+        return list_versions(self.versions_dir)
+
+    def path(self, version: str) -> Path:
+        path = self.versions_dir / version
+        if "/" in version or version.startswith(".") or not (path / "manifest.json").exists():
+            raise RegistryError(f"no such model version: {version!r}")
+        return path
+
+    def manifest(self, version: str) -> dict[str, Any]:
+        return json.loads((self.path(version) / "manifest.json").read_text(encoding="utf-8"))
+
+    def load(self, version: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        return load_version(self.path(version))
+
+    def add(self, arrays: Mapping[str, np.ndarray], manifest: Mapping[str, Any], *,
+            version: Optional[str] = None) -> str:
+        version = version or new_version_id()
+        save_version(self.versions_dir, version, arrays, manifest)
+        self._log({"action": "add", "version": version})
+        return version
+
+    # -- the serving pointer ---------------------------------------------------------
+    def serving(self) -> Optional[dict[str, Any]]:
+        try:
+            return json.loads((self.root / SERVING_FILE).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+
+    def promote(self, version: str, *, decision: Mapping[str, Any],
+                actor: str = "") -> dict[str, Any]:
+        """Make ``version`` the serving one (the caller has decided; the decision is logged)."""
+        self.path(version)  # must exist
+        with self._locked():
+            current = self.serving()
+            history = list(current.get("history", [])) if current else []
+            if current:
+                history.append(current["version"])
+            pointer = self._pointer(version, current, history[-HISTORY_LIMIT:], "promote",
+                                    decision, actor)
+            self._write_pointer(pointer)
+            self._log({"action": "promote", **pointer})
+        return pointer
+
+    def rollback(self, *, reason: str, actor: str = "") -> dict[str, Any]:
+        """Serve the version the current one replaced (as a new generation)."""
+        with self._locked():
+            current = self.serving()
+            if not current or not current.get("history"):
+                raise RegistryError("nothing to roll back to: no earlier serving version")
+            history = list(current["history"])
+            previous = history.pop()
+            self.path(previous)
+            pointer = self._pointer(previous, current, history, "rollback",
+                                    {"reason": reason, "from": current["version"]}, actor)
+            self._write_pointer(pointer)
+            self._log({"action": "rollback", **pointer})
+        return pointer
+
+    def record(self, entry: Mapping[str, Any]) -> None:
+        """Log a decision that changed nothing (e.g. a candidate the gate rejected)."""
+        with self._locked():
+            self._log(dict(entry))
+
+    def decisions(self) -> list[dict[str, Any]]:
+        try:
+            lines = (self.root / DECISIONS_FILE).read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return []
+        return [json.loads(line) for line in lines if line.strip()]
+
+    # -- internals -------------------------------------------------------------------
+    @staticmethod
+    def _pointer(version: str, current: Optional[dict], history: list[str], action: str,
+                 decision: Mapping[str, Any], actor: str) -> dict[str, Any]:
+        return {"version": version,
+                "generation": (int(current["generation"]) + 1) if current else 1,
+                "promoted_at": time.time(), "action": action, "actor": actor or _actor(),
+                "decision": dict(decision), "history": history}
+
+    def _write_pointer(self, pointer: Mapping[str, Any]) -> None:
+        tmp = self.root / f".{SERVING_FILE}.{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8") as handle:
+            json.dump(pointer, handle, indent=2, sort_keys=True)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.root / SERVING_FILE)
+
+    def _log(self, entry: Mapping[str, Any]) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        body = {"at": time.time(), **entry}
+        with open(self.root / DECISIONS_FILE, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(body, sort_keys=True, default=str) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _finite(value: Any) -> Optional[float]:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _actor() -> str:
+    return f"{os.environ.get('USER') or os.environ.get('HOSTNAME') or 'unknown'}@{os.getpid()}"
+
+
+__all__ = ["Decision", "Registry", "RegistryError", "gate", "new_version_id"]

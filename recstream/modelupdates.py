@@ -1,0 +1,154 @@
+"""The serving model a worker holds, and the topic that announces promotions.
+
+A promotion (``recstream models promote``, ``rollback`` or a scheduled
+retrain) updates the registry's pointer and publishes it, keyed ``serving``,
+on ``<app>-model-updates`` (one partition, compacted).  Every worker follows
+that topic from the beginning and swaps to the newest generation it sees
+(:mod:`agents.models`); the registry directory is where the arrays are read
+from, so it must be shared by the workers (a volume; see deploy/).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from typing import Any, Optional
+
+import numpy as np
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from models.registry import Registry
+from recstream.settings import Settings
+
+log = logging.getLogger(__name__)
+KEY = b"serving"
+ONLINE = "online"
+
+
+def topic_name(settings: Settings) -> str:
+    return f"{settings.app_id}-model-updates"
+
+
+@dataclasses.dataclass
+class ServingModel:
+    """A promoted batch model's arrays, looked up by id (the base online learning continues from).
+
+    Generation 0 is the online-only model: no arrays, every vector starts at
+    its deterministic init.
+    """
+
+    version: str = ONLINE
+    generation: int = 0
+    promoted_at: float = 0.0
+    manifest: dict[str, Any] = dataclasses.field(default_factory=dict)
+    item_row: dict[str, int] = dataclasses.field(default_factory=dict)
+    item_factors: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 0),
+                                                                                   np.float32))
+    item_bias: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.float32))
+    user_ids: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))
+    user_factors: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 0),
+                                                                                   np.float32))
+    user_bias: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.float32))
+    global_mean: Optional[float] = None
+
+    @classmethod
+    def load(cls, registry: Registry, pointer: dict[str, Any], n_factors: int) -> "ServingModel":
+        """Read a version's arrays (blocking: call it in an executor)."""
+        arrays, manifest = registry.load(pointer["version"])
+        item_factors = np.asarray(arrays["item_factors"], np.float32)
+        if item_factors.ndim != 2 or item_factors.shape[1] != n_factors:
+            raise ValueError(f"model {pointer['version']} has factors of shape "
+                             f"{item_factors.shape}; this worker serves {n_factors} factors")
+        user_ids = np.asarray(arrays["user_ids"], np.int64)
+        order = np.argsort(user_ids, kind="stable")  # sorted for searchsorted lookups
+        item_ids = [str(x) for x in arrays["item_ids"].tolist()]
+        return cls(version=str(pointer["version"]), generation=int(pointer["generation"]),
+                   promoted_at=float(pointer.get("promoted_at", time.time())),
+                   manifest=manifest, item_row={m: i for i, m in enumerate(item_ids)},
+                   item_factors=item_factors,
+                   item_bias=np.asarray(arrays["item_bias"], np.float32),
+                   user_ids=user_ids[order],
+                   user_factors=np.asarray(arrays["user_factors"], np.float32)[order],
+                   user_bias=np.asarray(arrays["user_bias"], np.float32)[order],
+                   global_mean=float(arrays["global_mean"]))
+
+    @property
+    def label(self) -> str:
+        """The version served answers are attributed to (online steps ride on top)."""
+        return self.version if self.generation else ONLINE
+
+    def item_vector(self, movie: str) -> Optional[tuple[float, np.ndarray]]:
+        row = self.item_row.get(movie)
+        if row is None:
+            return None
+        return float(self.item_bias[row]), self.item_factors[row].copy()
+
+    def user_rows(self, users: np.ndarray) -> np.ndarray:
+        """Row in the arrays of each user id, -1 when the model never saw them."""
+        users = np.asarray(users, np.int64)
+        if self.user_ids.size == 0:
+            return np.full(users.shape, -1, np.int64)
+        pos = np.searchsorted(self.user_ids, users)
+        pos = np.minimum(pos, self.user_ids.size - 1)
+        return np.where(self.user_ids[pos] == users, pos, -1)
+
+    def user_vector(self, user: int) -> Optional[tuple[float, np.ndarray]]:
+        row = int(self.user_rows(np.array([user]))[0])
+        if row < 0:
+            return None
+        return float(self.user_bias[row]), self.user_factors[row].copy()
+
+
+def encode_pointer(pointer: dict[str, Any]) -> bytes:
+    return orjson.dumps(pointer)
+
+
+async def announce(settings: Settings, pointer: dict[str, Any]) -> None:
+    """Publish a registry pointer on the model-updates topic (acks=all)."""
+    from agents.commands import ensure_topic
+
+    topic = topic_name(settings)
+    await ensure_topic(settings.bootstrap_servers, topic, 1, settings.replication_factor)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, encode_pointer(pointer), key=KEY)
+    finally:
+        await producer.stop()
+
+
+async def latest_announced(settings: Settings, timeout_s: float = 10.0
+                           ) -> Optional[dict[str, Any]]:
+    """The newest pointer on the topic (None if nothing was ever announced)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
+                                enable_auto_commit=False, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic_name(settings), 0)
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        end = (await consumer.end_offsets([tp]))[tp]
+        newest = None
+        deadline = time.monotonic() + timeout_s
+        while await consumer.position(tp) < end and time.monotonic() < deadline:
+            for record in (await consumer.getmany(tp, timeout_ms=200)).get(tp, []):
+                pointer = decode_pointer(record.value)
+                if pointer and (newest is None or pointer["generation"] >= newest["generation"]):
+                    newest = pointer
+        return newest
+    finally:
+        await consumer.stop()
+
+
+def decode_pointer(raw: Optional[bytes]) -> Optional[dict[str, Any]]:
+    if not raw:
+        return None
+    try:
+        pointer = orjson.loads(raw)
+        int(pointer["generation"])
+        str(pointer["version"])
+        return pointer
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        log.warning("ignoring a malformed model-updates record: %r", raw[:200])
+        return None
