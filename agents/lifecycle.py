@@ -6,31 +6,89 @@ import atexit
 import gc
 import logging
 import shutil
+import sys
 from pathlib import Path
 
 from recstream.runtime import Runtime
-from tables.codecs import decode_vector
+from tables.codecs import decode_history, decode_vector_generation
 
 log = logging.getLogger(__name__)
 PRODUCER_BUFFER = 10_000
 GC_THRESHOLDS = (50_000, 20, 100)
 
 
-def load_user_vectors(rt: Runtime) -> int:
-    """Mirror ``user_vectors`` of this worker's partitions into the user index."""
+LOAD_CHUNK = 2_000  # vectors mirrored per event-loop turn
+
+
+async def load_user_vectors(rt: Runtime, *, keep_loaded: bool = False) -> int:
+    """Mirror ``user_vectors`` of this worker's partitions into the user index.
+
+    A vector learnt under an earlier promoted model is replaced by the serving
+    model's vector of that user (or, if the model never saw them, by a refit
+    from their history, queued for agents.models).  Yields to the event loop
+    every ``LOAD_CHUNK`` vectors, so serving goes on while a worker that took
+    over partitions loads their users.  ``keep_loaded`` skips users already
+    held (their in-memory vector is at least as new as the table's).
+    """
     count = 0
+    generation = rt.model.generation
+    seen = 0
     for key, raw in rt.tables.user_vectors.items():
+        seen += 1
+        if seen % LOAD_CHUNK == 0:
+            await asyncio.sleep(0)
         if not raw:
             continue
         try:
             user = int(key)
         except ValueError:
             continue
-        bias, vec = decode_vector(raw)
-        if vec.shape[0] == rt.settings.n_factors and 0 <= user <= rt.settings.max_user_id:
-            rt.users.set_vector(user, bias, vec)
+        if not 0 <= user <= rt.settings.max_user_id:
+            continue
+        if keep_loaded and (row := rt.users.get_row(user)) >= 0 and rt.users.has_vector[row]:
+            continue
+        bias, vec, stored_generation = decode_vector_generation(raw)
+        if stored_generation != generation:
+            base = rt.model.user_vector(user)
+            if base is None:
+                rt.users.row(user)
+                rt.refit_queue.append(user)
+                continue
+            bias, vec = base
+        if vec.shape[0] == rt.settings.n_factors:
+            rt.users.invalidate(rt.users.set_vector(user, bias, vec))
             count += 1
-    rt.users.invalidate_all()
+    return count
+
+
+async def restore_minor_flags(rt: Runtime) -> int:
+    """Set ``minor`` for users whose stored profile says they are under 18.
+
+    The flag lives in memory (serving reads it on every answer) and in the
+    user's history (``a``: age, written by agents.coldstart's profile); after a
+    restart or a partition move it is read back from there.  Histories without
+    a profile are skipped without decoding.
+    """
+    count = seen = 0
+    for key, raw in rt.tables.user_history.items():
+        seen += 1
+        if seen % LOAD_CHUNK == 0:
+            await asyncio.sleep(0)
+        if not raw or b'"a":' not in raw:
+            continue
+        history = decode_history(raw)
+        if history.age is None or history.age >= 18:
+            continue
+        try:
+            user = int(key)
+        except ValueError:
+            continue
+        if 0 <= user <= rt.settings.max_user_id:
+            row = rt.users.row(user)
+            if not rt.users.minor[row]:
+                rt.users.minor[row] = True
+                rt.users.invalidate(row)
+                count += 1
     return count
 
 
@@ -108,9 +166,22 @@ def discard_state_after_crash(app) -> bool:
     return False
 
 
+def starting_a_worker(argv: list[str] | None = None) -> bool:
+    """Whether this process is a worker (Faust sends ``on_worker_init`` for every command).
+
+    Operator commands (``models``, ``train``, ``provenance``, ``--help``…) must
+    neither need a broker to start nor touch the local tables a running worker
+    owns: wiping them as "not shut down cleanly" would destroy its state.
+    """
+    args = sys.argv[1:] if argv is None else argv
+    return "worker" in args
+
+
 def register(app, rt: Runtime, forget_caches) -> None:
     @app.on_worker_init.connect
     def before_worker_starts(app_=None, **kwargs) -> None:
+        if not starting_a_worker():
+            return
         discard_state_after_crash(app)
         atexit.register(lambda: clean_marker(app).parent.exists()
                         and clean_marker(app).touch())
@@ -128,13 +199,31 @@ def register(app, rt: Runtime, forget_caches) -> None:
     @app.task
     async def on_recovered() -> None:
         await app.tables.recovery.completed.wait()
+        await rt.readiness.model_loaded.wait()  # vectors are read against its generation
         restore_log_level()
         rt.readiness.tables_recovered.set()
-        n = load_user_vectors(rt)
+        n = await load_user_vectors(rt)
+        minors = await restore_minor_flags(rt)
         tune_gc()
         rt.readiness.users_loaded.set()
-        log.info("tables recovered; %d user vectors loaded", n)
+        log.info("tables recovered; %d user vectors loaded, %d minors flagged", n, minors)
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app_, revoked, **kwargs) -> None:
         forget_caches()
+
+    @app.on_rebalance_complete.connect
+    async def on_rebalanced(app_=None, **kwargs) -> None:
+        """Partitions taken over from another worker: serve their users personally."""
+        if rt.readiness.users_loaded.is_set():
+            app.add_future(_load_taken_over())
+
+    async def _load_taken_over() -> None:
+        try:
+            n = await load_user_vectors(rt, keep_loaded=True)
+            await restore_minor_flags(rt)
+        except Exception:  # a rebalance closed a partition's store mid-read: next one will
+            log.warning("loading user vectors after a rebalance failed", exc_info=True)
+            return
+        if n:
+            log.info("rebalance: %d user vectors of newly assigned partitions loaded", n)

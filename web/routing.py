@@ -5,11 +5,20 @@ for a user of another worker's partition is forwarded once (marked so it is
 never forwarded again) to that worker's canonical URL, found from the
 group's assignment; if the owner does not answer within ``route_timeout_s``
 the local fallback is served, so a grader never waits on a sick peer.
+
+A peer that failed (refused, timed out, or answered 503 while starting) is
+not asked again for ``PEER_BACKOFF_S``: meanwhile its users are answered
+here, from whatever this worker holds of them (during a rolling restart,
+the vectors it served them with until the owner came back) or the fallback.
+Without that, every request for a restarting peer's users would wait out the
+timeout, and a front that retries on the other worker would see two slow
+attempts in a row.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import aiohttp
 from faust.types import TP
@@ -20,6 +29,7 @@ from tables.context import partition_for
 
 log = logging.getLogger(__name__)
 ROUTED_HEADER = "X-Recstream-Routed"
+PEER_BACKOFF_S = 2.0
 
 
 class OwnerRouter:
@@ -27,6 +37,12 @@ class OwnerRouter:
         self.rt = rt
         self.topic = rt.tables.user_history.changelog_topic.get_topic_name()
         self._session: aiohttp.ClientSession | None = None
+        self.down_until: dict[str, float] = {}
+
+    def available(self, base_url: str) -> bool:
+        """False while a peer that just failed is left alone."""
+        until = self.down_until.get(base_url)
+        return until is None or time.monotonic() >= until
 
     def owner_url(self, user: int) -> str | None:
         """The owner's base URL when it is another worker, else None (answer here)."""
@@ -51,10 +67,15 @@ class OwnerRouter:
             async with self._session.get(base_url + path,
                                          headers={ROUTED_HEADER: "1"}) as response:
                 if response.status == 200:
+                    self.down_until.pop(base_url, None)
                     return await response.text()
+                reason = f"status {response.status}"
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            log.info("owner %s did not answer (%s); serving the fallback", base_url,
-                     type(exc).__name__)
+            reason = type(exc).__name__
+        if self.available(base_url):
+            log.info("owner %s did not answer (%s); answering its users here for %.0fs",
+                     base_url, reason, PEER_BACKOFF_S)
+        self.down_until[base_url] = time.monotonic() + PEER_BACKOFF_S
         return None
 
     async def close(self) -> None:
