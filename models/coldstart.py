@@ -10,6 +10,18 @@ new user's age band × gender, shrunk towards the global mean where the cell is
 small.  ``segment_popularity`` is the fallback ranking when no vector can be
 made (no factor model yet): the segment's plays smoothed by global plays.
 
+Two things decide whether a folded-in vector helps (bench/coldstart.py):
+
+* **Rank it the way the service ranks.**  The service scores ``p.q_i + b_i +
+  blend * log1p(popularity_i)``; explicit-rating MF alone (``p.q_i + b_i``)
+  puts rarely-rated, highly-predicted titles first and loses to plain
+  popularity even for known users.  A cold-start vector is only ever ranked
+  by the serving ranker, so it must be judged (and tuned) with its prior.
+* **Regularise relative to the item factors' scale.**  The ridge penalty
+  competes with ``sum_j q_j q_j^T``; ``relative_reg`` expresses it in units of
+  the mean squared item norm, so the same setting means the same pull for ALS
+  factors (norm ~1) and for online-MF factors (norm ~0.1).
+
 Everything is pure and deterministic: arrays in, new arrays out, no state grown.
 """
 from __future__ import annotations
@@ -93,6 +105,22 @@ def fold_in(liked_vectors: Any, disliked_vectors: Any, prior_vector: Any, *,
     if fit_bias:
         return theta[:d].astype(np.float32), float(theta[d])
     return theta.astype(np.float32), b0
+
+
+def relative_reg(item_factors: Any, reg: float, *, rows: Any = None) -> float:
+    """``reg`` times the mean squared norm of (the ``rows`` of) ``item_factors``.
+
+    Scaling every item vector by ``s`` scales this penalty by ``s**2``, so the
+    fold-in's scores ``Q p`` do not change: one setting fits every model.
+    """
+    Q = np.asarray(item_factors, dtype=np.float64)
+    if rows is not None:
+        Q = Q[np.asarray(rows)]
+    if Q.ndim != 2 or Q.shape[0] == 0:
+        return max(float(reg), 1e-6)
+    sq = np.einsum("ij,ij->i", Q, Q)
+    scale = float(sq[np.isfinite(sq)].mean()) if np.isfinite(sq).any() else 0.0
+    return max(float(reg) * scale, 1e-6)
 
 
 def age_band(age: Any) -> str:

@@ -54,6 +54,33 @@ class RecommendationOutcome(_Event, namespace="recstream.RecommendationOutcome")
     latency_ms: int
 
 
+class UserProfile(_Event, namespace="recstream.UserProfile"):
+    """What the user API told us about a new account, and the first vector made from it.
+
+    Produced by :mod:`agents.coldstart` onto the events topic keyed by user and
+    applied by the user writer only while the user has no vector (learned state
+    is never overwritten).  ``vector`` is empty when none could be made (no
+    factor model or prior yet): the user keeps the popularity fallback.
+    ``named`` are the catalogue movies the self-description named (excluded
+    from answers); ``source`` says how the vector was made: ``foldin`` (liked /
+    disliked titles + prior), ``prior`` (demographic prior alone) or ``none``.
+    A vector folded against another model ``generation`` than the one serving
+    when it is applied is dropped (it lives in another factor space).
+    """
+
+    time: float
+    user: int
+    age: int = -1            # -1: unknown
+    gender: str = ""
+    occupation: str = ""
+    named: list = []
+    vector: list = []
+    bias: float = 0.0
+    source: str = "none"
+    model_version: str = ""
+    generation: int = 0      # the serving model's generation the vector was folded against
+
+
 class Rejected(faust.Record, serializer="json", namespace="recstream.Rejected"):
     """A line that failed validation, kept verbatim with the reason."""
 
@@ -80,8 +107,21 @@ class MovieUpdate(faust.Record, serializer="json", namespace="recstream.MovieUpd
     steps: list = []
 
 
-class RecommendationServed(faust.Record, serializer="json", namespace="recstream.RecommendationServed"):
-    """Provenance of one answer of ``/recommend``, for downstream consumers."""
+class RecommendationServed(faust.Record, serializer="json",
+                           namespace="recstream.RecommendationServed"):
+    """Provenance of one answer of ``/recommend``, for downstream consumers.
+
+    Published (keyed by user) on ``<app>-recommendations`` by the worker that
+    answered.  ``model_version`` is the promoted registry version the vectors
+    are based on (``online``: no batch model yet) and ``generation`` its
+    promotion counter; online steps since the promotion ride on top of it.
+    ``source`` is how the answer was made (personal, popular, fallback,
+    invalid, owner_down, error); ``fallback_reason`` says why a fallback was
+    served; ``guardrails`` lists the filters that removed titles; ``arm`` is
+    the experiment arm (empty when no experiment runs); ``code_version`` the
+    worker's code.  ``time`` is the worker's wall clock (epoch seconds);
+    ``stream_time`` the stream's clock, which the platform's outcome lines use.
+    """
 
     request_id: str
     time: float
@@ -91,6 +131,13 @@ class RecommendationServed(faust.Record, serializer="json", namespace="recstream
     source: str
     latency_ms: float
     worker: str
+    generation: int = 0
+    fallback_reason: str = ""
+    guardrails: list = []
+    arm: str = ""
+    code_version: str = ""
+    stream_time: float = 0.0  # newest movielog event time the worker had seen (stream clock)
 
 
 EVENT_TYPES = (WatchMinute, Rating, AccountCreated, RecommendationOutcome)
+INTERNAL_EVENT_TYPES = (UserProfile,)  # produced by us onto the events topic, never parsed

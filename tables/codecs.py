@@ -22,16 +22,35 @@ def movie_key(movie: str) -> bytes:
     return movie.encode()
 
 
-def encode_vector(bias: float, vector: np.ndarray) -> bytes:
+# A vector learnt on top of a promoted batch model carries the model's generation
+# (see models.registry): 8-byte header ``RSV1`` + uint32 LE generation.  Generation
+# 0 (the online-only model) keeps the bare layout, which is also how older records read.
+GENERATION_MAGIC = b"RSV1"
+GENERATION_HEADER = 8
+
+
+def encode_vector(bias: float, vector: np.ndarray, generation: int = 0) -> bytes:
     out = np.empty(vector.shape[0] + 1, "<f4")
     out[0] = bias
     out[1:] = vector
+    if generation:
+        return GENERATION_MAGIC + int(generation).to_bytes(4, "little") + out.tobytes()
     return out.tobytes()
 
 
 def decode_vector(raw: bytes) -> tuple[float, np.ndarray]:
+    bias, vector, _ = decode_vector_generation(raw)
+    return bias, vector
+
+
+def decode_vector_generation(raw: bytes) -> tuple[float, np.ndarray, int]:
+    """→ ``(bias, factors, generation)``; generation 0 for the bare layout."""
+    generation = 0
+    if raw[:4] == GENERATION_MAGIC and len(raw) >= GENERATION_HEADER + 4:
+        generation = int.from_bytes(raw[4:GENERATION_HEADER], "little")
+        raw = raw[GENERATION_HEADER:]
     arr = np.frombuffer(raw, "<f4")
-    return float(arr[0]), arr[1:].astype(np.float32)
+    return float(arr[0]), arr[1:].astype(np.float32), generation
 
 
 @dataclasses.dataclass(slots=True)
@@ -48,6 +67,12 @@ class UserHistory:
     watches: dict[str, list] = dataclasses.field(default_factory=dict)
     ratings: dict[str, list] = dataclasses.field(default_factory=dict)
     created: Optional[float] = None
+    # From the user API (agents.coldstart), once: age (None unknown), gender ("" unknown),
+    # the movies the self-description named (never recommended back), when it was applied.
+    age: Optional[int] = None
+    gender: str = ""
+    named: list = dataclasses.field(default_factory=list)
+    profiled: Optional[float] = None
 
     def watch(self, movie: str, minute: int, time: float, complete_at: int) -> str | None:
         """Apply one watched minute → ``"start"``, ``"complete"``, ``"progress"`` or None.
@@ -91,7 +116,8 @@ class UserHistory:
         return ("changed" if old != rating else None), old
 
     def seen(self) -> set[str]:
-        return set(self.watches) | set(self.ratings)
+        """Movies not to recommend: watched, rated, or named in the self-description."""
+        return set(self.watches) | set(self.ratings) | set(self.named)
 
     def rating_stats(self) -> tuple[int, float, float]:
         """(count, mean, variance) of this user's current ratings."""
@@ -111,14 +137,19 @@ class UserHistory:
 
 
 def encode_history(history: UserHistory) -> bytes:
-    return orjson.dumps({"w": history.watches, "r": history.ratings, "c": history.created})
+    data = {"w": history.watches, "r": history.ratings, "c": history.created}
+    if history.profiled is not None:  # profile fields only once there is one: old layout otherwise
+        data.update(a=history.age, g=history.gender, n=history.named, p=history.profiled)
+    return orjson.dumps(data)
 
 
 def decode_history(raw: Optional[bytes]) -> UserHistory:
     if not raw:
         return UserHistory()
     data = orjson.loads(raw)
-    return UserHistory(watches=data.get("w", {}), ratings=data.get("r", {}), created=data.get("c"))
+    return UserHistory(watches=data.get("w", {}), ratings=data.get("r", {}), created=data.get("c"),
+                       age=data.get("a"), gender=data.get("g") or "", named=data.get("n") or [],
+                       profiled=data.get("p"))
 
 
 @dataclasses.dataclass(slots=True)

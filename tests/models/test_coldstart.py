@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from models.coldstart import (AGE_BANDS, DemographicPrior, age_band, fold_in, gender_key,
-                              segment_popularity)
+                              relative_reg, segment_popularity)
 
 
 def test_empty_inputs_give_the_prior():
@@ -130,3 +130,55 @@ def test_segment_popularity():
     assert segment_popularity([1, 1], glob, k=2).tolist() == [0, 1]            # wrong shape: ignored
     assert segment_popularity(np.ones(3), np.zeros(3), k=3).tolist() == [0, 1, 2]  # ties: lower index
     assert segment_popularity([], [], k=5).tolist() == []
+
+
+def test_relative_reg_makes_fold_in_independent_of_the_factor_scale():
+    """ALS factors (norm ~1) and online-MF factors (norm ~0.05) get the same scores Q p."""
+    rng = np.random.default_rng(3)
+    Q = rng.normal(size=(50, 6))
+    b = rng.normal(0, 0.3, size=50)
+    scores = []
+    for s in (1.0, 0.05, 20.0):
+        Qs = Q * s
+        reg = relative_reg(Qs, 4.0)
+        vec, _ = fold_in(Qs[:3], Qs[3:5], np.zeros(6), liked_bias=b[:3], disliked_bias=b[3:5],
+                         global_mean=3.5, reg=reg, fit_bias=False)
+        scores.append(Qs @ vec)
+    np.testing.assert_allclose(scores[1], scores[0], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(scores[2], scores[0], rtol=1e-4, atol=1e-5)
+    assert relative_reg(Q, 2.0) == pytest.approx(2.0 * float((Q ** 2).sum(axis=1).mean()))
+    assert relative_reg(Q, 2.0, rows=[0]) == pytest.approx(2.0 * float(Q[0] @ Q[0]))
+    assert relative_reg(np.zeros((0, 6)), 2.0) == 2.0
+
+
+def test_liked_titles_neighbours_rank_first_under_the_serving_score():
+    """Three liked items of one planted taste cluster: ranked as the service ranks
+    (p.q + b + popularity prior), their cluster-mates fill the top of the list,
+    even with small online-MF-sized factors where a fixed penalty would barely move p."""
+    rng = np.random.default_rng(11)
+    n_clusters, per, d = 8, 100, 8
+    centres = rng.normal(size=(n_clusters, d)) * 1.5
+    cluster = np.repeat(np.arange(n_clusters), per)
+    Q = (centres[cluster] + rng.normal(0, 0.4, size=(n_clusters * per, d))) * 0.05
+    bias = rng.normal(0, 0.1, size=len(Q))
+    prior = 0.15 * np.log1p(rng.pareto(1.5, size=len(Q)) * 10)   # blended popularity
+    liked = np.flatnonzero(cluster == 2)[:3]
+    disliked = np.flatnonzero(cluster == 5)[:2]
+
+    def top_of(vec: np.ndarray) -> np.ndarray:
+        scores = Q @ vec + bias + prior
+        scores[np.r_[liked, disliked]] = -np.inf               # named titles are excluded
+        return np.argsort(-scores)[:20]
+
+    vec, _ = fold_in(Q[liked], Q[disliked], np.zeros(d), liked_bias=bias[liked],
+                     disliked_bias=bias[disliked], global_mean=3.5,
+                     reg=relative_reg(Q, 4.0), bias_reg=5.0)
+    top = top_of(vec.astype(np.float64))
+    share = (cluster[top] == 2).mean()
+    unpersonalised = (cluster[top_of(np.zeros(d))] == 2).mean()
+    assert share >= 0.6 and share >= 2 * unpersonalised
+    assert not set(top) & set(np.r_[liked, disliked]) and (cluster[top] == 5).sum() == 0
+    fixed, _ = fold_in(Q[liked], Q[disliked], np.zeros(d), liked_bias=bias[liked],
+                       disliked_bias=bias[disliked], global_mean=3.5, reg=10.0, bias_reg=5.0)
+    # A fixed penalty against tiny factors leaves the list as unpersonalised as before.
+    assert (cluster[top_of(fixed.astype(np.float64))] == 2).mean() <= unpersonalised + 0.1

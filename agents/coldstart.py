@@ -1,0 +1,380 @@
+"""Cold start, automated: a new user's first vector from the user API, off the ingest path.
+
+When the user writer first sees a user (an account creation, or a first event of a
+user without history) it calls :meth:`ColdStart.want`, which only queues the id.
+``coldstart_concurrency`` background workers take queued ids in calls of up to
+``api_batch_size``, fetch ``GET /user/<ids>`` (timeout ``api_timeout_s``), match the
+self-description's liked / disliked titles against the catalogue
+(:class:`~models.titles.TitleIndex`), fold a vector in against the serving item
+vectors plus the demographic prior (:func:`~models.coldstart.fold_in`), and produce a
+:class:`~recstream.records.UserProfile` keyed by the user onto the events topic.
+The user writer - the one writer of ``user_vectors`` - applies it only while the
+user has no vector, and invalidates the user's answer, so the next request is
+personalised.  Nothing here writes a table.
+
+The API is asked at most once per user per ``RETRY_AFTER_S`` and at most
+``MAX_TRIES`` times: a 404 means no profile (not retried); a 429, a 5xx or a timeout
+is counted in ``recstream_api_calls_total{outcome="user_..."}`` and retried later.
+The title index is rebuilt in an executor thread when the catalogue has grown; the
+prior is refitted every ``PRIOR_REFIT_S`` from this worker's users who have both a
+vector and known demographics.  No factor model and no prior yet: no vector, the
+user keeps the popularity fallback (demographics and named titles are still stored).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Optional
+
+import aiohttp
+import numpy as np
+import orjson
+
+from models.coldstart import DemographicPrior, fold_in, relative_reg
+from models.titles import TitleIndex
+from recstream.catalog import as_float
+from recstream.records import UserProfile
+from recstream.runtime import Runtime
+from tables.codecs import decode_history, user_key
+
+log = logging.getLogger(__name__)
+
+LIKE_FIELDS = ("likes", "like", "liked_movies", "movies_liked", "what_movies_do_you_like")
+DISLIKE_FIELDS = ("dislikes", "dislike", "disliked_movies", "movies_disliked",
+                  "what_movies_do_you_not_like")
+RETRY_AFTER_S = 300.0      # one try per user per 5 minutes
+COMPLAIN_EVERY_S = 60.0    # at most one log line a minute about an unreachable API
+MAX_TRIES = 3
+NOT_FOUND_HOLD_S = 86_400.0  # a user the API does not know is not asked for again for a day
+QUEUE_LIMIT = 20_000       # ids waiting for a fetch; beyond this new users keep the fallback
+MIN_SUPPORT = 5            # plays before an item vector is trusted as a fold-in anchor
+REG_RELATIVE = 4.0         # x mean squared item norm (bench/coldstart.py, seed 7)
+BIAS_REG = 5.0
+PRIOR_SHRINKAGE = 20.0
+PRIOR_REFIT_S = 300.0
+PRIOR_MIN_USERS = 20
+PRIOR_SAMPLE = 5_000       # users without demographics sampled into the global mean
+TITLES_CHECK_S = 30.0
+TITLES_GROWTH = 0.02       # rebuild the title index when the catalogue grew by 2 %
+SCAN_CHUNK = 1_000         # table rows read between two yields to the event loop
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value.strip().lower() in
+                             {"", "null", "none", "nan", "n/a"})
+
+
+def parse_user(obj: Any) -> Optional[dict]:
+    """One user object of the API → ``{user, age, gender, occupation, likes, dislikes}``.
+
+    Tolerates the API's quirks: numbers as strings, ``"null"``, missing fields,
+    other field names for the free-text answers.  ``None`` if it names no user.
+    """
+    if not isinstance(obj, dict) or ("message" in obj and "user_id" not in obj):
+        return None
+    raw_id = obj.get("user_id", obj.get("id"))
+    uid = as_float(raw_id)
+    if uid is None or uid < 0 or uid != int(uid):
+        return None
+    age = as_float(obj.get("age"))
+    gender = obj.get("gender")
+    occupation = obj.get("occupation")
+
+    def text(fields: tuple[str, ...]) -> str:
+        for f in fields:
+            v = obj.get(f)
+            if isinstance(v, list):
+                v = ", ".join(str(x) for x in v if isinstance(x, str))
+            if isinstance(v, str) and not _missing(v):
+                return v
+        return ""
+
+    return {"user": int(uid),
+            "age": int(age) if age is not None and 0 < age <= 120 else -1,
+            "gender": gender.strip().upper()[:1] if isinstance(gender, str)
+            and gender.strip().upper()[:1] in ("M", "F") else "",
+            "occupation": occupation.strip() if isinstance(occupation, str)
+            and not _missing(occupation) else "",
+            "likes": text(LIKE_FIELDS), "dislikes": text(DISLIKE_FIELDS)}
+
+
+def users_from_response(payload: Any) -> list[dict]:
+    """The user objects of an answer: one object, or a list in request order."""
+    items = payload if isinstance(payload, list) else [payload]
+    return [u for u in (parse_user(p) for p in items) if u is not None]
+
+
+def slug_title(slug: str) -> tuple[str, Optional[int]]:
+    """A title and year read back from a movie id (``monsters_+inc.+2001``)."""
+    head, _, tail = slug.rstrip("+").rpartition("+")
+    if head and len(tail) == 4 and tail.isdigit():
+        return head.replace("_", ",").replace("+", " ").strip(), int(tail)
+    return slug.replace("_", ",").replace("+", " ").strip(), None
+
+
+def make_profile(user: dict, *, titles: Optional[TitleIndex], row_of: dict[str, int],
+                 factors: np.ndarray, bias: np.ndarray, supported: np.ndarray,
+                 prior: Optional[tuple[np.ndarray, float]], global_mean: float,
+                 like_rating: float, dislike_rating: float, reg: float) -> dict:
+    """Pure: the ``UserProfile`` fields for one parsed user (runs in an executor thread)."""
+    named: list[str] = []
+    sides: list[tuple[list[int], list[float]]] = []
+    for text in (user["likes"], user["dislikes"]):
+        rows, weights = [], []
+        for movie, score in (titles.match(text) if titles is not None and text else []):
+            named.append(movie)
+            row = row_of.get(movie)
+            if row is not None and row < len(supported) and supported[row]:
+                rows.append(row)
+                weights.append(score)
+        sides.append((rows, weights))
+    (liked, wl), (disliked, wd) = sides
+    d = factors.shape[1]
+    out = {"named": list(dict.fromkeys(named)), "vector": [], "bias": 0.0, "source": "none"}
+    if liked or disliked:
+        p0, b0 = prior if prior is not None else (np.zeros(d, np.float32), 0.0)
+        vec, b_u = fold_in(factors[liked], factors[disliked], p0, liked_bias=bias[liked],
+                           disliked_bias=bias[disliked], liked_weight=wl, disliked_weight=wd,
+                           prior_bias=b0, global_mean=global_mean, like_rating=like_rating,
+                           dislike_rating=dislike_rating, reg=reg, bias_reg=BIAS_REG)
+        out.update(vector=vec.tolist(), bias=float(b_u), source="foldin")
+    elif prior is not None:
+        out.update(vector=prior[0].tolist(), bias=float(prior[1]), source="prior")
+    return out
+
+
+class ColdStart:
+    def __init__(self, rt: Runtime) -> None:
+        self._last_complaint = -COMPLAIN_EVERY_S
+        self.rt = rt
+        self.queue: asyncio.Queue[int] = asyncio.Queue(maxsize=QUEUE_LIMIT)
+        self.tried: dict[int, tuple[int, float]] = {}   # user -> (tries, monotonic time of last)
+        self.titles: Optional[TitleIndex] = None
+        self.titles_for = -1                            # catalogue size the index was built for
+        self.titles_ready = asyncio.Event()
+        self.prior = DemographicPrior(shrinkage=PRIOR_SHRINKAGE)
+        self.prior_users = 0
+        self.demographics: dict[int, tuple[Optional[int], str]] = {}  # this worker's users
+        self.calls = {k: rt.metrics.api_calls.labels(f"user_{k}")
+                      for k in ("ok", "not_found", "rate_limited", "error", "dropped")}
+
+    # -- the ingest side: never blocks ---------------------------------------------------
+    def want(self, user: int) -> None:
+        """Queue a fetch of ``user`` unless it was tried recently or too often."""
+        if not self.rt.settings.coldstart:
+            return
+        now = time.monotonic()
+        tries, last = self.tried.get(user, (0, -RETRY_AFTER_S))
+        if tries >= MAX_TRIES or now - last < RETRY_AFTER_S:
+            return
+        try:
+            self.queue.put_nowait(user)
+        except asyncio.QueueFull:
+            self.calls["dropped"].inc()
+            return
+        self.tried[user] = (tries + 1, now)
+
+    def _done(self, user: int, hold_s: float = RETRY_AFTER_S) -> None:
+        """No more tries for ``user`` for ``hold_s`` (profiled, not found, no longer cold)."""
+        self.tried[user] = (MAX_TRIES, time.monotonic() + hold_s - RETRY_AFTER_S)
+
+    def retry_due(self) -> int:
+        """Re-queue users whose last try failed and whose wait is over; forget old entries."""
+        now, again, n = time.monotonic(), [], 0
+        for user, (tries, last) in list(self.tried.items()):
+            if now - last >= RETRY_AFTER_S:
+                if tries < MAX_TRIES:
+                    again.append(user)
+                else:
+                    del self.tried[user]
+        for user in again:
+            if self._cold(user):
+                self.want(user)
+                n += 1
+            else:
+                del self.tried[user]
+        return n
+
+    # -- fetching ------------------------------------------------------------------------
+    def _cold(self, user: int) -> bool:
+        """Still worth a fetch: no vector and no profile applied yet."""
+        row = self.rt.users.get_row(user)
+        if row >= 0 and self.rt.users.has_vector[row]:
+            return False
+        history = self.rt.user_store.peek(user)
+        return history is None or history.profiled is None
+
+    async def run(self) -> None:
+        s = self.rt.settings
+        await self.titles_ready.wait()
+        timeout = aiohttp.ClientTimeout(total=s.api_timeout_s)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            await asyncio.gather(*(self._worker(session) for _ in range(s.coldstart_concurrency)))
+
+    async def _worker(self, session: aiohttp.ClientSession) -> None:
+        limit = self.rt.settings.api_batch_size
+        while True:
+            users = [await self.queue.get()]
+            while len(users) < limit and not self.queue.empty():
+                users.append(self.queue.get_nowait())
+            cold = [u for u in dict.fromkeys(users) if self._cold(u)]
+            for u in set(users) - set(cold):
+                self._done(u)
+            if cold:
+                await self.fetch(session, cold)
+
+    async def fetch(self, session: aiohttp.ClientSession, users: list[int]) -> int:
+        """One API call for ``users``; produces their profiles → how many."""
+        s = self.rt.settings
+        url = f"{s.api_url.rstrip('/')}/user/{','.join(map(str, users))}"
+        try:
+            async with session.get(url) as response:
+                if response.status == 404:
+                    self.calls["not_found"].inc()
+                    for u in users:
+                        self._done(u, NOT_FOUND_HOLD_S)
+                    return 0
+                if response.status != 200:
+                    self.calls["rate_limited" if response.status == 429 else "error"].inc()
+                    return 0
+                payload = orjson.loads(await response.read())
+        except (aiohttp.ClientError, asyncio.TimeoutError, orjson.JSONDecodeError, OSError) as exc:
+            self.calls["error"].inc()
+            now = time.monotonic()
+            if now - self._last_complaint >= COMPLAIN_EVERY_S:  # one line, not one per batch
+                self._last_complaint = now
+                log.info("user API unavailable (%s); users are retried later (counted in "
+                         "recstream_api_calls_total)", type(exc).__name__)
+            return 0
+        self.calls["ok"].inc()
+        wanted = set(users)
+        found = [u for u in users_from_response(payload) if u["user"] in wanted]
+        got = {u["user"] for u in found}
+        for u in users:  # answered: found ones are profiled, the others have no profile
+            self._done(u, RETRY_AFTER_S if u in got else NOT_FOUND_HOLD_S)
+        if not found:
+            return 0
+        rt = self.rt
+        items, n = rt.items, len(rt.items)
+        # Snapshots taken on the loop (growth swaps arrays in; see tables.memory).
+        factors, bias, plays, ids = items.factors[:n], items.bias[:n], items.plays[:n], items.ids[:n]
+        trained = rt.model.item_row  # a promoted batch model: its items are trained anchors too
+        prior, titles, mean = self.prior, self.titles, float(rt.global_mean)
+        ready = self.prior_users > 0 and prior.global_vector.shape[0] == factors.shape[1]
+
+        def compute() -> list[dict]:
+            supported = plays >= MIN_SUPPORT
+            if trained:
+                supported |= np.fromiter((m in trained for m in ids), bool, n)
+            reg = relative_reg(factors, REG_RELATIVE, rows=np.flatnonzero(supported))
+            return [make_profile(u, titles=titles, row_of=items.row_of, factors=factors,
+                                 bias=bias, supported=supported,
+                                 prior=prior.prior(u["age"], u["gender"]) if ready else None,
+                                 global_mean=mean, like_rating=float(s.rating_max),
+                                 dislike_rating=float(s.rating_min), reg=reg) for u in found]
+
+        made = await asyncio.get_running_loop().run_in_executor(None, compute)
+        now = rt.recommender.stream_time or time.time()
+        for u, fields in zip(found, made):
+            self.demographics[u["user"]] = (u["age"] if u["age"] >= 0 else None, u["gender"])
+            profile = UserProfile(time=now, user=u["user"], age=u["age"], gender=u["gender"],
+                                  occupation=u["occupation"], model_version=rt.model_version,
+                                  generation=rt.model.generation, **fields)
+            await rt.produce(rt.topics.events, user_key(u["user"]), profile.dumps())
+        return len(found)
+
+    # -- the title index and the prior, off the hot path -----------------------------------
+    async def rebuild_titles(self, *, force: bool = False) -> bool:
+        """Rebuild the title index if the catalogue grew; → whether it was rebuilt."""
+        items = self.rt.items
+        n = len(items)
+        if not force and self.titles_for >= 0 and n < self.titles_for * (1 + TITLES_GROWTH) + 1:
+            return False
+        meta: dict[str, tuple[str, Optional[int]]] = {}
+        for k, (key, raw) in enumerate(self.rt.tables.movie_catalog.items()):
+            if k % SCAN_CHUNK == SCAN_CHUNK - 1:
+                await asyncio.sleep(0)
+            try:
+                record = orjson.loads(raw) if raw else None
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and isinstance(record.get("title"), str):
+                meta[key.decode() if isinstance(key, bytes) else str(key)] = (
+                    record["title"], record.get("year") if isinstance(record.get("year"), int)
+                    else None)
+        ids = list(items.ids[:n])
+        plays = np.asarray(items.plays[:n], np.float64)
+        entries = [(m, *(meta.get(m) or slug_title(m))) for m in ids]
+        index = await asyncio.get_running_loop().run_in_executor(
+            None, lambda: TitleIndex(entries, popularity=plays))
+        self.titles, self.titles_for = index, n
+        self.titles_ready.set()
+        log.info("title index rebuilt: %d movies (%d titles from metadata)", n, len(meta))
+        return True
+
+    async def load_demographics(self) -> int:
+        """Demographics already stored in ``user_history`` (after a restart)."""
+        count = 0
+        for k, (key, raw) in enumerate(self.rt.tables.user_history.items()):
+            if k % SCAN_CHUNK == SCAN_CHUNK - 1:
+                await asyncio.sleep(0)
+            if not raw or b'"p":' not in raw:
+                continue
+            history = decode_history(raw)
+            if history.profiled is not None:
+                self.demographics[int(key)] = (history.age, history.gender)
+                count += 1
+        return count
+
+    async def refit_prior(self) -> int:
+        """Refit the demographic prior on users with a vector and known demographics."""
+        users = self.rt.users
+        rows = [(users.get_row(u), a, g) for u, (a, g) in self.demographics.items()]
+        rows = [(r, a, g) for r, a, g in rows if r >= 0 and users.has_vector[r]]
+        if len(rows) < PRIOR_MIN_USERS:
+            return 0
+        known = np.fromiter((r for r, _, _ in rows), np.int64, len(rows))
+        have = np.flatnonzero(users.has_vector[: users.count])
+        others = np.setdiff1d(have, known)
+        rng = np.random.default_rng(self.rt.settings.seed)
+        others = rng.choice(others, min(PRIOR_SAMPLE, others.size), replace=False)
+        all_rows = np.r_[known, others].astype(np.int64)
+        ages = [a for _, a, _ in rows] + [None] * others.size
+        genders = [g for _, _, g in rows] + [""] * others.size
+        V, b = users.factors[all_rows].copy(), users.bias[all_rows].copy()
+        prior = await asyncio.get_running_loop().run_in_executor(
+            None, lambda: DemographicPrior(shrinkage=PRIOR_SHRINKAGE).fit(V, ages, genders, b))
+        self.prior, self.prior_users = prior, len(rows)
+        return len(rows)
+
+
+def register(app, rt: Runtime, writer) -> ColdStart:
+    """Hook the cold start into ``writer`` (the user writer) and start its tasks."""
+    cold = ColdStart(rt)
+    if not rt.settings.coldstart:
+        return cold
+    writer.on_new_user = cold.want
+
+    @app.task
+    async def fetch_profiles() -> None:
+        await cold.run()
+
+    @app.task
+    async def maintain_coldstart() -> None:
+        await rt.readiness.tables_recovered.wait()
+        await rt.readiness.items_loaded.wait()
+        await cold.load_demographics()
+        refit_at = 0.0
+        while True:
+            try:
+                await cold.rebuild_titles()
+                if time.monotonic() >= refit_at:
+                    await cold.refit_prior()
+                    refit_at = time.monotonic() + PRIOR_REFIT_S
+                cold.retry_due()
+            except (ValueError, RuntimeError, KeyError) as exc:  # keep serving; log and retry
+                log.warning("cold start maintenance failed: %s", exc)
+            await asyncio.sleep(TITLES_CHECK_S)
+
+    return cold
