@@ -12,9 +12,18 @@ def register_all(app: faust.App, rt: Runtime) -> None:
     fetcher = catalog.register(app, rt)
     user_writer = users.UserWriter(rt)
     ingest.register(app, rt, user_writer)
+    from agents import coldstart
+    coldstart.register(app, rt, user_writer)  # new users: user API → UserProfile events
     movie_writer = movies.register(app, rt, on_play=fetcher.want)
-    broadcast.register(app, rt)
+    item_follower = broadcast.register(app, rt)
+    from agents import models
+    models.register(app, rt, on_swap=item_follower.apply_ahead)
+    from agents import registry_commands
+    registry_commands.register(app, rt)
+    registry_commands.register_provenance(app, rt)
     refresher.register(app, rt)
+    from agents import monitoring
+    monitoring.register(app, rt)
 
     def forget_caches() -> None:
         rt.user_store.forget_cache()

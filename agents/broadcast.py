@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import numpy as np
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -28,6 +29,9 @@ class ItemFollower:
         self.broadcast_topic = rt.topics.item_broadcast.get_topic_name()
         self.metadata_topic = rt.topics.movie_metadata.get_topic_name()
         self.applied = 0
+        # Item states of a newer model generation than this worker serves yet: applied
+        # when it swaps to that generation (see agents.models).
+        self.ahead: dict[str, tuple[int, float, np.ndarray]] = {}
 
     def apply(self, topic: str, key: bytes, value: bytes) -> None:
         if value is None or key is None:
@@ -35,16 +39,35 @@ class ItemFollower:
         movie = key.decode()
         items = self.rt.items
         if topic == self.broadcast_topic:
-            bias, factors, pop, pop_time, plays = decode_item_state(value)
+            bias, factors, pop, pop_time, plays, generation = decode_item_state(value)
+            current = self.rt.model.generation
+            if generation > current:
+                self.ahead[movie] = (generation, bias, factors)
+            if generation != current:  # another model's factor space: popularity only
+                bias = factors = None
             items.update(movie, bias=bias, factors=factors, pop_score=pop, pop_time=pop_time,
                          plays=plays)
         else:
             meta = orjson.loads(value)
             items.set_flags(movie, adult=is_adult(meta), minors_ok=minors_ok(meta))
+            items.set_cost(movie, meta.get("licence_cost"))  # normalised: float or None
         self.applied += 1
+
+    def apply_ahead(self, generation: int) -> int:
+        """After a swap to ``generation``: apply the states that arrived before it."""
+        ahead, self.ahead = self.ahead, {}
+        applied = 0
+        for movie, (gen, bias, factors) in ahead.items():
+            if gen == generation:
+                self.rt.items.update(movie, bias=bias, factors=factors)
+                applied += 1
+            elif gen > generation:
+                self.ahead[movie] = (gen, bias, factors)
+        return applied
 
     async def run(self) -> None:
         rt = self.rt
+        await rt.readiness.model_loaded.wait()  # factors are applied by generation
         for topic in (rt.topics.item_broadcast, rt.topics.movie_metadata):
             await topic.maybe_declare()
         consumer = AIOKafkaConsumer(bootstrap_servers=rt.settings.bootstrap_servers,

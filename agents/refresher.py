@@ -56,3 +56,4 @@ def register(app, rt: Runtime) -> None:
         rt.recommender.refresh_fallback()
         rt.metrics.table_size.labels("items").set(len(rt.items))
         rt.metrics.table_size.labels("users").set(len(rt.users))
+        rt.metrics.ready.set(0 if rt.readiness.missing() else 1)  # also without /readyz calls

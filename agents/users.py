@@ -12,10 +12,12 @@ extent by less than that, never lose a rating, watch start or account.
 """
 from __future__ import annotations
 
+import numpy as np
 from faust.types import EventT
 
 from models.online import init_vector, user_step
-from recstream.records import AccountCreated, MovieUpdate, Rating, RecommendationOutcome, WatchMinute
+from recstream.records import (AccountCreated, MovieUpdate, Rating, RecommendationOutcome,
+                               UserProfile, WatchMinute)
 from recstream.runtime import Runtime
 from tables.codecs import UserHistory, movie_key
 
@@ -30,7 +32,11 @@ class UserWriter:
         self.clip = s.max_step * (s.rating_max - s.rating_min)
         self.pseudo_rating = s.rating_min + 0.8 * (s.rating_max - s.rating_min)
         self._n_ratings = 0
-        kinds = ("WatchMinute", "Rating", "AccountCreated", "RecommendationOutcome")
+        kinds = ("WatchMinute", "Rating", "AccountCreated", "RecommendationOutcome", "UserProfile")
+        # Called (never awaited) with the id of a user seen for the first time: a new
+        # account, or a first event of a user without history.  agents.coldstart queues a
+        # user-API fetch there; the profile comes back as a UserProfile event.
+        self.on_new_user = lambda user: None
         self._applied = {k: rt.metrics.events.labels(k) for k in kinds}
         self._unchanged = {k: rt.metrics.duplicates.labels(k) for k in kinds}
         self._user_steps = rt.metrics.model_updates.labels("user")
@@ -40,8 +46,15 @@ class UserWriter:
         dirty: dict[int, tuple[EventT, UserHistory]] = {}
         vectors: dict[int, EventT] = {}
         updates: dict[str, MovieUpdate] = {}
+        observe = rt.monitor.observe
         for event, record in batch:
+            if type(record) is UserProfile:  # ours, not the platform's: no clock, no monitor
+                if not self._profile(record, event, dirty, vectors):
+                    self._unchanged["UserProfile"].inc()
+                self._applied["UserProfile"].inc()
+                continue
             rt.recommender.observe_time(record.time)
+            observe(record, event.message.partition, event)
             kind = type(record).__name__
             if isinstance(record, WatchMinute):
                 changed = self._watch(record, event, dirty, vectors, updates)
@@ -63,7 +76,7 @@ class UserWriter:
         for user, event in vectors.items():
             row = rt.users.get_row(user)
             await store.save_vector(user, float(rt.users.bias[row]), rt.users.factors[row],
-                                    event)
+                                    event, rt.model.generation)
         rt.changelog.checkpoint()
         topic = rt.topics.movie_updates
         for movie, update in updates.items():
@@ -72,11 +85,14 @@ class UserWriter:
     # -- event kinds ---------------------------------------------------------------------
     def _watch(self, rec: WatchMinute, event, dirty, vectors, updates) -> bool:
         history = self.rt.user_store.history(rec.user, event)
+        if not history.watches and not history.ratings and history.created is None:
+            self.on_new_user(rec.user)
         is_new = rec.movie not in history.watches
         change = history.watch(rec.movie, rec.minute, rec.time,
                                self.rt.settings.watch_complete_minutes)
         if change is None:
             return False
+        self.rt.monitor.watched(rec, is_new, change == "complete")
         if is_new:
             _update(updates, rec.movie, rec.time).plays += 1
             self.rt.users.invalidate(self.rt.users.row(rec.user))
@@ -93,6 +109,7 @@ class UserWriter:
         change, old = history.rate(rec.movie, rec.rating, rec.time)
         if change is None:
             return False
+        self.rt.monitor.rated(rec, change == "new")
         dirty[rec.user] = (event, history)
         self._n_ratings += 1
         self.rt.global_mean += (rec.rating - self.rt.global_mean) / min(self._n_ratings + 10,
@@ -109,9 +126,41 @@ class UserWriter:
         history.created = rec.time
         self.rt.users.row(rec.user)
         dirty[rec.user] = (event, history)
+        self.on_new_user(rec.user)
+        return True
+
+    def _profile(self, rec: UserProfile, event, dirty, vectors) -> bool:
+        """Demographics and named movies once; the vector only if the user has none.
+
+        Learned state is never overwritten: a vector in memory, in the table (this
+        model generation) or in the promoted batch model wins.  Idempotent: a
+        redelivered profile finds ``profiled`` set and changes nothing.
+        """
+        rt = self.rt
+        history = rt.user_store.history(rec.user, event)
+        if history.profiled is not None:
+            return False
+        history.profiled = rec.time
+        history.age = rec.age if rec.age >= 0 else None
+        history.gender = rec.gender
+        history.named = list(rec.named)
+        dirty[rec.user] = (event, history)
+        users = rt.users
+        row = users.row(rec.user)
+        users.minor[row] = history.age is not None and history.age < 18
+        users.invalidate(row)  # named movies and the minor flag change the answer too
+        n = rt.settings.n_factors
+        if (len(rec.vector) == n and rec.generation == rt.model.generation
+                and not users.has_vector[row]
+                and rt.user_store.vector(rec.user, event, rt.model.generation) is None
+                and rt.model.user_vector(rec.user) is None):
+            users.set_vector(rec.user, rec.bias, np.asarray(rec.vector, np.float32))
+            vectors[rec.user] = event
         return True
 
     def _outcome(self, rec: RecommendationOutcome) -> None:
+        if self.rt.users.get_row(rec.user) < 0:  # asked for, never seen: maybe a new account
+            self.on_new_user(rec.user)
         m = self.rt.metrics
         m.outcomes.labels(str(rec.status)).inc()
         if rec.latency_ms >= 0:
@@ -124,10 +173,11 @@ class UserWriter:
         users = rt.users
         row = users.row(user)
         if not users.has_vector[row]:
-            stored = rt.user_store.vector(user, event)
-            if stored is None:
-                stored = (0.0, init_vector(("u", user), rt.settings.n_factors,
-                                           scale=rt.settings.init_scale, seed=rt.settings.seed))
+            stored = rt.user_store.vector(user, event, rt.model.generation)
+            if stored is None:  # the promoted model's vector, else the init vector
+                stored = rt.model.user_vector(user) or (
+                    0.0, init_vector(("u", user), rt.settings.n_factors,
+                                     scale=rt.settings.init_scale, seed=rt.settings.seed))
             users.set_vector(user, *stored)
         item_bias, item_vec = rt.items.vector(movie)
         before = users.factors[row].copy()

@@ -104,6 +104,13 @@ class Metrics:
             registry=r)
         self.retrains = Counter("recstream_retrains", "scheduled retrains, by result",
                                 ["result"], registry=r)
+        # Series that alerts compare against exist from the start, at 0.
+        for result in ("ok", "slow", "error"):
+            self.platform_requests.labels(result)
+        for result in ("promoted", "rejected", "failed"):
+            self.retrains.labels(result)
+        for result in ("ok", "failed"):
+            self.model_swaps.labels(result)
         self.provenance_dropped = Counter(
             "recstream_provenance_dropped", "served answers whose provenance record could "
             "not be queued", registry=r)

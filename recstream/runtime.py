@@ -8,10 +8,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import socket
+from typing import Any
 
 import faust
 
 from recstream.metrics import Metrics
+from recstream.monitor import Monitor
+from recstream.modelupdates import ServingModel
 from recstream.serving import Recommender
 from recstream.settings import Settings
 from recstream.topics import Topics
@@ -28,6 +31,7 @@ class Readiness:
     tables_recovered: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     items_loaded: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     users_loaded: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    model_loaded: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
 
     def missing(self) -> list[str]:
         return [f.name for f in dataclasses.fields(self) if not getattr(self, f.name).is_set()]
@@ -48,7 +52,18 @@ class Runtime:
     global_mean: float
     changelog: ChangelogWriter
     worker_id: str = dataclasses.field(default_factory=socket.gethostname)
-    model_version: str = "online"
+    # The promoted base model (generation 0: online only); replaced whole by agents.models.
+    model: ServingModel = dataclasses.field(default_factory=ServingModel)
+    on_model_swap: list = dataclasses.field(default_factory=list)
+    # Users whose vector belongs to a replaced model the new one never saw: refit them.
+    refit_queue: list = dataclasses.field(default_factory=list)
+    provenance: Any = None  # web.provenance.ProvenancePublisher, set when the web app mounts
+    # Availability, online quality, licence cost and drift from the stream; set by build.
+    monitor: Monitor = None  # type: ignore[assignment]
+
+    @property
+    def model_version(self) -> str:
+        return self.model.label
 
     async def produce(self, topic: faust.TopicT, key: bytes | None, value: bytes) -> None:
         """Queue one already-encoded message on the app's producer.
@@ -69,8 +84,9 @@ class Runtime:
                           history_limit=settings.history_limit)
         recommender = Recommender(settings, items, users, store.peek)
         midpoint = (settings.rating_min + settings.rating_max) / 2
-        return cls(settings=settings, app=app, tables=tables, topics=topics, metrics=Metrics(),
-                   changelog=changelog,
+        metrics = Metrics()
+        return cls(settings=settings, app=app, tables=tables, topics=topics, metrics=metrics,
+                   changelog=changelog, monitor=Monitor(settings, metrics, items.cost_of),
                    items=items, users=users, user_store=store, recommender=recommender,
                    readiness=Readiness(), global_mean=midpoint + 0.1 * (settings.rating_max
                                                                         - settings.rating_min))

@@ -12,6 +12,7 @@ codec chain.
 | movie_stats        | movie | MovieStats (plays, viewers, ratings)    | agents.movies         |
 | item_factors       | movie | float32 [bias, q_i] (authoritative)     | agents.movies         |
 | movie_catalog      | movie | normalised metadata (JSON)              | agents.catalog        |
+| drift_windows      | partition/feature/slice | int64 histogram (LE)            | agents.monitoring     |
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ class Tables:
     movie_stats: faust.Table
     item_factors: faust.Table
     movie_catalog: faust.Table
+    drift_windows: faust.Table
 
     def all(self) -> list[faust.Table]:
         return [getattr(self, f.name) for f in dataclasses.fields(self)]
@@ -63,4 +65,9 @@ def define_tables(app: faust.App, settings: Settings) -> Tables:
             "item_factors", "movie id -> float32 [bias, factors]; the one authoritative copy"
         ),
         movie_catalog=table("movie_catalog", "movie id -> normalised metadata from the movie API"),
+        drift_windows=table(
+            "drift_windows",
+            "<partition>|<feature>|<slice start> -> int64 histogram of one drift feature over "
+            "one slice of stream time in that partition (recstream.windows)",
+        ),
     )

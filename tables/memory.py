@@ -15,6 +15,8 @@ half-grown one).
 """
 from __future__ import annotations
 
+from typing import Callable, Optional
+
 import numpy as np
 
 from models.online import grow, init_vector
@@ -36,7 +38,11 @@ class ItemIndex:
         self.plays = np.zeros(cap, np.int64)
         self.safe_for_all = np.ones(cap, bool)  # not adult
         self.safe_for_minors = np.ones(cap, bool)  # not adult, not R / NC-17
+        self.cost = np.full(cap, np.nan)  # licence cost per play from metadata; NaN: unknown
         self.version = 0
+        # The promoted model's vector of a movie (None: not in it), used for new rows
+        # instead of the init vector; set by agents.models on a swap.
+        self.base: Callable[[str], Optional[tuple[float, np.ndarray]]] = lambda movie: None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -55,17 +61,27 @@ class ItemIndex:
             if name.startswith("safe") and arr.shape[0] > getattr(self, name).shape[0]:
                 arr[getattr(self, name).shape[0]:] = True
             setattr(self, name, arr)
-        self.factors[row] = init_vector(("i", movie), self.n_factors, scale=self.init_scale,
-                                        seed=self.seed)
+        if row >= self.cost.shape[0]:
+            cost = np.full(2 * row + 1, np.nan)
+            cost[: self.cost.shape[0]] = self.cost
+            self.cost = cost
+        self.bias[row], self.factors[row] = self.start_vector(movie)
         self.version += 1
         return row
 
+    def start_vector(self, movie: str) -> tuple[float, np.ndarray]:
+        """Where a movie's vector starts: the promoted model's, else its init vector."""
+        base = self.base(movie)
+        if base is not None:
+            return base
+        return 0.0, init_vector(("i", movie), self.n_factors, scale=self.init_scale,
+                                seed=self.seed)
+
     def vector(self, movie: str) -> tuple[float, np.ndarray]:
-        """(bias, factors) of ``movie``; an unknown movie gets its init vector (no insert)."""
+        """(bias, factors) of ``movie``; an unknown movie gets its start vector (no insert)."""
         row = self.row_of.get(movie)
         if row is None:
-            return 0.0, init_vector(("i", movie), self.n_factors, scale=self.init_scale,
-                                    seed=self.seed)
+            return self.start_vector(movie)
         return float(self.bias[row]), self.factors[row]
 
     def update(self, movie: str, *, bias: float | None = None, factors: np.ndarray | None = None,
@@ -89,6 +105,19 @@ class ItemIndex:
         row = self.row(movie)
         self.safe_for_all[row] = not adult
         self.safe_for_minors[row] = (not adult) and minors_ok
+
+    def set_cost(self, movie: str, cost) -> None:
+        """The licence cost per play from catalogue metadata (None or invalid: unknown)."""
+        try:
+            value = float(cost)
+        except (TypeError, ValueError):
+            value = float("nan")
+        self.cost[self.row(movie)] = value if 0.0 <= value < float("inf") else float("nan")
+
+    def cost_of(self, movie: str) -> float:
+        """Licence cost per play of ``movie``; NaN while its metadata is unknown."""
+        row = self.row_of.get(movie)
+        return float("nan") if row is None else float(self.cost[row])
 
     def popularity(self, now: float, half_life_s: float) -> np.ndarray:
         n = len(self.ids)
