@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import time
 
 import orjson
 
@@ -18,10 +19,13 @@ from prometheus_async import aio
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from recstream.runtime import Runtime
+from web import dashboard
+from web.provenance import new_request_id, register as register_provenance
 from web.routing import ROUTED_HEADER, OwnerRouter
 
 log = logging.getLogger(__name__)
 TEXT = "text/plain"
+REQUEST_ID_HEADER = "X-Request-Id"
 
 
 def parse_user_id(text: str, max_user_id: int) -> int | None:
@@ -36,27 +40,53 @@ def make_routes(rt: Runtime, router: OwnerRouter | None = None) -> list[web.Rout
     recommender = rt.recommender
     max_user_id = rt.settings.max_user_id
     count = metrics.requests.labels
+    items_loaded = rt.readiness.items_loaded
 
     @aio.time(metrics.latency)  # prometheus-async: observes the coroutine's duration
     async def recommend(request: web.Request) -> web.Response:
+        started = time.perf_counter()
+        if not items_loaded.is_set():
+            # Starting (or restarting): the item model is not loaded, so any answer would
+            # be empty.  503 makes the front retry another worker (deploy/nginx) and a
+            # forwarding peer serve its own fallback.
+            count("starting").inc()
+            return web.Response(status=503, text="starting", content_type=TEXT,
+                                headers={"Retry-After": "1"})
         user = parse_user_id(request.match_info.get("user_id", ""), max_user_id)
+        guardrails: list[str] = []
+        reason = ""
         try:
             if user is None:
-                line, source = recommender.fallback(), "invalid"
+                line, source, reason = recommender.fallback(), "invalid", "not a user id"
             elif router is not None and ROUTED_HEADER not in request.headers and \
                     (owner := router.owner_url(user)) is not None:
-                routed = await router.forward(owner, request.path)
+                routed = await router.forward(owner, request.path) \
+                    if router.available(owner) else None
                 if routed is not None:
                     line, source = routed, "routed"
-                else:
-                    line, source = recommender.fallback(), "owner_down"
+                else:  # what this worker holds of the user (or the fallback)
+                    line, _, guardrails = recommender.answer_with_guardrails(user)
+                    source = "owner_down"
+                    reason = f"partition owner {owner} unavailable"
             else:
-                line, source = recommender.answer(user)
+                line, source, guardrails = recommender.answer_with_guardrails(user)
+                if source == "fallback":
+                    reason = "unknown user" if "empty_personal" not in guardrails else \
+                        "every ranked title was filtered"
+                elif source == "popular":
+                    reason = "no learnt vector yet"
         except Exception:  # never a stack trace to a grader; log it and degrade
             log.exception("recommend failed for %r", request.match_info.get("user_id"))
-            line, source = recommender.fallback(), "error"
+            line, source, reason = recommender.fallback(), "error", "internal error"
         count(source).inc()
-        return web.Response(text=line, content_type=TEXT)
+        request_id = new_request_id()
+        publisher = rt.provenance
+        # A forwarded request is published by the owner that answered it.
+        if publisher is not None and source != "routed" and rt.settings.provenance:
+            publisher.record(request_id, -1 if user is None else user, line, source,
+                             (time.perf_counter() - started) * 1000.0, guardrails, reason)
+        return web.Response(text=line, content_type=TEXT,
+                            headers={REQUEST_ID_HEADER: request_id})
 
     async def healthz(request: web.Request) -> web.Response:
         return web.Response(text="ok", content_type=TEXT)
@@ -117,7 +147,9 @@ def _check_token(request: web.Request, token: str) -> web.Response | None:
 def register(app, rt: Runtime) -> None:
     """Mount the routes on the worker's aiohttp application."""
     router = OwnerRouter(rt)
+    register_provenance(app, rt)
     app.web.web_app.add_routes(make_routes(rt, router))
+    dashboard.register(app, rt)  # /dashboard and its sampler (web/dashboard.py)
 
     @app.on_before_shutdown.connect
     async def close_router(app_=None, **kwargs) -> None:

@@ -44,6 +44,7 @@ def fill(rt) -> None:
     rt.users.minor[row] = True
     rt.users.invalidate(row)
     rt.recommender.refresh_fallback()
+    rt.readiness.items_loaded.set()
 
 
 async def start(rt) -> TestClient:
@@ -146,14 +147,21 @@ async def test_an_internal_error_still_answers(client, rt, monkeypatch, caplog):
     def broken(user):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(rt.recommender, "answer", broken)
+    monkeypatch.setattr(rt.recommender, "answer_with_guardrails", broken)
     body = await get_line(client, "/recommend/1")
     assert body == rt.recommender.fallback_line and "boom" not in body
     assert requests_total(rt, "error") == 1
     assert "recommend failed" in caplog.text
 
 
+async def test_a_starting_worker_answers_503_so_the_front_retries_elsewhere(empty_client, rt):
+    response = await empty_client.get("/recommend/1")
+    assert response.status == 503 and response.headers["Retry-After"] == "1"
+    assert requests_total(rt, "starting") == 1
+
+
 async def test_no_movies_yet_is_still_200_text(empty_client, rt):
+    rt.readiness.items_loaded.set()  # loaded, but the world has no movies yet
     for path in ("/recommend/1", "/recommend/abc"):
         response = await empty_client.get(path)
         assert response.status == 200 and response.content_type == "text/plain"
@@ -192,9 +200,11 @@ async def test_readyz_lists_what_is_missing(empty_client, rt):
     ready = rt.readiness
     response = await empty_client.get("/readyz")
     assert response.status == 503
-    assert await response.text() == "not ready: tables_recovered, items_loaded, users_loaded"
+    assert await response.text() == ("not ready: tables_recovered, items_loaded, users_loaded, "
+                                     "model_loaded")
     ready.tables_recovered.set()
     ready.users_loaded.set()
+    ready.model_loaded.set()
     response = await empty_client.get("/readyz")
     assert response.status == 503 and await response.text() == "not ready: items_loaded"
     assert rt.metrics.registry.get_sample_value("recstream_ready") == 0
