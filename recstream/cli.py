@@ -107,6 +107,7 @@ def run(extra: list[str]) -> int:
         worker = subprocess.Popen([*exe, "worker", "-l", "info"], env=env)
         children.append(worker)
         wait_for_port("127.0.0.1", settings.web_port, 120, worker)
+        wait_until_ready(f"http://127.0.0.1:{settings.web_port}/readyz", 120, worker)
         print(f"recstream: worker serving http://127.0.0.1:{settings.web_port}/recommend/<user>",
               flush=True)
         sim = subprocess.Popen([*exe, "sim", *extra], env=env)
@@ -126,6 +127,24 @@ def run(extra: list[str]) -> int:
                 child.kill()
         if broker_proc is not None:
             stop(broker_proc)
+
+
+def wait_until_ready(url: str, timeout: float, proc: subprocess.Popen) -> None:
+    """Until ``/readyz`` answers 200: the platform's traffic starts when we can answer it."""
+    import urllib.error
+    import urllib.request
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"recstream: the worker exited with code {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"recstream: the worker was not ready after {timeout:.0f}s ({url})")
 
 
 if __name__ == "__main__":
