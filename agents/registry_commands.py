@@ -30,7 +30,8 @@ def gate_metrics(registry: Registry, version: str) -> tuple[dict, Optional[dict]
         return metrics, None
     on_holdout = metrics.get("serving")
     if isinstance(on_holdout, dict) and on_holdout.get("version") == serving["version"]:
-        return metrics, on_holdout
+        from recstream.training import comparable
+        return comparable(metrics, on_holdout)
     return metrics, dict(registry.manifest(serving["version"]).get("metrics") or {})
 
 

@@ -22,6 +22,7 @@ BLOCK_ELEMENTS = 1 << 22  # rows * padded length * d per block: ~16 MB float32
 def solve_rows(indptr: np.ndarray, indices: np.ndarray, rhs_weights: np.ndarray,
                X: np.ndarray, reg: np.ndarray, *, gram_weights: np.ndarray | None = None,
                base: np.ndarray | None = None, scale_reg_by_count: bool = False,
+               reg_fixed: np.ndarray | None = None,
                block_elements: int = BLOCK_ELEMENTS) -> np.ndarray:
     """Solve every row's normal equations; rows without observations get zeros.
 
@@ -32,6 +33,8 @@ def solve_rows(indptr: np.ndarray, indices: np.ndarray, rhs_weights: np.ndarray,
     ``scale_reg_by_count``, the ALS-WR weighting).
     gram_weights: ``w_uj >= 0`` per observation (None: all ones).
     base: ``[d, d]`` added to every row's matrix (implicit ALS's ``Y^T Y``).
+    reg_fixed: ``[d]`` penalty added whatever the row's count (None: none), e.g. a bias
+    shrinkage that must not fade for rows with few observations.
     """
     n_rows = indptr.size - 1
     d = X.shape[1]
@@ -55,6 +58,8 @@ def solve_rows(indptr: np.ndarray, indices: np.ndarray, rhs_weights: np.ndarray,
         A = np.matmul(gathered.transpose(0, 2, 1), gathered).astype(np.float64)
         A += base
         penalty = reg * (n_obs[:, None] if scale_reg_by_count else 1.0)
+        if reg_fixed is not None:
+            penalty = penalty + reg_fixed
         A[:, diag, diag] += penalty
         out[rows] = np.linalg.solve(A, rhs[rows][..., None])[..., 0]
     return out

@@ -31,6 +31,9 @@ from models import evaluation
 from models.als import BiasedALS, ImplicitALS
 from models.artifact import data_hash, new_version_id, training_manifest
 from models.datasets import Interactions
+from models._ids import lookup, top_k
+from models.metrics import ndcg_at_k, recall_at_k
+from models.popularity import popularity_prior
 from models.popularity_batch import PopularityModel
 from recstream.training_data import TopicRange, read_changelog, read_movielog
 from recstream.settings import Settings
@@ -42,6 +45,13 @@ MODELS = ("als", "ials")
 SOURCES = ("state", "movielog")
 METRIC_KEYS = ("rmse", "mae", f"recall_at_{K}", f"ndcg_at_{K}", "n_test", "n_users",
                "n_ranked_users", "n_train", "fit_seconds")
+
+
+# The serving model ranks by its item biases: without a shrinkage that holds for rarely
+# rated movies, one 5-star rating puts a movie above every classic.  ml-100k u1-u5
+# (bench: docs/benchmarks.md): shrinkage 0 -> RMSE 0.9135, Recall@20 0.017; 10 -> 0.9172,
+# 0.106.
+BIAS_SHRINKAGE = 10.0
 
 
 class NoData(Exception):
@@ -223,8 +233,9 @@ def relevance_threshold(settings: Settings) -> float:
 
 # -- models --------------------------------------------------------------------------------
 def make_model(kind: str, settings: Settings) -> BiasedALS | ImplicitALS:
-    if kind == "als":
+    if kind == "als":  # bias shrinkage: see BIAS_SHRINKAGE
         return BiasedALS(n_factors=settings.n_factors, seed=settings.seed,
+                         bias_shrinkage=BIAS_SHRINKAGE,
                          rating_range=(float(settings.rating_min), float(settings.rating_max)))
     if kind == "ials":  # watch minutes: log confidence keeps how long someone watched
         return ImplicitALS(n_factors=settings.n_factors, seed=settings.seed, confidence="log")
@@ -271,6 +282,55 @@ class Fitted:
         return self.model.recommend(user, k=k, exclude=exclude)
 
 
+class AsServed:
+    """Ranks the way the service ranks, so the gate compares what users would be shown.
+
+    The service scores ``p_u . q_i + b_i + blend * log1p(popularity_i)`` over every movie
+    it knows (``recstream.serving``, ``models.ranking.score_users``), and answers a user
+    without a vector with the popularity order.  Ranking a model's raw ``p . q + b`` instead
+    penalises the model that knows more users (the one trained on more data ranks them by
+    MF alone, the older one falls back to popularity for them), which made the gate prefer
+    the older version.  Here both get the same item universe (the split's training items),
+    the same popularity (training counts) and the same fallback; rating predictions are the
+    model's own.
+    """
+
+    def __init__(self, model: Any, blend: float) -> None:
+        self.model = model
+        self.blend = blend
+        self.predicts_ratings = getattr(model, "predicts_ratings", True)
+
+    def fit(self, users: Iterable, items: Iterable, values: Iterable, *,
+            timestamps: Iterable | None = None) -> "AsServed":
+        self.model.fit(users, items, values, timestamps=timestamps)
+        inner = self.model.model if isinstance(self.model, Fitted) else self.model
+        self.item_ids, counts = np.unique(np.asarray(items).astype(str), return_counts=True)
+        rows = lookup(np.asarray(inner.item_ids).astype(str), self.item_ids)
+        known = rows >= 0
+        self.factors = np.zeros((self.item_ids.size, inner.item_factors.shape[1]), np.float32)
+        self.factors[known] = inner.item_factors[rows[known]]
+        self.bias = np.zeros(self.item_ids.size, np.float32)
+        self.bias[known] = inner.item_bias[rows[known]]
+        self.popularity = counts.astype(np.float64)
+        self.prior = popularity_prior(self.popularity, self.blend)
+        self.inner = inner
+        return self
+
+    def predict_many(self, users: Iterable, items: Iterable) -> np.ndarray:
+        return self.model.predict_many(users, items)
+
+    def recommend(self, user: int, k: int = K, exclude: Iterable = ()) -> list[str]:
+        row = int(lookup(np.asarray(self.inner.user_ids), np.asarray([user], np.int64))[0])
+        if row >= 0:
+            scores = (self.factors @ self.inner.user_factors[row] + self.bias
+                      + self.prior).astype(np.float64)
+        else:
+            scores = self.popularity.copy()
+        excluded = lookup(self.item_ids, np.asarray(list(exclude), dtype=str))
+        scores[excluded[excluded >= 0]] = -np.inf
+        return self.item_ids[top_k(scores, k)].tolist()
+
+
 def score(model: Any, split: evaluation.Split, settings: Settings) -> dict[str, Any]:
     """RMSE, MAE, Recall@20, NDCG@20 (+ counts) of ``model`` on the split's test rows."""
     report = evaluation.evaluate(model, split, k=K,
@@ -291,12 +351,18 @@ def serving_model(registry: Any) -> tuple[dict, Any, dict] | None:
 
 
 def score_serving(registry: Any, split: evaluation.Split, holdout: dict[str, Any],
-                  settings: Settings, progress: Progress) -> dict[str, Any] | None:
+                  settings: Settings, progress: Progress, candidate: Any = None
+                  ) -> dict[str, Any] | None:
     """The serving version's metrics on the candidate's holdout (None when none serves).
 
-    Its training window may overlap the holdout (it was trained earlier on data that
-    included part of it); that flatters it, which only makes the gate stricter, and is
-    recorded as ``window_overlaps_holdout``.
+    Compared on the test users *both* versions were trained on (``common``): a user only
+    the candidate knows would be ranked by the serving version's popularity fallback
+    offline, but in the service they have an online vector; comparing on them measured the
+    fallback, not the model (the older version won every gate by knowing fewer users).
+    ``candidate_common`` holds the candidate's metrics on the same users.  Its training
+    window may overlap the holdout (it was trained earlier on data that included part of
+    it); that flatters it, which only makes the gate stricter, and is recorded as
+    ``window_overlaps_holdout``.
     """
     try:
         current = serving_model(registry)
@@ -308,9 +374,65 @@ def score_serving(registry: Any, split: evaluation.Split, holdout: dict[str, Any
     pointer, model, manifest = current
     progress.stage(f"scoring the serving version {pointer['version']} on the holdout")
     window = manifest.get("window") or {}
-    return {"version": pointer["version"], "model": manifest.get("model"),
-            "window_overlaps_holdout": float(window.get("end", -np.inf)) >= holdout["cutoff"],
-            **score(Fitted(model), split, settings)}
+    known = np.asarray(model.user_ids, np.int64)
+    if candidate is not None:
+        known = np.intersect1d(known, np.asarray(candidate.user_ids, np.int64))
+    test = split.test
+    common = evaluation.Split(train=split.train, test=test.subset(np.isin(test.users, known)),
+                              name=f"{split.name}, users both versions know")
+    result = {"version": pointer["version"], "model": manifest.get("model"),
+              "window_overlaps_holdout": float(window.get("end", -np.inf)) >= holdout["cutoff"],
+              "compared_on": "test users both versions were trained on"}
+    if len(common.test) == 0:
+        return {**result, **{key: None for key in METRIC_KEYS}, "n_test": 0}
+    served = AsServed(Fitted(model), settings.popularity_blend)
+    result.update(score(served, common, settings))
+    if candidate is not None:
+        challenger = AsServed(Fitted(candidate), settings.popularity_blend)
+        result["candidate_common"] = score(challenger, common, settings)
+        result["paired"] = paired_ranking(challenger, served, common, settings)
+    return result
+
+
+def paired_ranking(candidate: "AsServed", serving: "AsServed", split: evaluation.Split,
+                   settings: Settings, *, resamples: int = 2000, seed: int = 0
+                   ) -> dict[str, Any]:
+    """Per-user Recall@20 / NDCG@20 differences (candidate - serving) with bootstrap CIs.
+
+    The same users, the same exclusions and the same relevant items for both versions, so
+    the comparison is paired: on a small holdout this separates a real regression from
+    which users happened to be in it.  95% percentile intervals of the mean difference.
+    """
+    threshold = relevance_threshold(settings)
+    seen: dict[int, set] = {}
+    for user, item in zip(split.train.users.tolist(), split.train.items.tolist()):
+        seen.setdefault(user, set()).add(item)
+    relevant: dict[int, set] = {}
+    keep = split.test.values >= threshold
+    for user, item in zip(split.test.users[keep].tolist(), split.test.items[keep].tolist()):
+        relevant.setdefault(user, set()).add(item)
+    users = sorted(relevant)
+    out: dict[str, Any] = {"users": len(users), "resamples": resamples}
+    if not users:
+        return out
+    diffs = {f"recall_at_{K}": [], f"ndcg_at_{K}": []}
+    for user in users:
+        exclude = seen.get(user, ())
+        a = candidate.recommend(user, K, exclude)
+        b = serving.recommend(user, K, exclude)
+        diffs[f"recall_at_{K}"].append(recall_at_k(a, relevant[user], K)
+                                       - recall_at_k(b, relevant[user], K))
+        diffs[f"ndcg_at_{K}"].append(ndcg_at_k(a, relevant[user], K)
+                                     - ndcg_at_k(b, relevant[user], K))
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(users), size=(resamples, len(users)))
+    for name, values in diffs.items():
+        arr = np.asarray(values, np.float64)
+        means = arr[picks].mean(axis=1)
+        out[name] = {"mean_difference": float(arr.mean()),
+                     "ci95": [float(np.quantile(means, 0.025)),
+                              float(np.quantile(means, 0.975))]}
+    return out
 
 
 def limit_blas_threads(n: int) -> int:
@@ -410,11 +532,12 @@ async def train(settings: Settings, request: TrainRequest, *, registry: Any,
     baseline: dict[str, Any] | None = None
     if len(split.train) and len(split.test):
         fitted = with_progress(make_model(request.model, settings), progress, "holdout fit")
-        candidate = score(fitted, split, settings)
+        candidate = score(AsServed(fitted, settings.popularity_blend), split, settings)
         baseline = score(PopularityModel(rating_range=(float(settings.rating_min),
                                                        float(settings.rating_max))),
                          split, settings)
-        serving = score_serving(registry, split, holdout, settings, progress)
+        serving = score_serving(registry, split, holdout, settings, progress,
+                                candidate=fitted)
     else:
         holdout["skipped"] = "the split left no training or no test rows"
     timings["holdout_seconds"] = time.perf_counter() - started - timings["load_seconds"]
@@ -456,6 +579,18 @@ async def train(settings: Settings, request: TrainRequest, *, registry: Any,
             "serving": pointer, "timings": timings, "registry": settings.registry_dir}
 
 
+def comparable(candidate: dict, serving: dict | None) -> tuple[dict, dict | None]:
+    """(candidate metrics, serving metrics) measured on the same test users.
+
+    The serving version is scored on the users both versions know (see
+    :func:`score_serving`), next to the candidate's ``candidate_common`` metrics.  With
+    no such user the versions cannot be compared: the candidate stands on its own.
+    """
+    if not serving or not serving.get("n_test") or not serving.get("candidate_common"):
+        return candidate, None
+    return {**serving["candidate_common"], "paired": serving.get("paired")}, serving
+
+
 async def promote(settings: Settings, registry: Any, version: str, model: str,
                   candidate: dict | None, serving: dict | None, *, gate: Any, announce: Any
                   ) -> tuple[dict[str, Any], dict | None]:
@@ -470,7 +605,8 @@ async def promote(settings: Settings, registry: Any, version: str, model: str,
         decision = {"passed": False, "reasons": [f"serving version {serving['version']} could "
                                                  f"not be scored: {serving['error']}"]}
     else:
-        decision = gate(candidate, serving, tolerance=settings.gate_tolerance).as_dict()
+        decision = gate(*comparable(candidate, serving),
+                        tolerance=settings.gate_tolerance).as_dict()
     if not decision["passed"]:
         registry.record({"action": "reject", "version": version, "decision": decision,
                          "actor": "train"})

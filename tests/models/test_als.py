@@ -314,3 +314,23 @@ def test_fit_accepts_string_and_int_items_alike():
     np.testing.assert_array_equal(a.item_ids, b.item_ids)
     np.testing.assert_array_equal(a.item_ids, c.item_ids)
     np.testing.assert_allclose(a.predict_many(users, items), b.predict_many(users, items))
+
+
+def test_bias_shrinkage_keeps_a_once_rated_movie_below_the_classics():
+    """Under ALS-WR alone one 5-star rating gives a movie the top bias; shrinkage holds it."""
+    rng = np.random.default_rng(3)
+    users, items, ratings = [], [], []
+    for user in range(200):  # two well-liked classics, many ratings around 4.3
+        for item in ("classic-a", "classic-b"):
+            users.append(user), items.append(item)
+            ratings.append(float(np.clip(np.round(rng.normal(4.3, 0.6)), 1, 5)))
+        users.append(user), items.append(f"filler-{user % 20}")
+        ratings.append(float(rng.integers(2, 5)))
+    users.append(0), items.append("obscure"), ratings.append(5.0)
+    top = {}
+    for shrink in (0.0, 10.0):
+        model = BiasedALS(n_factors=4, bias_shrinkage=shrink, seed=0).fit(users, items, ratings)
+        top[shrink] = model.item_ids[np.argmax(model.item_bias)]
+        assert model.get_params()["bias_shrinkage"] == shrink
+    assert top[0.0] == "obscure"
+    assert top[10.0] in ("classic-a", "classic-b")

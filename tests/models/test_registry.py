@@ -36,11 +36,29 @@ def test_gate_passes_a_candidate_no_worse_than_serving_within_tolerance():
                                         ("ndcg_at_20", 0.07)])
 def test_gate_rejects_a_candidate_worse_on_any_metric(name, value):
     serving = {"rmse": 0.90, "recall_at_20": 0.100, "ndcg_at_20": 0.080}
-    candidate = {**serving, "n_test": 10, name: value}
+    big = {"n_test": 100_000, "n_ranked_users": 100_000}  # noise far below the differences
+    candidate = {**serving, **big, name: value}
     decision = gate(candidate, serving, tolerance=0.02)
     assert not decision.passed
     assert decision.reasons and name in decision.reasons[0]
     assert decision.as_dict()["compared"][name]["serving"] == serving[name]
+
+
+def test_on_a_small_holdout_the_gate_allows_for_sampling_noise():
+    serving = {"rmse": 0.90, "recall_at_20": 0.80, "ndcg_at_20": 0.40}
+    slightly_worse = {"rmse": 0.95, "recall_at_20": 0.75, "ndcg_at_20": 0.37}
+    # 120 ranked users: recall allowance 1.96 * sqrt(.8 * .2 / 120) = 0.0716; RMSE on 150
+    # rows: 1.96 * 0.9 / sqrt(300) = 0.102.  Both differences are within the noise.
+    small = gate({**slightly_worse, "n_test": 150, "n_ranked_users": 120}, serving,
+                 tolerance=0.02)
+    assert small.passed, small.reasons
+    assert small.compared["recall_at_20"]["allowance"] == pytest.approx(0.0716, abs=1e-4)
+    much_worse = {**slightly_worse, "recall_at_20": 0.60}
+    assert not gate({**much_worse, "n_test": 150, "n_ranked_users": 120}, serving,
+                    tolerance=0.02).passed
+    # The same drop measured on 100,000 users is real.
+    assert not gate({**slightly_worse, "n_test": 10**5, "n_ranked_users": 10**5}, serving,
+                    tolerance=0.02).passed
 
 
 def test_gate_never_passes_an_unevaluated_or_non_finite_candidate():
@@ -116,3 +134,20 @@ def test_concurrent_promotions_never_lose_a_generation(tmp_path):
     assert reg.serving()["generation"] == 40  # the lock serialised all 40 promotions
     gens = [e["generation"] for e in reg.decisions() if e["action"] == "promote"]
     assert sorted(gens) == list(range(1, 41))
+
+
+def test_paired_intervals_decide_ranking_when_enough_users_are_in_common():
+    serving = {"rmse": 0.90, "recall_at_20": 0.50, "ndcg_at_20": 0.40}
+    candidate = {"rmse": 0.89, "recall_at_20": 0.45, "ndcg_at_20": 0.30, "n_test": 500,
+                 "n_ranked_users": 400}
+    worse = {"recall_at_20": {"ci95": [-0.09, -0.02]}, "ndcg_at_20": {"ci95": [-0.15, -0.05]}}
+    unclear = {"recall_at_20": {"ci95": [-0.09, 0.01]}, "ndcg_at_20": {"ci95": [-0.15, 0.02]}}
+    rejected = gate({**candidate, "paired": {"users": 400, **worse}}, serving, tolerance=0.02)
+    assert not rejected.passed and "paired difference CI95" in rejected.reasons[0]
+    assert gate({**candidate, "paired": {"users": 400, **unclear}}, serving,
+                tolerance=0.02).passed
+    few = gate({**candidate, "paired": {"users": 4, **worse}}, serving, tolerance=0.02)
+    assert few.passed  # 4 users: inconclusive; RMSE (better) decides
+    assert "inconclusive" in few.compared["ndcg_at_20"]
+    assert not gate({**candidate, "rmse": 1.2, "paired": {"users": 4, **worse}}, serving,
+                    tolerance=0.02).passed

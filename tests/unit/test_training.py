@@ -285,3 +285,42 @@ def test_pipeline_with_nothing_in_the_window_raises_no_data(tmp_path, monkeypatc
         run(tmp_path, monkeypatch, {1: UserHistory(), 2: short})
     with pytest.raises(NoData, match="no watches"):
         run(tmp_path, monkeypatch, {1: UserHistory()}, model="ials")
+
+
+def test_as_served_ranks_like_the_service_and_falls_back_to_popularity():
+    from models.als import BiasedALS
+    from models.popularity import popularity_prior
+    from recstream.training import AsServed, Fitted
+
+    model = BiasedALS.from_arrays({
+        "user_ids": np.array([1, 2], np.int64),
+        "user_factors": np.array([[1.0, 0.0], [0.0, 1.0]], np.float32),
+        "user_bias": np.zeros(2, np.float32),
+        "item_ids": np.array(["a", "b", "c"]),
+        "item_factors": np.array([[0.1, 0.0], [0.0, 2.0], [0.05, 0.0]], np.float32),
+        "item_bias": np.array([0.0, 0.0, 0.2], np.float32),
+        "global_mean": np.asarray(3.0)})
+    # Training rows: "d" is unknown to the model (newer than it), "a" is the most popular.
+    items = ["a", "a", "a", "a", "b", "c", "d", "d"]
+    ranker = AsServed(Fitted(model), blend=0.15).fit(np.arange(len(items)), np.array(items),
+                                                     np.ones(len(items)))
+    prior = dict(zip("abcd", popularity_prior(np.array([4.0, 1.0, 1.0, 2.0]), 0.15)))
+    served = {"a": 0.1 + prior["a"], "b": prior["b"], "c": 0.05 + 0.2 + prior["c"],
+              "d": prior["d"]}  # user 1: p.q + b + prior; "d" scores by popularity alone
+    assert ranker.recommend(1, k=4) == sorted(served, key=lambda m: -served[m])
+    assert ranker.recommend(2, k=1) == ["b"]
+    assert ranker.recommend(2, k=2, exclude={"b"})[0] != "b"
+    assert ranker.recommend(99, k=2) == ["a", "d"]  # never seen: popularity, as served
+
+
+def test_the_gate_compares_both_versions_on_the_same_users():
+    from recstream.training import comparable
+
+    candidate = {"rmse": 0.9, "recall_at_20": 0.6, "n_test": 150}
+    common = {"rmse": 0.88, "recall_at_20": 0.7, "n_test": 40}
+    serving = {"version": "v1", "rmse": 0.92, "recall_at_20": 0.72, "n_test": 40,
+               "candidate_common": common}
+    assert comparable(candidate, serving) == (common, serving)
+    # No user in common: nothing to compare against, the candidate stands on its own.
+    assert comparable(candidate, {**serving, "n_test": 0}) == (candidate, None)
+    assert comparable(candidate, None) == (candidate, None)
