@@ -149,7 +149,9 @@ class Monitor:
             start = entry.watched.get(rec.movie) if entry is not None else None
             if start is not None:
                 self.metrics.recommended_completions.inc()
-                self.hour.add(start, REC_DONE, 1, self.now)
+                # Counted when it happens: a completion comes >= watch_complete_minutes
+                # after its start, so keyed by the start it fell out of a 1 h window.
+                self.hour.add(rec.time, REC_DONE, 1, self.now)
 
     def _start(self, rec: WatchMinute) -> None:
         t, now, movie, hour = rec.time, self.now, rec.movie, self.hour
@@ -208,7 +210,7 @@ class Monitor:
             "availability_5m": _ratio(ok, ok + slow + error),
             "availability_1h": _ratio(h[OK], h[OK] + h[SLOW] + h[ERROR]),
             "conversion_1h": _ratio(h[CONVERTED], h[ANSWERS]),
-            "watch_through_1h": _ratio(h[REC_DONE], h[REC_VIEWS]),
+            "watch_through_1h": min(_ratio(h[REC_DONE], h[REC_VIEWS]), 1.0),
             "rating_mean_1h": _ratio(h[RATING_SUM], h[RATINGS]),
             "cost_per_view_1h": per_view,
             "cost_per_hour_1h": (per_view * h[VIEWS] / (minutes / 60.0)
