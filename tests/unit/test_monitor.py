@@ -317,3 +317,16 @@ async def test_consumer_lag_sums_assigned_partitions_per_topic():
     lag = await consumer_lag(FakeConsumer(), {"ml": "movielog", "ev": "events",
                                               "mu": "movie-updates"})
     assert lag == {"movielog": 10 + 30, "events": 0, "movie-updates": 0}
+
+
+def test_a_completion_an_hour_after_its_start_still_counts():
+    """Completion takes >= 60 watched minutes: keyed by its start it would leave a 1 h window."""
+    mon = make()
+    h: dict = {}
+    feed(mon, answer(0, 1, movies=("a",)), answer(3400, 2, movies=("b",)),
+         watch(60, 1, "a", 0), watch(3500, 2, "b", 0),   # two recommended view starts
+         watch(3700, 1, "a", 60),                         # user 1 completes after 61 min
+         histories=h)
+    v = mon.values()  # window: T0+120 s .. T0+3700 s: one start (user 2), one completion
+    assert metric(mon, "recstream_recommended_completions_total") == 1
+    assert v["watch_through_1h"] == pytest.approx(1.0)

@@ -320,7 +320,9 @@ def test_the_gate_compares_both_versions_on_the_same_users():
     common = {"rmse": 0.88, "recall_at_20": 0.7, "n_test": 40}
     serving = {"version": "v1", "rmse": 0.92, "recall_at_20": 0.72, "n_test": 40,
                "candidate_common": common}
-    assert comparable(candidate, serving) == (common, serving)
+    assert comparable(candidate, serving) == ({**common, "paired": None}, serving)
+    paired = {"users": 40, "recall_at_20": {"ci95": [-0.1, 0.05]}}
+    assert comparable(candidate, {**serving, "paired": paired})[0]["paired"] == paired
     # No user in common: nothing to compare against, the candidate stands on its own.
     assert comparable(candidate, {**serving, "n_test": 0}) == (candidate, None)
     assert comparable(candidate, None) == (candidate, None)
