@@ -33,6 +33,7 @@ from recstream.parsing import parse_line, parse_time
 from recstream.records import RecommendationOutcome
 from recstream.settings import Settings
 from recstream.topics import topic_names
+from recstream.training_data import end_offsets
 from tables.codecs import user_key
 from tables.context import partition_for
 
@@ -58,7 +59,7 @@ async def scan(settings: Settings, topic: str, keep: Callable[[Optional[bytes], 
             return []
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
+        end = await end_offsets(consumer, settings, tps)
         deadline = time.monotonic() + timeout_s
         remaining = {tp for tp in tps if end[tp] > 0}
         while remaining and time.monotonic() < deadline:

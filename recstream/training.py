@@ -34,6 +34,7 @@ from models.datasets import Interactions
 from models._ids import lookup, top_k
 from models.metrics import ndcg_at_k, recall_at_k
 from models.popularity import popularity_prior
+from models.ranking import score_users
 from models.popularity_batch import PopularityModel
 from recstream.training_data import TopicRange, read_changelog, read_movielog
 from recstream.settings import Settings
@@ -322,8 +323,8 @@ class AsServed:
     def recommend(self, user: int, k: int = K, exclude: Iterable = ()) -> list[str]:
         row = int(lookup(np.asarray(self.inner.user_ids), np.asarray([user], np.int64))[0])
         if row >= 0:
-            scores = (self.factors @ self.inner.user_factors[row] + self.bias
-                      + self.prior).astype(np.float64)
+            scores = score_users(self.inner.user_factors[row][None, :], self.factors,
+                                 self.bias, self.prior)[0].astype(np.float64)
         else:
             scores = self.popularity.copy()
         excluded = lookup(self.item_ids, np.asarray(list(exclude), dtype=str))

@@ -142,7 +142,7 @@ async def _read_topic(settings: Settings, topic: str, on_record: Callable, progr
             return TopicRange(topic, stats={"missing_topic": True})
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
         consumer.assign(tps)
-        ends = await _end_offsets(consumer, settings, tps)
+        ends = await end_offsets(consumer, settings, tps)
         starts = await consumer.beginning_offsets(tps)
         stats: dict[str, Any] = {"seek": "beginning"}
         if window_hours is not None and settings.broker_url.startswith("tansu://"):
@@ -158,8 +158,9 @@ async def _read_topic(settings: Settings, topic: str, on_record: Callable, progr
         await consumer.stop()
 
 
-async def _end_offsets(consumer: AIOKafkaConsumer, settings: Settings,
-                       tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+async def end_offsets(consumer: AIOKafkaConsumer, settings: Settings,
+                      tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+    """End offsets to read up to; on ``tansu://`` read from the log (its report is wrong)."""
     ends = await consumer.end_offsets(tps)
     if not settings.broker_url.startswith("tansu://"):
         return ends
