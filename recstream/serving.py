@@ -94,10 +94,11 @@ class Recommender:
         # Flags can change after the row was ranked (metadata arrives late): check again.
         minor = bool(self.users.minor[row])
         safe = self.items.safe_for_minors if minor else self.items.safe_for_all
-        ranked = self.users.answers[row]
-        line = ",".join(ids[i] for i in ranked if i >= 0 and safe[i])
+        ranked = [i for i in self.users.answers[row].tolist() if i >= 0]
+        kept = [i for i in ranked if safe[i]]
+        line = ",".join([ids[i] for i in kept])
         guardrails = ["minor_safe"] if minor else ["no_adult"]
-        removed = int(sum(1 for i in ranked if i >= 0 and not safe[i]))
+        removed = len(ranked) - len(kept)
         if removed:
             guardrails.append(f"late_flag_removed:{removed}")
         if not line:
