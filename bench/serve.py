@@ -228,6 +228,7 @@ def build_state(args) -> tuple[object, dict]:
 
     rt.recommender.history_of = history_of
     rt.recommender.refresh_fallback()
+    rt.readiness.items_loaded.set()  # the view answers 503 until the item model is loaded
     fill_s = time.perf_counter() - t_fill
 
     # A full refresh, as after a model swap: refresher-sized batches, like refresh_once.
