@@ -8,6 +8,7 @@ integration tests also run on Apache Kafka (``deploy/kafka/``).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import socket
@@ -48,6 +49,18 @@ def wait_for_port(host: str, port: int, timeout: float, proc: Optional[subproces
     raise BrokerError(f"nothing listens on {host}:{port} after {timeout:.0f}s")
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM it when the process that started it dies.
+
+    Tansu runs in its own session (a Ctrl-C in the terminal must reach the worker
+    first, which still needs the broker to shut down cleanly), so nothing else
+    would stop it if its parent were killed or exited without running cleanup.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG (Linux)
+
+
 def start_tansu(port: int = 9092, *, host: str = "127.0.0.1", log_path: Optional[Path] = None,
                 timeout: float = 20.0) -> subprocess.Popen:
     """Start Tansu on ``host:port`` (memory storage) and wait until it accepts connections."""
@@ -60,6 +73,7 @@ def start_tansu(port: int = 9092, *, host: str = "127.0.0.1", log_path: Optional
             [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
              "--storage-engine", "memory://tansu/"],
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=_die_with_parent,
             env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
         )
     finally:

@@ -65,7 +65,12 @@ def broker() -> int:
     settings = _settings()
     proc = start_tansu(settings.embedded_broker_port)
     print(f"tansu broker on 127.0.0.1:{settings.embedded_broker_port} (memory only; "
-          "Ctrl-C stops it)", flush=True)
+          "Ctrl-C or SIGTERM stops it)", flush=True)
+
+    def terminate(*_):
+        raise KeyboardInterrupt  # unwinds to the finally below, which stops Tansu
+
+    signal.signal(signal.SIGTERM, terminate)
     try:
         return proc.wait()
     except KeyboardInterrupt:
