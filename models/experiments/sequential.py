@@ -81,28 +81,35 @@ def sequential_diff(control: "Moments | np.ndarray", treatment: "Moments | np.nd
     return SequentialResult(effect, (effect - half, effect + half), p, units)
 
 
-def peeking_paths(control: np.ndarray, treatment: np.ndarray, looks: np.ndarray, *,
+def peeking_paths(values: np.ndarray, arms: np.ndarray, looks: np.ndarray, *,
                   alpha: float = 0.05, n_star: float = 10_000) -> tuple[np.ndarray, np.ndarray]:
-    """Reject-at-each-look flags (sequential, naive z) for users arriving in order.
+    """Reject-at-each-look flags (sequential, naive z) for units arriving in order.
 
-    ``looks[j]`` is the number of users seen per arm at look ``j``; vectorised
-    over looks with cumulative sums, so thousands of simulated experiments with
-    a look after every batch stay cheap.  The naive test is the normal-theory
-    fixed-horizon test a dashboard would show, applied at every look.
+    ``values[i]`` is the metric of the i-th unit to arrive and ``arms[i]`` its
+    arm (0 = control, 1 = treatment); ``looks[j]`` is the number of units that
+    have arrived at look ``j``.  Vectorised over looks with cumulative sums, so
+    hundreds of simulated experiments with a look after every batch stay
+    cheap.  The naive test is the normal-theory fixed-horizon test a dashboard
+    would show, applied at every look.
     """
     from scipy import stats
 
-    def cum(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        x = np.asarray(x, np.float64)
-        s1, s2 = np.cumsum(x)[looks - 1], np.cumsum(x * x)[looks - 1]
-        mean = s1 / looks
-        return mean, np.maximum(s2 - looks * mean * mean, 0.0) / (looks - 1)
+    x = np.asarray(values, np.float64)
+    treated = np.asarray(arms) == 1
+    idx = np.asarray(looks) - 1
 
-    (mc, vc), (mt, vt) = cum(control), cum(treatment)
-    se = np.sqrt(vc / looks + vt / looks)
-    z = np.divide(mt - mc, se, out=np.zeros_like(se), where=se > 0)
+    def cum(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        n = np.cumsum(mask)[idx].astype(np.float64)
+        s1, s2 = np.cumsum(np.where(mask, x, 0.0))[idx], np.cumsum(np.where(mask, x * x, 0.0))[idx]
+        safe = np.maximum(n, 2.0)
+        mean = s1 / np.maximum(n, 1.0)
+        return n, mean, np.maximum(s2 - n * mean * mean, 0.0) / (safe - 1)
+
+    (nc, mc, vc), (nt, mt, vt) = cum(~treated), cum(treated)
+    ready = (nc >= 2) & (nt >= 2)
+    se = np.sqrt(vc / np.maximum(nc, 1) + vt / np.maximum(nt, 1))
+    z = np.divide(mt - mc, se, out=np.zeros_like(se), where=ready & (se > 0))
     naive = np.abs(z) > stats.norm.ppf(1 - alpha / 2)
-    units = 2 * looks
     rho2 = optimal_rho2(n_star, alpha)
-    seq = mixture_log_martingale(z, units, rho2=rho2) >= np.log(1.0 / alpha)
+    seq = mixture_log_martingale(z, nc + nt, rho2=rho2) >= np.log(1.0 / alpha)
     return seq, naive

@@ -43,11 +43,12 @@ def test_sequential_detects_a_real_effect():
 
 def test_continuous_peeking_keeps_the_false_positive_rate_and_naive_peeking_does_not():
     rng = np.random.default_rng(11)
-    looks = np.arange(50, 5001, 50)          # a look after every 50 users per arm: 100 looks
+    looks = np.arange(100, 10_001, 100)      # a look after every 100 users: 100 looks
     runs = 400
     seq = naive = 0
     for _ in range(runs):
-        s, n = peeking_paths(rng.exponential(1.0, 5000), rng.exponential(1.0, 5000), looks, n_star=2000)
+        arms = rng.integers(0, 2, 10_000)
+        s, n = peeking_paths(rng.exponential(1.0, 10_000), arms, looks, n_star=4000)
         seq += bool(s.any())
         naive += bool(n.any())
     assert seq / runs <= 0.05 + 0.02           # ≤ alpha up to simulation noise (sd ≈ 0.011)
@@ -56,10 +57,13 @@ def test_continuous_peeking_keeps_the_false_positive_rate_and_naive_peeking_does
 
 def test_peeking_paths_agree_with_sequential_diff_at_a_look():
     rng = np.random.default_rng(12)
-    c, t = rng.normal(0, 1, 3000), rng.normal(0.1, 1, 3000)
-    looks = np.array([500, 3000])
-    seq, naive = peeking_paths(c, t, looks, n_star=4000)
+    arms = rng.integers(0, 2, 6000)
+    values = rng.normal(0, 1, 6000) + 0.1 * arms
+    looks = np.array([1000, 6000])
+    seq, naive = peeking_paths(values, arms, looks, n_star=4000)
     for j, n in enumerate(looks):
-        r = sequential_diff(c[:n], t[:n], n_star=4000)
+        c, t = values[:n][arms[:n] == 0], values[:n][arms[:n] == 1]
+        r = sequential_diff(c, t, n_star=4000)
         assert seq[j] == r.reject
-        assert naive[j] == (abs(welch(c[:n], t[:n]).statistic) > 1.959964)
+        assert naive[j] == (abs(welch(c, t).statistic) > 1.959964)
+    assert seq[-1] and not seq[0]       # the effect is found, but not yet at 1,000 units
