@@ -140,6 +140,14 @@ def _per_team(movies: set[Hashable], team_of: dict[Hashable, int]) -> list[int]:
     return out
 
 
+def per_user_scores(users: np.ndarray, winners: np.ndarray) -> np.ndarray:
+    """Mean credit per user in [-1, 1] (+1 an impression A won, −1 one B won, 0 a tie), by sorted user id."""
+    users, winners = np.asarray(users), np.asarray(winners)
+    score = np.where(winners == A, 1.0, np.where(winners == B, -1.0, 0.0))
+    _, inverse, counts = np.unique(users, return_inverse=True, return_counts=True)
+    return np.bincount(inverse, weights=score) / counts
+
+
 def per_user_winners(users: np.ndarray, winners: np.ndarray) -> np.ndarray:
     """Collapse impressions to one vote per user (sign of A wins − B wins): users are the independent units."""
     users, winners = np.asarray(users), np.asarray(winners)
@@ -168,3 +176,24 @@ def preference_test(winners: np.ndarray, *, alpha: float = 0.05) -> Preference:
     decision = TIE if p >= alpha else (A if wa > wb else B)
     delta = (wa - wb) / winners.size if winners.size else 0.0
     return Preference(wa, wb, ties, delta, p, decision)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ScoreTest:
+    mean: float                 # mean per-user credit: > 0 means A is preferred
+    ci: tuple[float, float]
+    p_value: float
+    decision: int               # A, B or TIE (not significant)
+
+
+def score_test(scores: np.ndarray, *, alpha: float = 0.05) -> ScoreTest:
+    """One-sample t-test of mean per-user credit against 0 (users are the independent units)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    mean = float(scores.mean())
+    if scores.size < 2 or np.all(scores == scores[0]):
+        p = 1.0 if mean == 0 else 0.0
+        return ScoreTest(mean, (mean, mean), p, TIE if p >= alpha else (A if mean > 0 else B))
+    res = stats.ttest_1samp(scores, 0.0)
+    ci = res.confidence_interval(1 - alpha)
+    p = float(res.pvalue)
+    return ScoreTest(mean, (float(ci.low), float(ci.high)), p, TIE if p >= alpha else (A if mean > 0 else B))

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import stats
 
-from models.experiments.interleaving import (A, B, TIE, Event, Interleaved, credit, per_user_winners,
-                                             preference_test, team_draft)
+from models.experiments.interleaving import (A, B, TIE, Event, Interleaved, credit, per_user_scores,
+                                             per_user_winners, preference_test, score_test, team_draft)
 
 RANK_A = [f"a{i}" for i in range(30)]
 RANK_B = [f"b{i}" for i in range(30)]
@@ -79,3 +80,17 @@ def test_per_user_winners_collapse_impressions_to_one_vote():
     users = np.array([1, 1, 1, 2, 2, 3])
     winners = np.array([A, A, B, B, TIE, TIE])
     assert per_user_winners(users, winners).tolist() == [A, B, TIE]
+
+
+def test_per_user_scores_and_score_test_reference_values():
+    users = np.array([7, 7, 7, 3, 3, 9])
+    winners = np.array([A, A, B, B, TIE, TIE])
+    assert per_user_scores(users, winners).tolist() == pytest.approx([-0.5, 1 / 3, 0.0])  # users 3, 7, 9
+    scores = np.array([1.0, 1.0, 0.0, -1.0, 1.0, 0.5, 1.0, 0.0])
+    ref = stats.ttest_1samp(scores, 0.0)
+    got = score_test(scores)
+    assert got.p_value == pytest.approx(ref.pvalue, rel=1e-12) and got.mean == pytest.approx(0.4375)
+    assert got.ci == pytest.approx(tuple(ref.confidence_interval(0.95)), rel=1e-12)
+    assert got.decision == (A if ref.pvalue < 0.05 else TIE)
+    assert score_test(np.full(40, -1.0)).decision == B
+    assert score_test(np.zeros(10)).decision == TIE
