@@ -50,8 +50,9 @@ def ci_text(hits: int, n: int) -> str:
     return f"{hits / n:.3f} (95% CI {ci.low:.3f}–{ci.high:.3f}, {hits}/{n})"
 
 
-def ranked(scores: np.ndarray, world: World, u: int, depth: int = K + REQUESTS) -> np.ndarray:
-    """Best ``depth`` movies by ``scores``, unsafe titles masked for minors (as the service serves)."""
+def ranked(scores: np.ndarray, world: World, u: int) -> np.ndarray:
+    """Best ``K + REQUESTS`` movies by ``scores``, unsafe titles masked for minors (as the service serves)."""
+    depth = K + REQUESTS
     scores = scores.astype(np.float64)
     if world.taste.minor[u]:
         scores[world.taste.unsafe_for_minor] = -np.inf
@@ -238,6 +239,7 @@ def _winners(votes: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
+    global REQUESTS
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--users", type=int, default=20_000, help="simulated users (pool)")
@@ -246,15 +248,22 @@ def main() -> None:
     parser.add_argument("--aa-users", type=int, default=10_000)
     parser.add_argument("--batch", type=int, default=100, help="users between two looks")
     parser.add_argument("--checks", type=int, default=300)
+    parser.add_argument("--requests", type=int, default=REQUESTS, help="requests per user")
+    parser.add_argument("--parts", default="abc", help="which of (a) A/A, (b) SRM, (c) sensitivity to run")
     parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
     args = parser.parse_args()
+    REQUESTS = args.requests
     if args.quick:
         args.users, args.aa, args.aa_users, args.checks = 3000, 40, 2000, 50
     started = time.perf_counter()
     world = build_synthetic(SimOptions(users=args.users, movies=args.movies, seed=args.seed, existing_share=1.0))
     print(f"# bench/experiments.py — world: {args.users:,} users × {args.movies:,} movies, seed {args.seed}")
-    aa_peeking(world, args)
-    srm_power(args)
+    if "a" in args.parts:
+        aa_peeking(world, args)
+    if "b" in args.parts:
+        srm_power(args)
+    if "c" not in args.parts:
+        return
     print(f"\n## (c) sensitivity: users to reach the correct decision at alpha={ALPHA}, power={POWER} "
           f"({REQUESTS} requests per user, credit window {WINDOW / 3600:.0f} h)")
     z_pop = np.log(world.catalog.weight)

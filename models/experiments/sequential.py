@@ -30,7 +30,7 @@ import dataclasses
 
 import numpy as np
 
-from models.experiments.stats import Moments, _as_moments
+from models.experiments.stats import Moments, as_moments
 
 
 def optimal_rho2(n_star: float, alpha: float = 0.05) -> float:
@@ -67,7 +67,7 @@ class SequentialResult:
 def sequential_diff(control: "Moments | np.ndarray", treatment: "Moments | np.ndarray", *,
                     alpha: float = 0.05, n_star: float = 10_000) -> SequentialResult:
     """Anytime-valid CI and p-value for ``mean(treatment) - mean(control)`` at the current look."""
-    c, t = _as_moments(control), _as_moments(treatment)
+    c, t = as_moments(control), as_moments(treatment)
     units = c.n + t.n
     se = float(np.sqrt(c.var / c.n + t.var / t.n))
     effect = t.mean - c.mean

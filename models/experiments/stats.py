@@ -61,14 +61,16 @@ class Comparison:
         return self.p_value < alpha
 
 
-def _as_moments(x: "Moments | np.ndarray") -> Moments:
+def as_moments(x: "Moments | np.ndarray") -> Moments:
     return x if isinstance(x, Moments) else Moments.of(np.asarray(x))
 
 
 def welch(control: "Moments | np.ndarray", treatment: "Moments | np.ndarray", *,
           alpha: float = 0.05) -> Comparison:
     """Welch's t-test and CI for a difference of means (unequal variances, Satterthwaite df)."""
-    c, t = _as_moments(control), _as_moments(treatment)
+    c, t = as_moments(control), as_moments(treatment)
+    if c.n < 2 or t.n < 2:
+        raise ValueError("Welch's test needs at least 2 units per arm")
     vc, vt = c.var / c.n, t.var / t.n
     se = float(np.sqrt(vc + vt))
     effect = t.mean - c.mean

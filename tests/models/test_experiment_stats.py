@@ -32,6 +32,8 @@ def test_welch_hand_computed():
     assert r.statistic == pytest.approx(1.0846523, rel=1e-6)
     assert r.df == pytest.approx(25.4082, rel=1e-4)
     assert r.relative == pytest.approx(0.2)
+    with pytest.raises(ValueError):
+        welch(Moments(1, 5.0, 0.0), Moments(20, 6.0, 9.0))
 
 
 def test_two_proportions_hand_computed_and_equal_to_chi_square():
