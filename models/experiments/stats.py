@@ -30,6 +30,8 @@ class Moments:
     @classmethod
     def of(cls, x: np.ndarray) -> "Moments":
         x = np.asarray(x, dtype=np.float64)
+        if x.size == 0:
+            return cls(0, 0.0, 0.0)
         return cls(int(x.size), float(x.mean()), float(x.var(ddof=1)) if x.size > 1 else 0.0)
 
     @classmethod
