@@ -1,0 +1,1 @@
+"""Online experiments: assignment, statistics, sequential inference and interleaving (pure maths)."""
