@@ -12,7 +12,7 @@ import dataclasses
 
 import numpy as np
 
-from recstream.sim.catalog import Catalog
+from recstream.sim.films import Catalog
 from recstream.sim.taste import Taste
 
 BETA = 1.6               # sensitivity of choice to true rating

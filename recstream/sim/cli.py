@@ -16,8 +16,16 @@ import signal
 import sys
 import time
 
+from aiohttp import web
+
 from recstream.settings import Settings
+from recstream.sim import recommenders
+from recstream.sim.api import build_app, truth_app
 from recstream.sim.options import SCENARIOS, SimOptions, load_scenario_file
+from recstream.sim.sinks import FileSink, KafkaSink, Sink, TruthWriter
+from recstream.sim.sources import build_world
+from recstream.sim.telemetry import Telemetry
+from recstream.sim.traffic import Platform
 
 log = logging.getLogger("recstream.sim")
 
@@ -77,15 +85,6 @@ def options_from_args(args: argparse.Namespace) -> SimOptions:
 
 async def run(options: SimOptions, settings: Settings, *, topic: str = "", max_lines: int = 0,
               truth_port: int = 0) -> int:
-    from aiohttp import web
-
-    from recstream.sim import recommenders
-    from recstream.sim.api import build_app, truth_app
-    from recstream.sim.sinks import FileSink, KafkaSink, Sink, TruthWriter
-    from recstream.sim.telemetry import Telemetry
-    from recstream.sim.traffic import Platform
-    from recstream.sim.world import build_world
-
     started = time.monotonic()
     world = build_world(options)
     log.info("world %s: %d users x %d movies built in %.1fs", world.source, len(world.population),
@@ -146,18 +145,17 @@ async def run(options: SimOptions, settings: Settings, *, topic: str = "", max_l
     return 0
 
 
-async def _serve(app: object, host: str, port: int) -> object:
-    from aiohttp import web
-    runner = web.AppRunner(app, access_log=None)  # type: ignore[arg-type]
+async def _serve(app: web.Application, host: str, port: int) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     return runner
 
 
-async def _summaries(telemetry: object, every_s: float) -> None:
+async def _summaries(telemetry: Telemetry, every_s: float) -> None:
     while True:
         await asyncio.sleep(every_s)
-        print(telemetry.summary(), file=sys.stderr, flush=True)  # type: ignore[attr-defined]
+        print(telemetry.summary(), file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

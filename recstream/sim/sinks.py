@@ -4,12 +4,14 @@ Every sink takes batches of ``(user_id, line)``.  The Kafka key is the user id
 so each user's events land in one partition under the default murmur2
 partitioner — the partition the recommender's worker for that user owns.
 The producer lingers and batches so it is not the simulator's bottleneck;
-delivery failures are counted, not fatal.
+delivery failures are counted, not fatal.  ``aiokafka`` is imported only when a
+Kafka sink starts, so file and memory runs (tests, ``--no-kafka``) never load it.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from pathlib import Path
 from typing import IO, Any, Protocol, Sequence
 
@@ -53,7 +55,6 @@ class FileSink:
 
     async def start(self) -> None:
         if self.path == "-":
-            import sys
             self._file = sys.stdout.buffer
         else:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
