@@ -24,6 +24,7 @@ Batch = Sequence[tuple[int, str | bytes]]
 class Sink(Protocol):
     async def start(self) -> None: ...
     async def write(self, batch: Batch) -> None: ...
+    async def flush(self) -> None: ...
     async def close(self) -> None: ...
 
 
@@ -41,6 +42,9 @@ class MemorySink:
         for key, line in batch:
             self.keys.append(key)
             self.lines.append(line if isinstance(line, str) else line.decode("utf-8", "replace"))
+
+    async def flush(self) -> None:
+        pass
 
     async def close(self) -> None:
         pass
@@ -63,6 +67,10 @@ class FileSink:
     async def write(self, batch: Batch) -> None:
         assert self._file is not None
         self._file.write(b"".join((l.encode() if isinstance(l, str) else l) + b"\n" for _, l in batch))
+
+    async def flush(self) -> None:
+        if self._file is not None:
+            self._file.flush()
 
     async def close(self) -> None:
         if self._file is not None:
@@ -117,6 +125,11 @@ class KafkaSink:
             value = line.encode() if isinstance(line, str) else line
             future = await send(self.topic, value, key=str(key).encode())
             future.add_done_callback(self._done)
+
+    async def flush(self) -> None:
+        """Until every line sent so far is acknowledged (or failed)."""
+        if self._producer is not None:
+            await self._producer.flush()
 
     async def close(self) -> None:
         if self._producer is not None:

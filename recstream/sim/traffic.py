@@ -47,7 +47,8 @@ class Platform:
 
     def __init__(self, world: World, options: SimOptions, recommender: Recommender, sinks: Sequence[Sink], *,
                  truth: TruthWriter | None = None, telemetry: Telemetry | None = None,
-                 server: str | None = None, scraper: Recommender | None = None) -> None:
+                 server: str | None = None, scraper: Recommender | None = None,
+                 seen: dict[int, set[int]] | None = None) -> None:
         self.world, self.options, self.recommender, self.sinks = world, options, recommender, list(sinks)
         self.truth, self.telemetry = truth, telemetry or Telemetry()
         self.server = server or getattr(recommender, "server", "recommender:8082")
@@ -60,7 +61,7 @@ class Platform:
         self.start = lines.parse_start(options.start)
         self.now = self.start
         self.end = self.start + options.duration if options.duration > 0 else math.inf
-        self.seen: dict[int, set[int]] = {}
+        self.seen = {i: set(movies) for i, movies in (seen or {}).items()}  # user index → watched (own copy)
         self.stopped = False
         self.max_lines = 0
         self.tasks: set[asyncio.Task] = set()
