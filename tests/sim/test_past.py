@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
+import orjson
 import pytest
 
 from recstream.parsing import parse_line
@@ -104,12 +105,14 @@ def test_live_traffic_continues_with_the_past_users(small_options):
 
 
 def test_cli_writes_the_past_then_live_lines(tmp_path):
-    out = tmp_path / "movielog.txt"
+    out, truth = tmp_path / "movielog.txt", tmp_path / "truth.jsonl"
     rc = main(["--users", "3000", "--movies", "800", "--seed", "5", "--fast", "--duration", "1800", "--no-kafka",
-               "--no-api", "--quiet", "--recommender", "builtin:popularity", "--start", START,
-               "--backfill-days", "2", "--backfill-lines", "20000", "--out", str(out)])
+               "--no-api", "--quiet", "--no-oracle", "--recommender", "builtin:popularity", "--start", START,
+               "--backfill-days", "2", "--backfill-lines", "20000", "--out", str(out), "--truth", str(truth)])
     assert rc == 0
     records = parsed(out.read_text().splitlines())
+    summary = [r for r in map(orjson.loads, truth.read_text().splitlines()) if r["kind"] == "past"]
+    assert len(summary) == 1 and summary[0]["lines"] == next(k for k, r in enumerate(records) if r.time >= parse_start(START))
     end = parse_start(START)
     n_past = next(k for k, r in enumerate(records) if r.time >= end)
     past, live = records[:n_past], records[n_past:]
