@@ -95,7 +95,8 @@ class SimOptions:
             (self.rate > 0, "rate must be > 0"),
             (0 < self.deadline_s <= 30, "deadline_s must be within (0, 30]"),
             (self.rating_min < self.rating_max, "rating_min must be below rating_max"),
-            (self.backfill_days >= 0 and self.backfill_lines >= 0, "backfill days and lines must be >= 0"),
+            (self.backfill_days == 0 or self.backfill_days >= 1, "backfill days must be 0 (none) or >= 1"),
+            (self.backfill_lines >= 0, "backfill lines must be >= 0"),
             (0 <= self.existing_share <= 1 and 0 <= self.describe_share <= 1, "shares are within [0, 1]"),
         ]
         for ok, message in checks:

@@ -71,53 +71,59 @@ def make_past(world: World, options: SimOptions, *, end: float, days: float, max
     traffic starts) and returns who watched what, so live users do not re-pick it.
     """
     start = end - days * DAY
-    empty = Past(np.zeros(0), np.zeros(0, np.int64), [], {}, [], [], start=start, end=end)
     if days <= 0 or max_lines <= 0:
-        return empty
+        return Past(np.zeros(0), np.zeros(0, np.int64), [], {}, [], [], start=start, end=end)
     rng = np.random.default_rng((options.seed, 11))
     s = _draw_sessions(world, options, rng, max_lines)
     n = len(s["users"])
     # When: the live day/night swing; a session that would run into the live start moves a day back.
-    account_gap = np.where(s["new"], rng.uniform(5, 60, n), 0.0)
-    first = account_gap + rng.uniform(3, 90, n)
+    first = np.where(s["new"], rng.uniform(5, 60, n), 0.0) + rng.uniform(3, 90, n)   # arrival → minute 0
     rate_delay = rng.uniform(5, 180, n)
     length = first + 60.0 * (s["minutes"] - 1) + np.where(s["rated"], rate_delay, 0.0) + 1.0
     t0 = _arrival_times(rng, n, start, end, options.diurnal)
-    t0 -= DAY * np.maximum(0, np.ceil((t0 + length - end) / DAY))
-    t0 = np.maximum(t0, start)
+    t0 = np.maximum(t0 - DAY * np.maximum(0, np.ceil((t0 + length - end) / DAY)), start)
     new = np.flatnonzero(s["new"])
     t0[new] = np.sort(t0[new])            # account ids ascend with sign-up time, as the platform's do
-    # Every line: (time, kind, session, minute).
-    minutes = s["minutes"]
-    sess = np.repeat(np.arange(n), minutes)
-    minute = np.arange(len(sess)) - np.repeat(np.cumsum(minutes) - minutes, minutes)
-    rated = np.flatnonzero(s["rated"])
-    times = np.concatenate([t0[new], t0[sess] + first[sess] + 60.0 * minute,
-                            t0[rated] + first[rated] + 60.0 * (minutes[rated] - 1) + rate_delay[rated]])
-    kind = np.concatenate([np.full(len(new), ACCOUNT), np.full(len(sess), WATCH), np.full(len(rated), RATE)])
-    which = np.concatenate([new, sess, rated])
-    minute = np.concatenate([np.zeros(len(new), np.int64), minute, np.zeros(len(rated), np.int64)])
-    order = np.lexsort((kind, times))
-    times, kind, which, minute = times[order], kind[order], which[order], minute[order]
+    times, kind, which, minute = _events(t0, first, rate_delay, s["minutes"], s["rated"], new)
     uid = world.population.ids[s["users"][which]]
-    slugs, stars = world.catalog.ids, s["stars"]
-    movie = s["movies"][which]
+    out = _format(times, kind, uid, s["movies"][which], s["stars"][which], minute, world.catalog.ids)
+    seen: dict[int, set[int]] = {}
+    for u, m in zip(s["users"].tolist(), s["movies"].tolist()):
+        seen.setdefault(u, set()).add(m)
+    return Past(times, uid.astype(np.int64), out, seen, s["users"][new].tolist(), t0[new].tolist(), sessions=n,
+                ratings=int(s["rated"].sum()), start=start, end=end)
+
+
+def _events(t0: np.ndarray, first: np.ndarray, rate_delay: np.ndarray, minutes: np.ndarray, rated: np.ndarray,
+            new: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every line of every session as (time, kind, session, minute) arrays, in time order."""
+    sess = np.repeat(np.arange(len(t0)), minutes)
+    minute = np.arange(len(sess)) - np.repeat(np.cumsum(minutes) - minutes, minutes)
+    rates = np.flatnonzero(rated)
+    times = np.concatenate([t0[new], t0[sess] + first[sess] + 60.0 * minute,
+                            t0[rates] + first[rates] + 60.0 * (minutes[rates] - 1) + rate_delay[rates]])
+    kind = np.concatenate([np.full(len(new), ACCOUNT), np.full(len(sess), WATCH), np.full(len(rates), RATE)])
+    which = np.concatenate([new, sess, rates])
+    minute = np.concatenate([np.zeros(len(new), np.int64), minute, np.zeros(len(rates), np.int64)])
+    order = np.lexsort((kind, times))
+    return times[order], kind[order], which[order], minute[order]
+
+
+def _format(times: np.ndarray, kind: np.ndarray, uid: np.ndarray, movie: np.ndarray, stars: np.ndarray,
+            minute: np.ndarray, slugs: list[str]) -> list[str]:
+    """movielog lines, formatted as live ones are (whole seconds, Java-style times)."""
     fmt = lines.TimeFormatter()
     out = []
-    for t, k, u, m, i, mi in zip(times.tolist(), kind.tolist(), uid.tolist(), movie.tolist(), which.tolist(),
+    for t, k, u, m, r, mi in zip(times.tolist(), kind.tolist(), uid.tolist(), movie.tolist(), stars.tolist(),
                                  minute.tolist()):
         stamp = fmt.seconds(t)
         if k == WATCH:
             out.append(lines.watch(stamp, u, slugs[m], mi))
         elif k == RATE:
-            out.append(lines.rate(stamp, u, slugs[m], int(stars[i])))
+            out.append(lines.rate(stamp, u, slugs[m], r))
         else:
             out.append(lines.create_account(stamp, u))
-    seen: dict[int, set[int]] = {}
-    for u, m in zip(s["users"].tolist(), s["movies"].tolist()):
-        seen.setdefault(u, set()).add(m)
-    return Past(times, uid.astype(np.int64), out, seen, s["users"][new].tolist(), t0[new].tolist(), sessions=n,
-                ratings=len(rated), start=start, end=end)
+    return out
 
 
 def _draw_sessions(world: World, options: SimOptions, rng: np.random.Generator,

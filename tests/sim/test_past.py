@@ -126,7 +126,7 @@ def test_cli_writes_the_past_then_live_lines(tmp_path):
     assert len(starts_live & watched_before) <= max(1, len(starts_live) // 50)
 
 
-@pytest.mark.parametrize("bad", [{"backfill_days": -1.0}, {"backfill_lines": -5}])
+@pytest.mark.parametrize("bad", [{"backfill_days": -1.0}, {"backfill_days": 0.2}, {"backfill_lines": -5}])
 def test_bad_backfill_options_are_errors(bad):
     with pytest.raises(ValueError, match="backfill"):
         SimOptions(**bad)
