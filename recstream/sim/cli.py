@@ -56,10 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="service base URL (default http://127.0.0.1:<web_port>) or builtin:random|popularity|oracle")
     t.add_argument("--max-lines", type=int, default=0, help="stop after this many lines")
     t.add_argument("--backfill-days", type=float, default=0.0, metavar="D",
-                   help="first write D days of organic history before --start at full speed (0 = none; "
-                        "`recstream run` uses 30)")
+                   help="first write D days of organic history before --start at full speed (0 = none, "
+                        "the default; 30 is what `recstream run` should pass)")
     t.add_argument("--backfill-lines", type=int, default=400_000, metavar="N",
-                   help="size budget of that history in lines (default 400k: 1-2 min of worker ingest)")
+                   help="size budget of that history in lines (default 400k: 1-3 min of worker ingest)")
     o = p.add_argument_group("output")
     o.add_argument("--out", default="", metavar="FILE", help="also write lines to FILE ('-' = stdout)")
     o.add_argument("--no-kafka", action="store_true")

@@ -12,7 +12,7 @@ end before the live start, and are keyed by user like live ones.
 Volume is a budget, not a rate.  A session is ~78 lines (the per-minute watch lines
 dominate), so the default 400k lines are ~5k sessions and ~2k ratings, spread over the
 days with the live day/night swing: a quieter, younger service than the live one.  That
-is the trade-off: a worker ingesting 3-7k lines/s absorbs it in 1-2 minutes on 2 cores
+is the trade-off: a worker ingesting 2.5-7k lines/s absorbs it in 1-3 minutes on 2 cores
 while it already answers (fallback lines meanwhile); a bigger budget buys more returning
 users at the price of a longer catch-up.
 """
