@@ -12,7 +12,7 @@ import dataclasses
 
 import numpy as np
 
-from recstream.sim.catalog import Catalog
+from recstream.sim.films import Catalog
 from recstream.sim.taste import Taste
 
 BETA = 1.6               # sensitivity of choice to true rating
@@ -100,3 +100,9 @@ def organic_many(taste: Taste, catalog: Catalog, rng: np.random.Generator, users
     j = np.minimum((c < x[:, None]).sum(1), CONSIDER - 1)
     rows = np.arange(len(users))
     return cands[rows, j], r[rows, j]
+
+
+def minutes_watched_many(rng: np.random.Generator, true_ratings: np.ndarray, runtimes: np.ndarray) -> np.ndarray:
+    """Vectorised :func:`minutes_watched`."""
+    hazard = np.minimum(0.9, HAZARD * np.exp(-HAZARD_SLOPE * (true_ratings - 3.0)))
+    return np.minimum(np.maximum(runtimes, 1), rng.geometric(hazard)).astype(np.int64)

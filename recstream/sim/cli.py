@@ -5,6 +5,7 @@ Examples::
     recstream sim --no-kafka --out var/movielog.txt --truth var/truth.jsonl
     recstream sim --users 1000000 --rate 200 --speed 60 --scenario malformed --scenario sybil
     recstream sim --movielens ../shared/data/movielens/ml-100k --recommender builtin:popularity --fast --duration 3600
+    recstream sim --backfill-days 30        # 30 days of history at full speed, then live traffic
 """
 from __future__ import annotations
 
@@ -15,9 +16,21 @@ import logging
 import signal
 import sys
 import time
+from typing import Callable
+
+from aiohttp import web
 
 from recstream.settings import Settings
+from recstream.sim import recommenders
+from recstream.sim.api import build_app, truth_app
+from recstream.sim.lines import parse_start
 from recstream.sim.options import SCENARIOS, SimOptions, load_scenario_file
+from recstream.sim.past import Past, make_past, write_past
+from recstream.sim.sinks import FileSink, KafkaSink, Sink, TruthWriter
+from recstream.sim.sources import build_world
+from recstream.sim.telemetry import Telemetry
+from recstream.sim.traffic import Platform
+from recstream.sim.world import World
 
 log = logging.getLogger("recstream.sim")
 
@@ -42,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--recommender", default="", metavar="URL",
                    help="service base URL (default http://127.0.0.1:<web_port>) or builtin:random|popularity|oracle")
     t.add_argument("--max-lines", type=int, default=0, help="stop after this many lines")
+    t.add_argument("--backfill-days", type=float, default=0.0, metavar="D",
+                   help="first write D days of organic history before --start at full speed (0 = none, "
+                        "the default; 30 is what `recstream run` should pass)")
+    t.add_argument("--backfill-lines", type=int, default=400_000, metavar="N",
+                   help="size budget of that history in lines (default 400k: 1-3 min of worker ingest)")
     o = p.add_argument_group("output")
     o.add_argument("--out", default="", metavar="FILE", help="also write lines to FILE ('-' = stdout)")
     o.add_argument("--no-kafka", action="store_true")
@@ -68,7 +86,8 @@ def options_from_args(args: argparse.Namespace) -> SimOptions:
     return SimOptions(
         seed=args.seed, users=args.users, movies=args.movies, movielens=args.movielens, catalog=args.catalog,
         users_file=args.users_file, speed=args.speed, fast=args.fast, rate=args.rate, duration=args.duration,
-        start=args.start, rating_min=int(lo), rating_max=int(hi), recommender=args.recommender,
+        start=args.start, backfill_days=args.backfill_days, backfill_lines=args.backfill_lines,
+        rating_min=int(lo), rating_max=int(hi), recommender=args.recommender,
         out=args.out, kafka=not args.no_kafka, truth=args.truth, truth_oracle=not args.no_oracle,
         api_port=args.api_port, api=not args.no_api, json_quirks=not args.clean_json,
         summary_every_s=0.0 if args.quiet else 5.0, scenarios=scenarios,
@@ -77,20 +96,16 @@ def options_from_args(args: argparse.Namespace) -> SimOptions:
 
 async def run(options: SimOptions, settings: Settings, *, topic: str = "", max_lines: int = 0,
               truth_port: int = 0) -> int:
-    from aiohttp import web
-
-    from recstream.sim import recommenders
-    from recstream.sim.api import build_app, truth_app
-    from recstream.sim.sinks import FileSink, KafkaSink, Sink, TruthWriter
-    from recstream.sim.telemetry import Telemetry
-    from recstream.sim.traffic import Platform
-    from recstream.sim.world import build_world
-
     started = time.monotonic()
     world = build_world(options)
     log.info("world %s: %d users x %d movies built in %.1fs", world.source, len(world.population),
              len(world.catalog), time.monotonic() - started)
     telemetry = Telemetry()
+    started = time.monotonic()
+    past = make_past(world, options, end=parse_start(options.start), days=options.backfill_days,
+                     max_lines=options.backfill_lines)
+    if len(past):
+        log.info("past: %s made in %.1fs", past.summary(), time.monotonic() - started)
     if options.recommender.startswith("builtin:"):
         recommender = recommenders.builtin(options.recommender.split(":", 1)[1], world, options.seed)
         server = getattr(recommender, "server", "builtin:8082")
@@ -108,7 +123,7 @@ async def run(options: SimOptions, settings: Settings, *, topic: str = "", max_l
         sinks.append(FileSink(options.out))
     truth = TruthWriter(options.truth) if options.truth else None
     platform = Platform(world, options, recommender, sinks, truth=truth, telemetry=telemetry,
-                        server=server, scraper=scraper)
+                        server=server, scraper=scraper, seen=past.seen)
     runners: list[web.AppRunner] = []
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -126,6 +141,8 @@ async def run(options: SimOptions, settings: Settings, *, topic: str = "", max_l
             runners.append(await _serve(build_app(world, options, telemetry, elapsed), options.api_host, options.api_port))
         if truth_port:
             runners.append(await _serve(truth_app(world), "127.0.0.1", truth_port))
+        if len(past):
+            await _backfill(past, world, sinks, truth, telemetry, lambda: platform.stopped)
         summary = loop.create_task(_summaries(telemetry, options.summary_every_s)) if options.summary_every_s else None
         await platform.run(max_lines=max_lines)
         if summary is not None:
@@ -146,18 +163,36 @@ async def run(options: SimOptions, settings: Settings, *, topic: str = "", max_l
     return 0
 
 
-async def _serve(app: object, host: str, port: int) -> object:
-    from aiohttp import web
-    runner = web.AppRunner(app, access_log=None)  # type: ignore[arg-type]
+async def _backfill(past: Past, world: World, sinks: list[Sink], truth: TruthWriter | None, telemetry: Telemetry,
+                    stopped: Callable[[], bool]) -> None:
+    """Write the past before live traffic; its new accounts' self-descriptions go to the truth."""
+    started = time.monotonic()
+    await write_past(past, sinks, stopped=stopped)
+    took = time.monotonic() - started
+    telemetry.lines["past"] += len(past)
+    log.info("past: %d lines written in %.1fs (%.0f lines/s); live traffic starts", len(past), took,
+             len(past) / max(took, 1e-9))
+    if truth is not None:
+        truth.write({"kind": "past", **past.summary(), "start": past.start, "end": past.end,
+                     "write_s": round(took, 3)})
+        for i, t in zip(past.accounts, past.account_times):
+            if world.population.describes[i]:
+                likes, dislikes = world.self_description(i)
+                truth.write({"kind": "account", "t": t, "user": int(world.population.ids[i]), "likes": likes,
+                             "dislikes": dislikes, "past": True})
+
+
+async def _serve(app: web.Application, host: str, port: int) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     return runner
 
 
-async def _summaries(telemetry: object, every_s: float) -> None:
+async def _summaries(telemetry: Telemetry, every_s: float) -> None:
     while True:
         await asyncio.sleep(every_s)
-        print(telemetry.summary(), file=sys.stderr, flush=True)  # type: ignore[attr-defined]
+        print(telemetry.summary(), file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

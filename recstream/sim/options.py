@@ -65,6 +65,8 @@ class SimOptions:
     start: str = "2025-01-06T00:00:00"
     diurnal: float = 0.5               # amplitude of the day/night arrival swing
     new_user_share: float = 0.02       # arrivals that are first visits of new accounts
+    backfill_days: float = 0.0         # days of organic history written before live traffic (0 = none)
+    backfill_lines: int = 400_000      # the history's size budget (see past.py for the trade-off)
     rating_min: int = 1
     rating_max: int = 5
     recommender: str = ""              # URL prefix; "" = settings.web_port on 127.0.0.1
@@ -93,6 +95,8 @@ class SimOptions:
             (self.rate > 0, "rate must be > 0"),
             (0 < self.deadline_s <= 30, "deadline_s must be within (0, 30]"),
             (self.rating_min < self.rating_max, "rating_min must be below rating_max"),
+            (self.backfill_days == 0 or self.backfill_days >= 1, "backfill days must be 0 (none) or >= 1"),
+            (self.backfill_lines >= 0, "backfill lines must be >= 0"),
             (0 <= self.existing_share <= 1 and 0 <= self.describe_share <= 1, "shares are within [0, 1]"),
         ]
         for ok, message in checks:

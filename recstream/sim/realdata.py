@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from recstream.sim.catalog import GENRE_INDEX, GENRES, Catalog, certification, licence_cost
+from recstream.sim.films import GENRE_INDEX, GENRES, LANGS, Catalog, certification, licence_cost
 from recstream.sim.options import SimOptions
-from recstream.sim.population import OCCUPATIONS, Population, synthetic_ages
+from recstream.sim.population import OCCUPATIONS, Population, synthetic_ages, synthetic_population
 from recstream.sim.slugs import slugify
 from recstream.sim.taste import Taste, synthetic_taste, unsafe_for_minors
 from recstream.sim.world import World
@@ -190,7 +190,6 @@ def load_course(options: SimOptions) -> World:
     adult = np.array([str(o.get("adult", "False")).lower() == "true" for o in objs])
     weight = np.array([max(_num(o.get("popularity"), 0.1), 0.01) for o in objs])
     langs = [str(o.get("original_language", "en")) for o in objs]
-    from recstream.sim.catalog import LANGS
     catalog = Catalog(
         ids=[o["id"] for o in objs], titles=[str(o.get("title", o["id"])) for o in objs], year=year, genres=genres,
         adult=adult, cert=certification(genres, adult, rng),
@@ -202,7 +201,6 @@ def load_course(options: SimOptions) -> World:
         cost=licence_cost(weight, year), raw_json=raws)
     population = _course_users(options, rng) if options.users_file else None
     if population is None:
-        from recstream.sim.population import synthetic_population
         population = synthetic_population(options.users, rng, existing_share=options.existing_share,
                                           describe_share=options.describe_share, minor_share=options.minor_share)
     votes = catalog.vote_average.copy()

@@ -10,18 +10,31 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-from typing import TYPE_CHECKING, Callable
+from typing import Any, Awaitable, Callable, Protocol
 
 import numpy as np
 
 from recstream.sim import lines
 from recstream.sim.options import SimOptions
-
-if TYPE_CHECKING:
-    from recstream.sim.traffic import Platform
-    from recstream.sim.world import World
+from recstream.sim.sinks import TruthWriter
+from recstream.sim.telemetry import Telemetry
+from recstream.sim.world import World
 
 Batch = list[tuple[int, str]]
+
+
+class Stage(Protocol):
+    """What scenarios need from the platform loop (``traffic.Platform`` is one), so neither imports the other."""
+
+    start: float
+    fmt: lines.TimeFormatter
+    telemetry: Telemetry
+    truth: TruthWriter | None
+    scraper: Any
+
+    def at(self, t: float, callback: Callable[[float], Awaitable[None] | None]) -> None: ...
+    def emit(self, uid: int, line: str) -> None: ...
+    async def call(self, recommender: Any, uid: int) -> tuple[int, str, list[int], int]: ...
 
 
 def _swap_time(line: str, fn: Callable[[str], str]) -> str:
@@ -86,7 +99,7 @@ def corrupt(line: str, rng: np.random.Generator) -> str:
 class Scenarios:
     """The enabled scenarios of one run, bound to its platform."""
 
-    def __init__(self, options: SimOptions, world: World, platform: Platform) -> None:
+    def __init__(self, options: SimOptions, world: World, platform: Stage) -> None:
         self.options, self.world, self.platform = options, world, platform
         self.rng = np.random.default_rng((options.seed, 3))
         self.malformed = options.scenario("malformed")
@@ -110,18 +123,16 @@ class Scenarios:
         return float(self.flood["factor"]) if phase >= float(self.flood["period_s"]) - float(self.flood["burst_s"]) else 1.0
 
     def schedule(self) -> None:
-        from recstream.sim.traffic import CALLBACK
         start = self.platform.start
         sybil = self.options.scenario("sybil")
         if sybil:
-            self.platform.push(start + float(sybil["every_s"]) / 2, CALLBACK, self._sybil_wave)
+            self.platform.at(start + float(sybil["every_s"]) / 2, self._sybil_wave)
         scraping = self.options.scenario("scraping")
         if scraping and self.platform.scraper is not None:
-            self.platform.push(start + 1.0, CALLBACK, self._scrape)
+            self.platform.at(start + 1.0, self._scrape)
 
     # -- attacks ------------------------------------------------------------------------
     def _sybil_wave(self, t: float) -> None:
-        from recstream.sim.traffic import CALLBACK
         p, cfg, catalog = self.platform, self.options.scenario("sybil") or {}, self.world.catalog
         target = str(cfg["movie"]) or catalog.ids[int(np.argsort(catalog.weight)[len(catalog) // 3])]
         lo, hi = self.rating_scale(t)
@@ -141,15 +152,14 @@ class Scenarios:
         p.telemetry.attacks["sybil_accounts"] += len(accounts)
         if p.truth is not None:
             p.truth.write({"kind": "attack", "attack": "sybil", "t": t, "movie": target, "users": accounts})
-        p.push(t + float(cfg["every_s"]), CALLBACK, self._sybil_wave)
+        p.at(t + float(cfg["every_s"]), self._sybil_wave)
 
     async def _scrape(self, t: float) -> None:
         """A model-extraction client walking user ids; the platform never logs these calls."""
-        from recstream.sim.traffic import CALLBACK
         p, cfg = self.platform, self.options.scenario("scraping") or {}
         uid = int(self.rng.integers(1, len(self.world.population) + 1))
-        p.push(t + self.options.speed / float(cfg["requests_per_s"]), CALLBACK, self._scrape)
-        await p.call(p.scraper, uid)  # type: ignore[arg-type]
+        p.at(t + self.options.speed / float(cfg["requests_per_s"]), self._scrape)
+        await p.call(p.scraper, uid)
         p.telemetry.attacks["scrape_requests"] += 1
         if p.truth is not None and p.telemetry.attacks["scrape_requests"] % 100 == 1:
             p.truth.write({"kind": "attack", "attack": "scraping", "t": t, "client": cfg["client"],

@@ -4,12 +4,14 @@ Every sink takes batches of ``(user_id, line)``.  The Kafka key is the user id
 so each user's events land in one partition under the default murmur2
 partitioner — the partition the recommender's worker for that user owns.
 The producer lingers and batches so it is not the simulator's bottleneck;
-delivery failures are counted, not fatal.
+delivery failures are counted, not fatal.  ``aiokafka`` is imported only when a
+Kafka sink starts, so file and memory runs (tests, ``--no-kafka``) never load it.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from pathlib import Path
 from typing import IO, Any, Protocol, Sequence
 
@@ -22,6 +24,7 @@ Batch = Sequence[tuple[int, str | bytes]]
 class Sink(Protocol):
     async def start(self) -> None: ...
     async def write(self, batch: Batch) -> None: ...
+    async def flush(self) -> None: ...
     async def close(self) -> None: ...
 
 
@@ -40,6 +43,9 @@ class MemorySink:
             self.keys.append(key)
             self.lines.append(line if isinstance(line, str) else line.decode("utf-8", "replace"))
 
+    async def flush(self) -> None:
+        pass
+
     async def close(self) -> None:
         pass
 
@@ -53,7 +59,6 @@ class FileSink:
 
     async def start(self) -> None:
         if self.path == "-":
-            import sys
             self._file = sys.stdout.buffer
         else:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -62,6 +67,10 @@ class FileSink:
     async def write(self, batch: Batch) -> None:
         assert self._file is not None
         self._file.write(b"".join((l.encode() if isinstance(l, str) else l) + b"\n" for _, l in batch))
+
+    async def flush(self) -> None:
+        if self._file is not None:
+            self._file.flush()
 
     async def close(self) -> None:
         if self._file is not None:
@@ -116,6 +125,11 @@ class KafkaSink:
             value = line.encode() if isinstance(line, str) else line
             future = await send(self.topic, value, key=str(key).encode())
             future.add_done_callback(self._done)
+
+    async def flush(self) -> None:
+        """Until every line sent so far is acknowledged (or failed)."""
+        if self._producer is not None:
+            await self._producer.flush()
 
     async def close(self) -> None:
         if self._producer is not None:

@@ -14,7 +14,7 @@ import dataclasses
 
 import numpy as np
 
-from recstream.sim.catalog import GENRE_INDEX, MINOR_UNSAFE_CERTS, Catalog
+from recstream.sim.films import GENRE_INDEX, MINOR_UNSAFE_CERTS, Catalog
 from recstream.sim.population import Population
 
 LOW, HIGH = 1.0, 5.0

@@ -15,6 +15,8 @@ from typing import Iterator
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
+from recstream.sim.lines import format_time
+
 LATENCY_BUCKETS_MS = (5, 10, 25, 50, 100, 200, 400, 600, 1000, 2000)
 
 
@@ -93,7 +95,6 @@ class Telemetry:
         p99 = recent[min(len(recent) - 1, int(len(recent) * 0.99))] if recent else 0
         mix = " ".join(f"{k}:{v}" for k, v in sorted(self.requests.items()))
         api = sum(self.api.values())
-        from recstream.sim.lines import format_time
         return (f"sim {format_time(self.sim_time)} events/s={(lines - lines0) / dt:,.0f} lines={lines:,} "
                 f"requests={requests:,} ({(requests - requests0) / dt:,.1f}/s) status[{mix}] "
                 f"latency p50={p50}ms p99={p99}ms api={api:,}")

@@ -22,6 +22,7 @@ import numpy as np
 from recstream.sim import behaviour, lines
 from recstream.sim.options import SimOptions
 from recstream.sim.recommenders import Recommender, RecommenderHTTPError
+from recstream.sim.scenarios import Scenarios
 from recstream.sim.sinks import Sink, TruthWriter
 from recstream.sim.telemetry import Telemetry
 from recstream.sim.world import World
@@ -46,8 +47,8 @@ class Platform:
 
     def __init__(self, world: World, options: SimOptions, recommender: Recommender, sinks: Sequence[Sink], *,
                  truth: TruthWriter | None = None, telemetry: Telemetry | None = None,
-                 server: str | None = None, scraper: Recommender | None = None) -> None:
-        from recstream.sim.scenarios import Scenarios
+                 server: str | None = None, scraper: Recommender | None = None,
+                 seen: dict[int, set[int]] | None = None) -> None:
         self.world, self.options, self.recommender, self.sinks = world, options, recommender, list(sinks)
         self.truth, self.telemetry = truth, telemetry or Telemetry()
         self.server = server or getattr(recommender, "server", "recommender:8082")
@@ -60,7 +61,7 @@ class Platform:
         self.start = lines.parse_start(options.start)
         self.now = self.start
         self.end = self.start + options.duration if options.duration > 0 else math.inf
-        self.seen: dict[int, set[int]] = {}
+        self.seen = {i: set(movies) for i, movies in (seen or {}).items()}  # user index → watched (own copy)
         self.stopped = False
         self.max_lines = 0
         self.tasks: set[asyncio.Task] = set()
@@ -73,6 +74,10 @@ class Platform:
     # -- scheduling -------------------------------------------------------------------
     def push(self, t: float, kind: int, payload: Any) -> None:
         heapq.heappush(self.heap, (t, next(self.seq), kind, payload))
+
+    def at(self, t: float, callback: Callable[[float], Any]) -> None:
+        """Call ``callback(t)`` at sim time ``t`` (scenarios' own events; may be a coroutine)."""
+        self.push(t, CALLBACK, callback)
 
     def emit(self, uid: int, line: str) -> None:
         self.out.append((uid, line))

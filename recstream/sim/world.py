@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from recstream.sim import behaviour
-from recstream.sim.catalog import Catalog, synthetic_catalog
+from recstream.sim.films import Catalog, synthetic_catalog
 from recstream.sim.options import SimOptions
 from recstream.sim.population import Population, synthetic_population
 from recstream.sim.slugs import misspell
@@ -102,22 +102,13 @@ def build_synthetic(options: SimOptions) -> World:
         describe_share=options.describe_share, minor_share=options.minor_share)
     taste = synthetic_taste(catalog, population, np.random.default_rng(seeds[2]), factors=options.factors)
     world = World(catalog, population, taste, seed=options.seed)
-    _apply_world_scenarios(world, options, np.random.default_rng(seeds[3]))
+    apply_world_scenarios(world, options, np.random.default_rng(seeds[3]))
     return world
 
 
-def _apply_world_scenarios(world: World, options: SimOptions, rng: np.random.Generator) -> None:
+def apply_world_scenarios(world: World, options: SimOptions, rng: np.random.Generator) -> None:
+    """Scenarios that change the world itself rather than its traffic (any source of world)."""
     bias = options.scenario("population-bias")
     if bias is not None:
         apply_group_bias(world.taste, world.population, rng, share=float(bias["share"]),
                          activity=float(bias["activity"]), genres=list(bias["genres"]))
-
-
-def build_world(options: SimOptions) -> World:
-    """Synthetic by default; MovieLens or course JSON when a path is given."""
-    if options.movielens or options.catalog:
-        from recstream.sim import realdata
-        world = realdata.load_movielens(options) if options.movielens else realdata.load_course(options)
-        _apply_world_scenarios(world, options, np.random.default_rng((options.seed, 99)))
-        return world
-    return build_synthetic(options)

@@ -12,7 +12,7 @@ from recstream.parsing import parse_line
 from recstream.records import Rejected
 from recstream.sim.cli import main
 from recstream.sim.options import SimOptions
-from recstream.sim.world import build_world
+from recstream.sim.sources import build_world
 
 from conftest import data_path
 

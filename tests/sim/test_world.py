@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from recstream.sim.catalog import GENRE_NAMES
+from recstream.sim.films import GENRE_NAMES
 from recstream.sim.options import SimOptions
 from recstream.sim.realdata import ML_GENRES
 from recstream.sim.world import build_synthetic
