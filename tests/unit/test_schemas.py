@@ -4,7 +4,11 @@ from __future__ import annotations
 import copy
 import json
 import math
+import subprocess
+import sys
+import textwrap
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import orjson
@@ -202,3 +206,24 @@ def test_compare_outcome():
     assert compare_outcome(sent, 200, ["a+1999"]) == [("result", "lost_ids")]
     assert compare_outcome(sent, 200, ["a+1999", "b+2000", "c"]) == [("result", "extra_ids")]
     assert compare_outcome(sent, 200, ["b+2000", "a+1999"]) == [("result", "reordered")]
+
+
+def test_schemas_import_only_the_standard_library():
+    """The kernel's parsing layer: importable with faust, numpy and our other layers blocked."""
+    script = textwrap.dedent("""
+        import sys
+        BLOCKED = ("faust", "aiohttp", "mode", "aiokafka", "numpy", "scipy", "models", "tables",
+                   "agents", "web", "rocksdict")
+        class Blocker:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in BLOCKED:
+                    raise ImportError("blocked: " + name)
+        sys.meta_path.insert(0, Blocker())
+        import recstream.schemas
+        print(recstream.schemas.validate_user({"user_id": 1})[0]["user_id"])
+    """)
+    repo = Path(__file__).resolve().parents[2]
+    result = subprocess.run([sys.executable, "-c", script], cwd=repo, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "1"
