@@ -9,7 +9,8 @@ second clean day, then replays what a worker would see through
 * every ``/recommend`` call with its client: the graders' calls (``grader``)
   and the scraper's (``scraper-1``), recorded by wrapping the two callables
   the platform is given — the platform never logs the scraper's calls, so
-  these are the requests our web layer would see.
+  these are the requests our web layer would see — plus constructed benign
+  clients (a dashboard, 2,000 app clients), which the simulator does not have.
 
 Scores: sybil recall over the accounts the truth lists as sybil, false
 positives over the other ``create_account`` users; requests until the scraper
@@ -26,6 +27,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -66,6 +69,18 @@ async def simulate(users: int, hours: float, seed: int, scenarios: dict, truth_p
     await platform.run()
     truth.close()
     return sink.lines, calls
+
+
+def benign_clients(start: float, end: float, seed: int) -> list:
+    """Constructed (the simulator has none): a dashboard polling 5 users every 30 s, and
+    2,000 app clients each asking 1–30 times for 1–3 users (a household) over the day."""
+    rng = np.random.default_rng(seed)
+    calls = [(t, "dashboard", 1 + k % 5) for k, t in enumerate(np.arange(start, end, 30.0))]
+    for c in range(2000):
+        users = rng.integers(1, 50_000, size=int(rng.integers(1, 4)))
+        for t in np.sort(rng.uniform(start, end, size=int(rng.integers(1, 31)))):
+            calls.append((float(t), f"app-{c}", int(rng.choice(users))))
+    return calls
 
 
 def replay(lines: list[str], calls: list) -> tuple[SybilDetector, ScrapingDetector, dict]:
@@ -125,6 +140,8 @@ def main() -> None:
             started = time.perf_counter()
             lines, calls = asyncio.run(simulate(args.users, args.hours, args.seed, scenarios, truth_path))
             sim_s = time.perf_counter() - started
+            start = min(t for t, _, _ in calls)
+            calls += benign_clients(start, start + args.hours * 3600, args.seed)
             sybil, scraping, info = replay(lines, calls)
             fake, targets = truth_attacks(truth_path)
             real_new = info["accounts"] - fake

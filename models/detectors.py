@@ -11,9 +11,10 @@ minute of the target and rating it top marks.  An honest new user who rates a
 movie has usually watched it.  So a young account's rating is *shallow* when
 it watched at most ``shallow_minutes`` of the movie first; a movie is
 *pushed* when ``min_accounts`` distinct young accounts rated it with the same
-value inside ``window_s``; its young raters are suspected when they rated
-shallowly **or** were created in a burst (``min_accounts`` creations among the
-cluster within ``burst_s``).  Accounts older than ``young_s`` are never
+value inside ``window_s`` *and* each of them rated shallowly **or** was created
+in a burst with the others (``min_accounts`` creations among the cluster
+within ``burst_s``); those accounts are suspected.  A hit that many new users
+watch and rate the same is not a wave: they watched it, and they arrived apart.  Accounts older than ``young_s`` are never
 tracked, which bounds memory by the sign-up rate.
 
 **Scraping.**  The graders' client is the one whose requests come back as
@@ -80,11 +81,11 @@ class SybilDetector:
                 del raters[old]
         if len(raters) < self.min_accounts:
             return []
-        self.pushed_movies.setdefault(movie, t)
-        return self._flag(t, recent, raters)
+        return self._flag(t, movie, recent, raters)
 
-    def _flag(self, t: float, recent: deque, raters: Counter) -> list[int]:
-        """Suspect the cluster's shallow raters and its accounts created in one burst."""
+    def _flag(self, t: float, movie: str, recent: deque, raters: Counter) -> list[int]:
+        """Suspect the cluster's shallow raters and its accounts created in one burst, once
+        there are ``min_accounts`` of them (a hit that new users watch and rate is no wave)."""
         created = sorted((self.young[u].created, u) for u in raters if u in self.young)
         bursty: set[int] = set()
         lo = 0
@@ -93,11 +94,13 @@ class SybilDetector:
                 lo += 1
             if hi - lo + 1 >= self.min_accounts:
                 bursty.update(u for _, u in created[lo:hi + 1])
-        new = []
-        for _, user, shallow in recent:
-            if (shallow or user in bursty) and user not in self.suspected_accounts:
-                self.suspected_accounts[user] = t
-                new.append(user)
+        suspects = {user for _, user, shallow in recent if shallow or user in bursty}
+        if len(suspects) < self.min_accounts:
+            return []
+        self.pushed_movies.setdefault(movie, t)
+        new = sorted(suspects - self.suspected_accounts.keys())
+        for user in new:
+            self.suspected_accounts[user] = t
         return new
 
     def _expire(self, t: float) -> None:
@@ -112,7 +115,7 @@ class SybilDetector:
 
 @dataclass(slots=True)
 class _Client:
-    recent: deque = field(default_factory=deque)      # (t, user, confirmed: bool | None)
+    recent: deque = field(default_factory=deque)      # [t, user, confirmed, small step, live]
     users: Counter = field(default_factory=Counter)   # distinct users in `recent`
     unconfirmed: int = 0
     resolved: int = 0

@@ -53,7 +53,14 @@ def test_sybils_that_watch_longer_are_caught_by_their_creation_burst():
 def test_a_slow_spread_of_deep_watchers_is_not_a_wave():
     det = SybilDetector(window_s=3600, burst_s=600)
     _wave(det, 0, range(1, 31), "hit+1999", watch=10, spacing=300.0)  # 10 ratings/hour, created apart
-    assert not det.suspected_accounts  # could be a real hit among new users: no burst, no shallow rating
+    assert not det.suspected_accounts and not det.pushed_movies  # a hit: no burst, no shallow rating
+
+
+def test_honest_new_users_rating_a_hit_are_not_flagged_alongside_a_few_shallow_ones():
+    det = SybilDetector()
+    _wave(det, 0, range(1, 21), "hit+1999", watch=60, spacing=400.0)   # deep watchers, apart
+    _wave(det, 1000, range(100, 105), "hit+1999", watch=1, spacing=300.0)  # 5 shallow raters
+    assert not det.suspected_accounts and not det.pushed_movies
 
 
 def test_old_accounts_are_never_suspected_and_young_state_is_bounded():
