@@ -16,8 +16,14 @@ mergeable across partitions, storable in a table) and still test them:
   ``scipy.stats.ks_2samp`` returns for the samples the histograms stand for
   (every value replaced by its bin); its p-value is the same asymptotic one.
   Binning can only hide gaps, so it errs towards "no drift".
+
+:func:`calibrate` and :func:`alarm` turn these into a decision with a stated
+false-alarm rate: evidence (a p-value at a Bonferroni level over the day's
+windows and features) *and* a practical effect (a PSI floor) are both needed.
 """
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 from scipy import stats
@@ -91,3 +97,57 @@ def histogram(values, edges) -> np.ndarray:
     idx = np.searchsorted(np.asarray(edges, np.float64), np.asarray(values, np.float64),
                           side="right") - 1
     return np.bincount(np.clip(idx, 0, len(edges) - 1), minlength=len(edges)).astype(np.int64)
+
+
+# -- calibrated alarms -------------------------------------------------------------------
+# An alarm needs statistical evidence (chi-square for categories, KS for ordered bins, at a
+# Bonferroni level over every window and feature tested in a day) *and* a practical effect
+# (PSI at least a floor), so a big window does not alarm on a trivial shift and a small one
+# does not alarm on noise.  Under no drift, PSI between two multinomial samples of sizes n and
+# m is asymptotically (1/n + 1/m) χ²_{k−1} (PSI is the symmetrised KL divergence), which gives
+# the noise quantile without simulation; the test suite checks the rate by simulation.
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Thresholds:
+    alpha: float          # p-value below which the evidence counts
+    min_psi: float        # PSI at or above which the effect counts
+    rate: float           # false alarms per tested window this was calibrated to
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Alarm:
+    fired: bool
+    p_value: float
+    psi: float
+    statistic: float      # chi-square or KS D
+    reason: str           # "drift", "no_evidence", "trivial_effect", "too_few"
+
+
+def calibrate(reference, window: int, *, alarms_per_day: float = 1.0, windows_per_day: int = 288,
+              tests: int = 1, floor_psi: float = 0.1) -> Thresholds:
+    """Thresholds for windows of ``window`` events against ``reference`` counts that give at
+    most ``alarms_per_day`` false alarms over ``windows_per_day`` × ``tests`` tests a day."""
+    ref = _counts(reference)
+    if window < 1 or ref.sum() < 1:
+        raise ValueError("need a non-empty reference and a window of at least one event")
+    rate = alarms_per_day / (windows_per_day * max(tests, 1))
+    if not 0 < rate < 1:
+        raise ValueError("alarms_per_day must be below the number of tests a day")
+    df = max(int((ref > 0).sum()) - 1, 1)
+    noise = float(stats.chi2.isf(rate, df)) * (1.0 / ref.sum() + 1.0 / window)
+    return Thresholds(alpha=rate, min_psi=max(floor_psi, noise), rate=rate)
+
+
+def alarm(reference, recent, thresholds: Thresholds, *, ordinal: bool = False,
+          min_events: int = 30) -> Alarm:
+    """Decide one window: fired only with both evidence and a practical effect."""
+    ref, cur = _pair(reference, recent)
+    if cur.sum() < min_events or ref.sum() < min_events:
+        return Alarm(False, 1.0, 0.0, 0.0, "too_few")
+    statistic, p = ks_binned(ref, cur) if ordinal else chi2_pvalue(ref, cur)
+    value = psi(ref, cur)
+    if p >= thresholds.alpha:
+        return Alarm(False, p, value, statistic, "no_evidence")
+    if value < thresholds.min_psi:
+        return Alarm(False, p, value, statistic, "trivial_effect")
+    return Alarm(True, p, value, statistic, "drift")
