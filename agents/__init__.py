@@ -7,7 +7,7 @@ from recstream.runtime import Runtime
 
 
 def register_all(app: faust.App, rt: Runtime) -> None:
-    from agents import broadcast, catalog, commands, ingest, lifecycle, movies, refresher, users
+    from agents import broadcast, catalog, ingest, lifecycle, movies, refresher, users
 
     fetcher = catalog.register(app, rt)
     user_writer = users.UserWriter(rt)
@@ -18,9 +18,6 @@ def register_all(app: faust.App, rt: Runtime) -> None:
     item_follower = broadcast.register(app, rt)
     from agents import models
     models.register(app, rt, on_swap=item_follower.apply_ahead)
-    from agents import registry_commands
-    registry_commands.register(app, rt)
-    registry_commands.register_provenance(app, rt)
     refresher.register(app, rt)
     from agents import monitoring
     monitoring.register(app, rt)
@@ -30,4 +27,3 @@ def register_all(app: faust.App, rt: Runtime) -> None:
         movie_writer.forget()
 
     lifecycle.register(app, rt, forget_caches)
-    commands.register(app, rt)

@@ -16,6 +16,8 @@ import numpy as np
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from recstream.kafka import reader
+
 from recstream.catalog import minors_ok, is_adult
 from recstream.runtime import Runtime
 from tables.broadcast import decode_item_state
@@ -70,9 +72,7 @@ class ItemFollower:
         await rt.readiness.model_loaded.wait()  # factors are applied by generation
         for topic in (rt.topics.item_broadcast, rt.topics.movie_metadata):
             await topic.maybe_declare()
-        consumer = AIOKafkaConsumer(bootstrap_servers=rt.settings.bootstrap_servers,
-                                    group_id=None, enable_auto_commit=False,
-                                    auto_offset_reset="earliest")
+        consumer = reader(rt.settings.bootstrap_servers)
         await consumer.start()
         try:
             tps = await self._all_partitions(consumer)

@@ -99,7 +99,7 @@ def create_topics(rt: Runtime) -> None:
     otherwise race Faust and create them with its default partition count,
     breaking co-partitioning with the tables.
     """
-    from agents.commands import ensure_topics
+    from recstream.kafka import ensure_topics
     from recstream.topics import partition_counts
 
     wanted = partition_counts(rt.settings, [t.name for t in rt.tables.all()])

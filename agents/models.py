@@ -27,7 +27,9 @@ import time
 from typing import Any, Optional
 
 import numpy as np
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
+
+from recstream.kafka import reader
 
 from models.refit import refit_user
 from models.registry import Registry
@@ -165,9 +167,7 @@ class ModelFollower:
 
     async def follow(self) -> None:
         rt = self.rt
-        consumer = AIOKafkaConsumer(bootstrap_servers=rt.settings.bootstrap_servers,
-                                    group_id=None, enable_auto_commit=False,
-                                    auto_offset_reset="earliest")
+        consumer = reader(rt.settings.bootstrap_servers)
         await consumer.start()
         try:
             tp = TopicPartition(self.topic, 0)

@@ -12,7 +12,7 @@ import asyncio
 import numpy as np
 
 from recstream.runtime import Runtime
-from recstream.serving import Recommender
+from tables.serving import Recommender
 
 
 async def refresh_once(rt: Runtime) -> int:

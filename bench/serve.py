@@ -486,7 +486,7 @@ def run_state(args, work: Path) -> dict:
 
 
 def run_worker_mode(args, work: Path) -> dict:
-    from agents.commands import replay_file
+    from recstream.ops.replay import replay_file
     from recstream.broker import running_tansu
     from recstream.sim.cli import main as sim_main
 
@@ -569,7 +569,7 @@ def run_worker_mode(args, work: Path) -> dict:
 
 
 def run_replay(args) -> None:
-    from agents.commands import replay_file
+    from recstream.ops.replay import replay_file
     asyncio.run(replay_file([args.broker], args.topic, 8, Path(args.file),
                             rate=args.ingest_rate))
 

@@ -42,10 +42,12 @@ def create_app(settings: Settings) -> faust.App:
     app.recstream = rt  # the runtime of this app, for commands and tests
 
     from agents import register_all
+    from recstream.ops import register as register_ops
     from web.views import register as register_web
 
     register_all(app, rt)
     register_web(app, rt)
+    register_ops(app, settings)
     return app
 
 

@@ -16,9 +16,10 @@ from typing import Any, Optional
 
 import numpy as np
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 
 from models.registry import Registry
+from recstream.kafka import end_offsets, ensure_topic, producer, reader
 from recstream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -106,29 +107,25 @@ def encode_pointer(pointer: dict[str, Any]) -> bytes:
 
 async def announce(settings: Settings, pointer: dict[str, Any]) -> None:
     """Publish a registry pointer on the model-updates topic (acks=all)."""
-    from agents.commands import ensure_topic
-
     topic = topic_name(settings)
     await ensure_topic(settings.bootstrap_servers, topic, 1, settings.replication_factor)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
-    await producer.start()
+    out = producer(settings.bootstrap_servers)
+    await out.start()
     try:
-        await producer.send_and_wait(topic, encode_pointer(pointer), key=KEY)
+        await out.send_and_wait(topic, encode_pointer(pointer), key=KEY)
     finally:
-        await producer.stop()
+        await out.stop()
 
 
 async def latest_announced(settings: Settings, timeout_s: float = 10.0
                            ) -> Optional[dict[str, Any]]:
     """The newest pointer on the topic (None if nothing was ever announced)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
-                                enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = reader(settings.bootstrap_servers)
     await consumer.start()
     try:
         tp = TopicPartition(topic_name(settings), 0)
         consumer.assign([tp])
         await consumer.seek_to_beginning(tp)
-        from recstream.training_data import end_offsets  # Tansu's reported ends are wrong
         end = (await end_offsets(consumer, settings, [tp]))[tp]
         newest = None
         deadline = time.monotonic() + timeout_s

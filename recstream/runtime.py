@@ -15,7 +15,7 @@ import faust
 from recstream.metrics import Metrics
 from recstream.monitor import Monitor
 from recstream.modelupdates import ServingModel
-from recstream.serving import Recommender
+from tables.serving import Recommender
 from recstream.settings import Settings
 from recstream.topics import Topics
 from tables import Tables

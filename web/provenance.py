@@ -83,7 +83,7 @@ def register(app, rt: Runtime) -> ProvenancePublisher:
 
     @app.task
     async def publish_provenance() -> None:
-        from recstream.training import code_version
+        from recstream.version import code_version
         loop = asyncio.get_running_loop()
         publisher.code_version = await loop.run_in_executor(None, code_version)
         await rt.readiness.users_loaded.wait()

@@ -14,7 +14,7 @@ from models import metrics
 from models.datasets import from_arrays, load_movielog
 from models.evaluation import Split, evaluate, time_split, to_markdown
 from models.popularity_batch import PopularityModel
-from recstream.evaluate_cli import main
+from recstream.ops.evaluate import main
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "movielens"
 

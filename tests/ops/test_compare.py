@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from models import datasets
-from recstream import cli, compare_cli
+from recstream import cli
+from recstream.ops import compare as compare_cli
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
