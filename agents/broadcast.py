@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from recstream.kafka import reader
 
-from recstream.catalog import minors_ok, is_adult
+from recstream.movie_api import minors_ok, is_adult
 from recstream.runtime import Runtime
 from tables.broadcast import decode_item_state
 
@@ -32,7 +32,7 @@ class ItemFollower:
         self.metadata_topic = rt.topics.movie_metadata.get_topic_name()
         self.applied = 0
         # Item states of a newer model generation than this worker serves yet: applied
-        # when it swaps to that generation (see agents.models).
+        # when it swaps to that generation (see agents.model_follower).
         self.ahead: dict[str, tuple[int, float, np.ndarray]] = {}
 
     def apply(self, topic: str, key: bytes, value: bytes) -> None:

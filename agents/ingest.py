@@ -55,7 +55,7 @@ class Ingest:
         same_layout = not forward or self._co_partitioned()
         for event in events:
             value = event.value if event.value is not None else b""
-            if not forward and value[:1] == b"{":  # our own UserProfile (agents.coldstart)
+            if not forward and value[:1] == b"{":  # our own UserProfile (agents.profiles)
                 profile = decode_profile(value)
                 if profile is not None:
                     local.append((event, profile))

@@ -25,7 +25,7 @@ async def load_user_vectors(rt: Runtime, *, keep_loaded: bool = False) -> int:
 
     A vector learnt under an earlier promoted model is replaced by the serving
     model's vector of that user (or, if the model never saw them, by a refit
-    from their history, queued for agents.models).  Yields to the event loop
+    from their history, queued for agents.model_follower).  Yields to the event loop
     every ``LOAD_CHUNK`` vectors, so serving goes on while a worker that took
     over partitions loads their users.  ``keep_loaded`` skips users already
     held (their in-memory vector is at least as new as the table's).
@@ -65,7 +65,7 @@ async def restore_minor_flags(rt: Runtime) -> int:
     """Set ``minor`` for users whose stored profile says they are under 18.
 
     The flag lives in memory (serving reads it on every answer) and in the
-    user's history (``a``: age, written by agents.coldstart's profile); after a
+    user's history (``a``: age, written by agents.profiles's profile); after a
     restart or a partition move it is read back from there.  Histories without
     a profile are skipped without decoding.
     """

@@ -34,7 +34,7 @@ class UserWriter:
         self._n_ratings = 0
         kinds = ("WatchMinute", "Rating", "AccountCreated", "RecommendationOutcome", "UserProfile")
         # Called (never awaited) with the id of a user seen for the first time: a new
-        # account, or a first event of a user without history.  agents.coldstart queues a
+        # account, or a first event of a user without history.  agents.profiles queues a
         # user-API fetch there; the profile comes back as a UserProfile event.
         self.on_new_user = lambda user: None
         self._applied = {k: rt.metrics.events.labels(k) for k in kinds}

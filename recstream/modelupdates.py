@@ -4,7 +4,7 @@ A promotion (``recstream models promote``, ``rollback`` or a scheduled
 retrain) updates the registry's pointer and publishes it, keyed ``serving``,
 on ``<app>-model-updates`` (one partition, compacted).  Every worker follows
 that topic from the beginning and swaps to the newest generation it sees
-(:mod:`agents.models`); the registry directory is where the arrays are read
+(:mod:`agents.model_follower`); the registry directory is where the arrays are read
 from, so it must be shared by the workers (a volume; see deploy/).
 """
 from __future__ import annotations

@@ -52,12 +52,12 @@ class Runtime:
     global_mean: float
     changelog: ChangelogWriter
     worker_id: str = dataclasses.field(default_factory=socket.gethostname)
-    # The promoted base model (generation 0: online only); replaced whole by agents.models.
+    # The promoted base model (generation 0: online only); replaced whole by agents.model_follower.
     model: ServingModel = dataclasses.field(default_factory=ServingModel)
     on_model_swap: list = dataclasses.field(default_factory=list)
     # Users whose vector belongs to a replaced model the new one never saw: refit them.
     refit_queue: list = dataclasses.field(default_factory=list)
-    provenance: Any = None  # web.provenance.ProvenancePublisher, set when the web app mounts
+    provenance: Any = None  # web.served_log.ProvenancePublisher, set when the web app mounts
     # Availability, online quality, licence cost and drift from the stream; set by build.
     monitor: Monitor = None  # type: ignore[assignment]
 

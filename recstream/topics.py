@@ -5,11 +5,11 @@
 | <settings.topic> (movielog)   | any   | raw UTF-8 line        | N          | agents.ingest                |
 | <app>-events                  | user  | event record (JSON)   | N          | agents.ingest (re-keyed)     |
 | <app>-movie-updates           | movie | MovieUpdate           | N          | agents.movies                |
-| <app>-movie-metadata          | movie | catalog JSON (raw)    | N          | agents.catalog               |
+| <app>-movie-metadata          | movie | catalog JSON (raw)    | N          | agents.metadata               |
 | <app>-item-broadcast          | movie | ItemState (raw bytes) | N          | every worker (followers)     |
 | <app>-quarantine              | none  | Rejected              | 1          | operators, data-quality jobs |
 | <app>-recommendations         | user  | RecommendationServed  | N          | downstream consumers         |
-| <app>-model-updates           | "serving" | registry pointer (JSON) | 1      | every worker (agents.models) |
+| <app>-model-updates           | "serving" | registry pointer (JSON) | 1      | every worker (agents.model_follower) |
 
 The broadcast topic is read by every worker with a plain consumer that
 assigns itself all partitions (no consumer group), so each worker holds the

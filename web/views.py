@@ -20,7 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from recstream.runtime import Runtime
 from web import dashboard
-from web.provenance import new_request_id, register as register_provenance
+from web.served_log import new_request_id, register as register_provenance
 from web.routing import ROUTED_HEADER, OwnerRouter
 
 log = logging.getLogger(__name__)

@@ -20,8 +20,9 @@ import orjson
 import pytest
 from aiohttp import web
 
-from agents import coldstart as cs
-from agents.coldstart import ColdStart, parse_user, slug_title, users_from_response
+from agents import profiles as cs
+from agents.profiles import ColdStart
+from recstream.user_api import parse_user, slug_title, users_from_response
 from agents.ingest import Ingest
 from agents.users import UserWriter
 from recstream.parsing import parse_line

@@ -16,7 +16,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from agents.broadcast import ItemFollower
-from agents.models import ModelFollower, refit_some
+from agents.model_follower import ModelFollower, refit_some
 from agents.users import UserWriter
 from models.registry import Registry
 from recstream.records import Rating

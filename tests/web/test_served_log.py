@@ -8,7 +8,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from recstream.records import RecommendationServed
 from tables.codecs import user_key
-from web.provenance import ProvenancePublisher
+from web.served_log import ProvenancePublisher
 from web.views import REQUEST_ID_HEADER, make_routes
 from tests.web.test_views import MINOR, fill
 

@@ -16,7 +16,7 @@ import time
 import aiohttp
 import orjson
 
-from recstream.catalog import normalise, records_from_response
+from recstream.movie_api import normalise, records_from_response
 from recstream.runtime import Runtime
 from tables.codecs import movie_key
 from tables.context import as_event

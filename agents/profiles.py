@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Optional
+from typing import Optional
 
 import aiohttp
 import numpy as np
@@ -33,16 +33,13 @@ import orjson
 
 from models.coldstart import DemographicPrior, fold_in, relative_reg
 from models.titles import TitleIndex
-from recstream.catalog import as_float
+from recstream.user_api import UserApiUnavailable, get_users, slug_title, users_from_response
 from recstream.records import UserProfile
 from recstream.runtime import Runtime
 from tables.codecs import decode_history, user_key
 
 log = logging.getLogger(__name__)
 
-LIKE_FIELDS = ("likes", "like", "liked_movies", "movies_liked", "what_movies_do_you_like")
-DISLIKE_FIELDS = ("dislikes", "dislike", "disliked_movies", "movies_disliked",
-                  "what_movies_do_you_not_like")
 RETRY_AFTER_S = 300.0      # one try per user per 5 minutes
 COMPLAIN_EVERY_S = 60.0    # at most one log line a minute about an unreachable API
 MAX_TRIES = 3
@@ -58,59 +55,6 @@ PRIOR_SAMPLE = 5_000       # users without demographics sampled into the global 
 TITLES_CHECK_S = 30.0
 TITLES_GROWTH = 0.02       # rebuild the title index when the catalogue grew by 2 %
 SCAN_CHUNK = 1_000         # table rows read between two yields to the event loop
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and value.strip().lower() in
-                             {"", "null", "none", "nan", "n/a"})
-
-
-def parse_user(obj: Any) -> Optional[dict]:
-    """One user object of the API → ``{user, age, gender, occupation, likes, dislikes}``.
-
-    Tolerates the API's quirks: numbers as strings, ``"null"``, missing fields,
-    other field names for the free-text answers.  ``None`` if it names no user.
-    """
-    if not isinstance(obj, dict) or ("message" in obj and "user_id" not in obj):
-        return None
-    raw_id = obj.get("user_id", obj.get("id"))
-    uid = as_float(raw_id)
-    if uid is None or uid < 0 or uid != int(uid):
-        return None
-    age = as_float(obj.get("age"))
-    gender = obj.get("gender")
-    occupation = obj.get("occupation")
-
-    def text(fields: tuple[str, ...]) -> str:
-        for f in fields:
-            v = obj.get(f)
-            if isinstance(v, list):
-                v = ", ".join(str(x) for x in v if isinstance(x, str))
-            if isinstance(v, str) and not _missing(v):
-                return v
-        return ""
-
-    return {"user": int(uid),
-            "age": int(age) if age is not None and 0 < age <= 120 else -1,
-            "gender": gender.strip().upper()[:1] if isinstance(gender, str)
-            and gender.strip().upper()[:1] in ("M", "F") else "",
-            "occupation": occupation.strip() if isinstance(occupation, str)
-            and not _missing(occupation) else "",
-            "likes": text(LIKE_FIELDS), "dislikes": text(DISLIKE_FIELDS)}
-
-
-def users_from_response(payload: Any) -> list[dict]:
-    """The user objects of an answer: one object, or a list in request order."""
-    items = payload if isinstance(payload, list) else [payload]
-    return [u for u in (parse_user(p) for p in items) if u is not None]
-
-
-def slug_title(slug: str) -> tuple[str, Optional[int]]:
-    """A title and year read back from a movie id (``monsters_+inc.+2001``)."""
-    head, _, tail = slug.rstrip("+").rpartition("+")
-    if head and len(tail) == 4 and tail.isdigit():
-        return head.replace("_", ",").replace("+", " ").strip(), int(tail)
-    return slug.replace("_", ",").replace("+", " ").strip(), None
 
 
 def make_profile(user: dict, *, titles: Optional[TitleIndex], row_of: dict[str, int],
@@ -227,25 +171,23 @@ class ColdStart:
     async def fetch(self, session: aiohttp.ClientSession, users: list[int]) -> int:
         """One API call for ``users``; produces their profiles → how many."""
         s = self.rt.settings
-        url = f"{s.api_url.rstrip('/')}/user/{','.join(map(str, users))}"
         try:
-            async with session.get(url) as response:
-                if response.status == 404:
-                    self.calls["not_found"].inc()
-                    for u in users:
-                        self._done(u, NOT_FOUND_HOLD_S)
-                    return 0
-                if response.status != 200:
-                    self.calls["rate_limited" if response.status == 429 else "error"].inc()
-                    return 0
-                payload = orjson.loads(await response.read())
-        except (aiohttp.ClientError, asyncio.TimeoutError, orjson.JSONDecodeError, OSError) as exc:
+            outcome, payload = await get_users(session, s.api_url, users)
+        except UserApiUnavailable as exc:
             self.calls["error"].inc()
             now = time.monotonic()
             if now - self._last_complaint >= COMPLAIN_EVERY_S:  # one line, not one per batch
                 self._last_complaint = now
                 log.info("user API unavailable (%s); users are retried later (counted in "
-                         "recstream_api_calls_total)", type(exc).__name__)
+                         "recstream_api_calls_total)", exc)
+            return 0
+        if outcome == "not_found":
+            self.calls["not_found"].inc()
+            for u in users:
+                self._done(u, NOT_FOUND_HOLD_S)
+            return 0
+        if outcome != "ok":
+            self.calls[outcome].inc()
             return 0
         self.calls["ok"].inc()
         wanted = set(users)
