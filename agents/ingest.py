@@ -1,4 +1,4 @@
-"""movielog → parsed events in their user's partition → :class:`UserWriter`.
+"""movielog → parsed events in their user's partition → :class:`UserWriter`; profiles too.
 
 Each raw line is parsed once.  Rejects go to the quarantine topic with their
 reason and are counted.  A valid event already in the partition its user id
@@ -6,6 +6,11 @@ hashes to (our simulator and ``replay`` key lines by user) is applied right
 here; any other is forwarded, keyed by user, to the events topic and applied
 by ``ingest_rekeyed`` on the partition's owner.  Both agents call the same
 writer, so each user's state still has exactly one writer per partition.
+
+Our own :class:`~recstream.records.UserProfile` records (cold start) arrive on their
+own topic, ``<app>-user-profiles``, keyed by user like the events topic, and go to the
+same writer through ``apply_profiles``: the platform's lines and our records never share
+a topic, so nothing has to tell them apart by their first byte.
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ from agents.users import UserWriter
 
 
 def decode_profile(raw: bytes) -> UserProfile | None:
-    """A UserProfile from the events topic (JSON), or None (then it is parsed as a line)."""
+    """A UserProfile from the user-profiles topic (JSON), or None when it is not one."""
     try:
         record = UserProfile.loads(raw, serializer="json")
     except (ValueError, TypeError, KeyError):  # not ours: quarantined as a bad line
@@ -34,6 +39,7 @@ def decode_profile(raw: bytes) -> UserProfile | None:
 # Events applied between two yields to the event loop: ~1-2 ms of work, so a
 # request never waits behind a whole batch (ingest and serving share the loop).
 CHUNK = 25
+BAD_PROFILE = "bad_profile"  # quarantine reason: not a UserProfile of ours
 
 
 class Ingest:
@@ -55,11 +61,6 @@ class Ingest:
         same_layout = not forward or self._co_partitioned()
         for event in events:
             value = event.value if event.value is not None else b""
-            if not forward and value[:1] == b"{":  # our own UserProfile (agents.profiles)
-                profile = decode_profile(value)
-                if profile is not None:
-                    local.append((event, profile))
-                    continue
             parsed = parse_raw(value, **self.parse_args)
             if isinstance(parsed, Rejected):
                 metrics.lines.labels("rejected").inc()  # only raw lines can be rejected
@@ -78,6 +79,25 @@ class Ingest:
             else:
                 metrics.rekeyed.inc()
                 await rt.produce(rt.topics.events, key, event.value)
+        if local:
+            await self.writer.apply(local)
+
+    async def consume_profiles(self, events) -> None:
+        """Our cold-start profiles, already in their user's partition; rejects quarantined."""
+        rt = self.rt
+        local = []
+        for event in events:
+            profile = decode_profile(event.value or b"")
+            if profile is not None:
+                local.append((event, profile))
+                continue
+            rt.metrics.rejects.labels(BAD_PROFILE).inc()
+            message = event.message
+            reject = Rejected(reason=BAD_PROFILE,
+                              line=(event.value or b"").decode("utf-8", "replace")[:1000],
+                              topic=message.topic, partition=message.partition,
+                              offset=message.offset)
+            await rt.produce(rt.topics.quarantine, None, reject.dumps())
         if local:
             await self.writer.apply(local)
 
@@ -102,6 +122,13 @@ def register(app, rt: Runtime, writer: UserWriter) -> Ingest:
         async for events in stream.take_events(s.ingest_batch, s.ingest_within_s):
             for start in range(0, len(events), CHUNK):
                 await ingest.consume(events[start:start + CHUNK], forward=False)
+                await asyncio.sleep(0)
+
+    @app.agent(rt.topics.user_profiles, name="apply_profiles")
+    async def apply_profiles(stream) -> None:
+        async for events in stream.take_events(s.ingest_batch, s.ingest_within_s):
+            for start in range(0, len(events), CHUNK):
+                await ingest.consume_profiles(events[start:start + CHUNK])
                 await asyncio.sleep(0)
 
     return ingest

@@ -33,7 +33,8 @@ def assigned_partitions(rt: Runtime) -> set[int] | None:
         tps = rt.app.consumer.assignment()
     except (ConsumerNotStarted, AttributeError):
         return None
-    names = {rt.topics.movielog.get_topic_name(), rt.topics.events.get_topic_name()}
+    names = {rt.topics.movielog.get_topic_name(), rt.topics.events.get_topic_name(),
+             rt.topics.user_profiles.get_topic_name()}
     return {tp.partition for tp in tps if tp.topic in names}
 
 

@@ -7,7 +7,7 @@ user without history) it calls :meth:`ColdStart.want`, which only queues the id.
 self-description's liked / disliked titles against the catalogue
 (:class:`~models.titles.TitleIndex`), fold a vector in against the serving item
 vectors plus the demographic prior (:func:`~models.coldstart.fold_in`), and produce a
-:class:`~recstream.records.UserProfile` keyed by the user onto the events topic.
+:class:`~recstream.records.UserProfile` keyed by the user onto the user-profiles topic.
 The user writer - the one writer of ``user_vectors`` - applies it only while the
 user has no vector, and invalidates the user's answer, so the next request is
 personalised.  Nothing here writes a table.
@@ -223,7 +223,7 @@ class ColdStart:
             profile = UserProfile(time=now, user=u["user"], age=u["age"], gender=u["gender"],
                                   occupation=u["occupation"], model_version=rt.model_version,
                                   generation=rt.model.generation, **fields)
-            await rt.produce(rt.topics.events, user_key(u["user"]), profile.dumps())
+            await rt.produce(rt.topics.user_profiles, user_key(u["user"]), profile.dumps())
         return len(found)
 
     # -- the title index and the prior, off the hot path -----------------------------------

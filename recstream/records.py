@@ -140,4 +140,4 @@ class RecommendationServed(faust.Record, serializer="json",
 
 
 EVENT_TYPES = (WatchMinute, Rating, AccountCreated, RecommendationOutcome)
-INTERNAL_EVENT_TYPES = (UserProfile,)  # produced by us onto the events topic, never parsed
+INTERNAL_EVENT_TYPES = (UserProfile,)  # produced by us onto the user-profiles topic, never parsed
