@@ -42,7 +42,7 @@ class ItemFollower:
         items = self.rt.items
         if topic == self.broadcast_topic:
             bias, factors, pop, pop_time, plays, generation = decode_item_state(value)
-            current = self.rt.model.generation
+            current = self.rt.current_model.generation
             if generation > current:
                 self.ahead[movie] = (generation, bias, factors)
             if generation != current:  # another model's factor space: popularity only

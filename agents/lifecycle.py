@@ -31,7 +31,7 @@ async def load_user_vectors(rt: Runtime, *, keep_loaded: bool = False) -> int:
     held (their in-memory vector is at least as new as the table's).
     """
     count = 0
-    generation = rt.model.generation
+    generation = rt.current_model.generation
     seen = 0
     for key, raw in rt.tables.user_vectors.items():
         seen += 1
@@ -49,10 +49,10 @@ async def load_user_vectors(rt: Runtime, *, keep_loaded: bool = False) -> int:
             continue
         bias, vec, stored_generation = decode_vector_generation(raw)
         if stored_generation != generation:
-            base = rt.model.user_vector(user)
+            base = rt.current_model.model.user_vector(user)
             if base is None:
                 rt.users.row(user)
-                rt.refit_queue.append(user)
+                rt.current_model.queue_refit(user)
                 continue
             bias, vec = base
         if vec.shape[0] == rt.settings.n_factors:

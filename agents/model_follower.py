@@ -65,14 +65,8 @@ def swap(rt: Runtime, model: ServingModel) -> None:
     users.bias[seen] = model.user_bias[rows[seen]]
     users.has_vector[:m] = rows >= 0
     stragglers = np.flatnonzero(had_vector & (rows < 0))
-    rt.refit_queue.extend(int(u) for u in users.user_ids[stragglers])
-
-    if model.global_mean is not None:
-        rt.global_mean = model.global_mean
-    rt.model = model
+    rt.current_model.install(model, (int(u) for u in users.user_ids[stragglers]))
     users.invalidate_all()
-    for callback in rt.on_model_swap:
-        callback()
     rt.recommender.refresh_fallback()
 
 
@@ -81,8 +75,8 @@ def refit_some(rt: Runtime, limit: int = REFIT_BATCH) -> int:
     s = rt.settings
     pseudo = s.rating_min + 0.8 * (s.rating_max - s.rating_min)
     done = 0
-    while rt.refit_queue and done < limit:
-        user = rt.refit_queue.pop()
+    while rt.current_model.pending_refits and done < limit:
+        user = rt.current_model.next_refit()
         done += 1
         row = rt.users.get_row(user)
         history = rt.user_store.peek(user)
@@ -101,7 +95,7 @@ def refit_some(rt: Runtime, limit: int = REFIT_BATCH) -> int:
         idx = np.array([item_rows[i] for i in keep])
         bias, vec = refit_user(rt.items.factors[idx], rt.items.bias[idx],
                                np.array([targets[i] for i in keep]),
-                               np.array([weights[i] for i in keep]), rt.global_mean,
+                               np.array([weights[i] for i in keep]), rt.current_model.global_mean,
                                regularization=s.regularization * len(keep),
                                bias_regularization=BIAS_REGULARIZATION * len(keep))
         rt.users.set_vector(user, bias, vec)
@@ -129,9 +123,9 @@ class ModelFollower:
                           pointer.get("generation"), self.registry.root)
             metrics.model_swaps.labels("failed").inc()
             return False
-        if model.generation <= rt.model.generation:
+        if model.generation <= rt.current_model.generation:
             return False  # a newer one was installed while this one loaded
-        previous = rt.model.label
+        previous = rt.current_model.label
         swap(rt, model)
         self.on_swap(model.generation)
         took = time.perf_counter() - started
@@ -159,10 +153,10 @@ class ModelFollower:
             if not await self.switch(newest):
                 # Keep the fleet's generation even without the arrays: vectors learnt
                 # under it stay valid; the rest start from their init vectors.
-                rt.model = ServingModel(version=f"{newest['version']}-unloaded",
-                                        generation=int(newest["generation"]))
-        rt.metrics.model_info.labels(rt.model.label).set(1)
-        rt.metrics.model_generation.set(rt.model.generation)
+                rt.current_model.install(ServingModel(version=f"{newest['version']}-unloaded",
+                                                      generation=int(newest["generation"])))
+        rt.metrics.model_info.labels(rt.current_model.label).set(1)
+        rt.metrics.model_generation.set(rt.current_model.generation)
         rt.readiness.model_loaded.set()
 
     async def follow(self) -> None:
@@ -178,7 +172,7 @@ class ModelFollower:
                 newest: Optional[dict[str, Any]] = None
                 for record in batch.get(tp, []):
                     pointer = decode_pointer(record.value)
-                    if pointer and int(pointer["generation"]) > rt.model.generation and (
+                    if pointer and int(pointer["generation"]) > rt.current_model.generation and (
                             newest is None or pointer["generation"] > newest["generation"]):
                         newest = pointer
                 if newest is not None:
@@ -239,7 +233,7 @@ def register(app, rt: Runtime, on_swap=lambda generation: None) -> ModelFollower
     async def refit_users() -> None:
         await rt.readiness.users_loaded.wait()
         while True:
-            if rt.refit_queue:
+            if rt.current_model.pending_refits:
                 refit_some(rt)
                 await asyncio.sleep(0)
             else:
@@ -247,7 +241,7 @@ def register(app, rt: Runtime, on_swap=lambda generation: None) -> ModelFollower
 
     @app.timer(10.0, name="model_age")
     async def model_age() -> None:
-        promoted = rt.model.promoted_at
+        promoted = rt.current_model.model.promoted_at
         rt.metrics.model_age.set(time.time() - promoted if promoted else 0.0)
 
     if s.retrain_every_h > 0:

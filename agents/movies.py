@@ -65,7 +65,7 @@ class MovieWriter:
             # A vector learnt under an earlier promoted model lives in another factor
             # space: the current model's (or the init) vector replaces it.
             stored = decode_vector_generation(raw) if raw else None
-            if stored is not None and stored[2] == self.rt.model.generation:
+            if stored is not None and stored[2] == self.rt.current_model.generation:
                 vec = stored[:2]
             else:
                 vec = self.rt.items.vector(movie)
@@ -121,7 +121,7 @@ class MovieWriter:
                       event)
         for movie, event in vectors_dirty.items():
             await put(tables.item_factors, movie_key(movie),
-                      encode_vector(*self.vectors[movie], self.rt.model.generation), event)
+                      encode_vector(*self.vectors[movie], self.rt.current_model.generation), event)
         self.rt.changelog.checkpoint()
 
     async def broadcast(self) -> int:
@@ -133,7 +133,7 @@ class MovieWriter:
             bias, vec = self._vector(movie)
             await self.rt.produce(topic, movie_key(movie), encode_item_state(
                 bias, vec, stats.popularity, stats.popularity_time, stats.plays,
-                self.rt.model.generation))
+                self.rt.current_model.generation))
         return len(movies)
 
     def forget(self) -> None:
@@ -144,7 +144,7 @@ class MovieWriter:
 
 def register(app, rt: Runtime, on_play=lambda movie: None) -> MovieWriter:
     writer = MovieWriter(rt, on_play)
-    rt.on_model_swap.append(writer.forget)
+    rt.current_model.on_swap(writer.forget)
     s = rt.settings
 
     @app.agent(rt.topics.movie_updates, name="apply_movie_updates")

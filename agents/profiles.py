@@ -201,8 +201,8 @@ class ColdStart:
         items, n = rt.items, len(rt.items)
         # Snapshots taken on the loop (growth swaps arrays in; see tables.memory).
         factors, bias, plays, ids = items.factors[:n], items.bias[:n], items.plays[:n], items.ids[:n]
-        trained = rt.model.item_row  # a promoted batch model: its items are trained anchors too
-        prior, titles, mean = self.prior, self.titles, float(rt.global_mean)
+        trained = rt.current_model.model.item_row  # a promoted batch model: its items are trained anchors too
+        prior, titles, mean = self.prior, self.titles, float(rt.current_model.global_mean)
         ready = self.prior_users > 0 and prior.global_vector.shape[0] == factors.shape[1]
 
         def compute() -> list[dict]:
@@ -221,8 +221,8 @@ class ColdStart:
         for u, fields in zip(found, made):
             self.demographics[u["user"]] = (u["age"] if u["age"] >= 0 else None, u["gender"])
             profile = UserProfile(time=now, user=u["user"], age=u["age"], gender=u["gender"],
-                                  occupation=u["occupation"], model_version=rt.model_version,
-                                  generation=rt.model.generation, **fields)
+                                  occupation=u["occupation"], model_version=rt.current_model.label,
+                                  generation=rt.current_model.generation, **fields)
             await rt.produce(rt.topics.user_profiles, user_key(u["user"]), profile.dumps())
         return len(found)
 

@@ -31,7 +31,6 @@ class UserWriter:
         self.lr, self.reg = s.learning_rate, s.regularization
         self.clip = s.max_step * (s.rating_max - s.rating_min)
         self.pseudo_rating = s.rating_min + 0.8 * (s.rating_max - s.rating_min)
-        self._n_ratings = 0
         kinds = ("WatchMinute", "Rating", "AccountCreated", "RecommendationOutcome", "UserProfile")
         # Called (never awaited) with the id of a user seen for the first time: a new
         # account, or a first event of a user without history.  agents.profiles queues a
@@ -76,7 +75,7 @@ class UserWriter:
         for user, event in vectors.items():
             row = rt.users.get_row(user)
             await store.save_vector(user, float(rt.users.bias[row]), rt.users.factors[row],
-                                    event, rt.model.generation)
+                                    event, rt.current_model.generation)
         rt.changelog.checkpoint()
         topic = rt.topics.movie_updates
         for movie, update in updates.items():
@@ -111,9 +110,7 @@ class UserWriter:
             return False
         self.rt.monitor.rated(rec, change == "new")
         dirty[rec.user] = (event, history)
-        self._n_ratings += 1
-        self.rt.global_mean += (rec.rating - self.rt.global_mean) / min(self._n_ratings + 10,
-                                                                        10_000)
+        self.rt.current_model.learn_rating(rec.rating)
         _update(updates, rec.movie, rec.time).ratings.append([rec.rating, old])
         self._learn(rec.user, rec.movie, float(rec.rating), 1.0, rec.time, event, vectors,
                     updates)
@@ -150,10 +147,10 @@ class UserWriter:
         users.minor[row] = history.age is not None and history.age < 18
         users.invalidate(row)  # named movies and the minor flag change the answer too
         n = rt.settings.n_factors
-        if (len(rec.vector) == n and rec.generation == rt.model.generation
+        if (len(rec.vector) == n and rec.generation == rt.current_model.generation
                 and not users.has_vector[row]
-                and rt.user_store.vector(rec.user, event, rt.model.generation) is None
-                and rt.model.user_vector(rec.user) is None):
+                and rt.user_store.vector(rec.user, event, rt.current_model.generation) is None
+                and rt.current_model.model.user_vector(rec.user) is None):
             users.set_vector(rec.user, rec.bias, np.asarray(rec.vector, np.float32))
             vectors[rec.user] = event
         return True
@@ -173,16 +170,16 @@ class UserWriter:
         users = rt.users
         row = users.row(user)
         if not users.has_vector[row]:
-            stored = rt.user_store.vector(user, event, rt.model.generation)
+            stored = rt.user_store.vector(user, event, rt.current_model.generation)
             if stored is None:  # the promoted model's vector, else the init vector
-                stored = rt.model.user_vector(user) or (
+                stored = rt.current_model.model.user_vector(user) or (
                     0.0, init_vector(("u", user), rt.settings.n_factors,
                                      scale=rt.settings.init_scale, seed=rt.settings.seed))
             users.set_vector(user, *stored)
         item_bias, item_vec = rt.items.vector(movie)
         before = users.factors[row].copy()
         vec, bias, err = user_step(before, float(users.bias[row]), item_vec, item_bias,
-                                   rt.global_mean, value, lr=self.lr, reg=self.reg,
+                                   rt.current_model.global_mean, value, lr=self.lr, reg=self.reg,
                                    weight=weight, clip=self.clip)
         users.set_vector(user, bias, vec)
         users.invalidate(row)

@@ -47,6 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
+BACKGROUND: list = []  # tasks the in-process server keeps alive
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -320,7 +321,7 @@ def run_state_server(args) -> None:
                 if not await refresh_once(rt):
                     await asyncio.sleep(rt.settings.refresh_interval_s)
         loop = asyncio.get_running_loop()
-        rt._bench_tasks = [loop.create_task(invalidate()), loop.create_task(refresh())]
+        BACKGROUND.extend([loop.create_task(invalidate()), loop.create_task(refresh())])
 
     serve(make_routes(rt), info, churn)
 

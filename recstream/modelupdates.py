@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Iterable, Optional
 
 import numpy as np
 import orjson
@@ -99,6 +99,77 @@ class ServingModel:
         if row < 0:
             return None
         return float(self.user_bias[row]), self.user_factors[row].copy()
+
+
+class CurrentModel:
+    """The one owner of the model a worker serves, behind a narrow interface.
+
+    It holds the promoted base (:class:`ServingModel`), the running global rating mean
+    the online updater centres on (model state: it follows every rating and is replaced
+    by a promoted model's own), the users whose vectors a swap left behind (to refit),
+    and who to tell when the model changes.  Agents and views read it; only
+    :meth:`learn_rating` (the user writer) and :meth:`install` (the model follower)
+    change it.
+    """
+
+    def __init__(self, *, global_mean: float) -> None:
+        self._model = ServingModel()
+        self._global_mean = float(global_mean)
+        self._ratings = 0
+        self._listeners: list[Callable[[], None]] = []
+        self._refit: list[int] = []
+
+    @property
+    def model(self) -> ServingModel:
+        return self._model
+
+    @property
+    def generation(self) -> int:
+        return self._model.generation
+
+    @property
+    def label(self) -> str:
+        return self._model.label
+
+    @property
+    def global_mean(self) -> float:
+        return self._global_mean
+
+    def learn_rating(self, rating: float) -> None:
+        """Follow a new rating: a running mean, its step floored at 1/10,000."""
+        self._ratings += 1
+        self._global_mean += (rating - self._global_mean) / min(self._ratings + 10, 10_000)
+
+    def set_global_mean(self, value: float) -> None:
+        """Start from a known mean (a test's world, or a restored model)."""
+        self._global_mean = float(value)
+
+    def install(self, model: ServingModel, stragglers: Iterable[int] = ()) -> None:
+        """Make ``model`` the base (synchronous: no request sees half of it), then tell."""
+        self._refit.extend(stragglers)
+        if model.global_mean is not None:
+            self._global_mean = model.global_mean
+        self._model = model
+        for listener in self._listeners:
+            listener()
+
+    def on_swap(self, listener: Callable[[], None]) -> None:
+        self._listeners.append(listener)
+
+    @property
+    def refit_queue(self) -> list[int]:
+        """Users to refit against the current model (read-only view for reports and tests)."""
+        return list(self._refit)
+
+    def queue_refit(self, user: int) -> None:
+        self._refit.append(user)
+
+    @property
+    def pending_refits(self) -> int:
+        return len(self._refit)
+
+    def next_refit(self) -> Optional[int]:
+        return self._refit.pop() if self._refit else None
 
 
 def encode_pointer(pointer: dict[str, Any]) -> bytes:

@@ -8,19 +8,18 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import socket
-from typing import Any
-
 import faust
 
 from recstream.metrics import Metrics
 from recstream.monitor import Monitor
-from recstream.modelupdates import ServingModel
-from tables.serving import Recommender
+from recstream.kafka import AppProducer
+from recstream.modelupdates import CurrentModel
 from recstream.settings import Settings
 from recstream.topics import Topics
 from tables import Tables
 from tables.changelog import ChangelogWriter
 from tables.memory import ItemIndex, UserIndex
+from tables.serving import Recommender
 from tables.users import UserStore
 
 
@@ -37,8 +36,15 @@ class Readiness:
         return [f.name for f in dataclasses.fields(self) if not getattr(self, f.name).is_set()]
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Runtime:
+    """The parts of one worker, built once by the composition root; nobody reassigns them.
+
+    Shared state has one owner each: the served model and the running rating mean are
+    :class:`~recstream.modelupdates.CurrentModel`'s, the item and user indexes their
+    own classes', the tables their writer agents'.
+    """
+
     settings: Settings
     app: faust.App
     tables: Tables
@@ -49,30 +55,15 @@ class Runtime:
     user_store: UserStore
     recommender: Recommender
     readiness: Readiness
-    global_mean: float
     changelog: ChangelogWriter
+    producer: AppProducer
+    current_model: CurrentModel
+    # Availability, online quality, licence cost and drift from the stream.
+    monitor: Monitor
     worker_id: str = dataclasses.field(default_factory=socket.gethostname)
-    # The promoted base model (generation 0: online only); replaced whole by agents.model_follower.
-    model: ServingModel = dataclasses.field(default_factory=ServingModel)
-    on_model_swap: list = dataclasses.field(default_factory=list)
-    # Users whose vector belongs to a replaced model the new one never saw: refit them.
-    refit_queue: list = dataclasses.field(default_factory=list)
-    provenance: Any = None  # web.served_log.ProvenancePublisher, set when the web app mounts
-    # Availability, online quality, licence cost and drift from the stream; set by build.
-    monitor: Monitor = None  # type: ignore[assignment]
-
-    @property
-    def model_version(self) -> str:
-        return self.model.label
 
     async def produce(self, topic: faust.TopicT, key: bytes | None, value: bytes) -> None:
-        """Queue one already-encoded message on the app's producer.
-
-        Skips Faust's channel/buffer layers (per-message futures and callbacks)
-        that cost more than the work itself on the ingest path; delivery and
-        ordering are the producer's (idempotent, acks=all in production).
-        """
-        await self.app.producer.send(topic.get_topic_name(), key, value, None, None, None)
+        await self.producer.produce(topic, key, value)
 
     @classmethod
     def build(cls, app: faust.App, settings: Settings, tables: Tables, topics: Topics
@@ -85,8 +76,9 @@ class Runtime:
         recommender = Recommender(settings, items, users, store.peek)
         midpoint = (settings.rating_min + settings.rating_max) / 2
         metrics = Metrics()
+        start_mean = midpoint + 0.1 * (settings.rating_max - settings.rating_min)
         return cls(settings=settings, app=app, tables=tables, topics=topics, metrics=metrics,
                    changelog=changelog, monitor=Monitor(settings, metrics, items.cost_of),
                    items=items, users=users, user_store=store, recommender=recommender,
-                   readiness=Readiness(), global_mean=midpoint + 0.1 * (settings.rating_max
-                                                                        - settings.rating_min))
+                   readiness=Readiness(), producer=AppProducer(app),
+                   current_model=CurrentModel(global_mean=start_mean))

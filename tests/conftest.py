@@ -4,7 +4,7 @@ whose Kafka side is replaced by recorders (no broker, no event loop beyond the t
 ``app``/``rt`` come from :func:`recstream.app.create_app` exactly as a worker builds them;
 only the edges that would talk to Kafka are swapped:
 
-* every ``topic.send`` of ours and every ``rt.produce`` appends ``(topic field, key, value)``
+* every ``topic.send`` of ours and every ``rt.producer.produce`` appends ``(topic field, key, value)``
   to ``sent`` (encoded records are decoded back with the topic's value type);
 * every table's changelog write is recorded in ``changelog`` (and still buffered by the
   unstarted producer, which is harmless);
@@ -103,14 +103,14 @@ def app(settings: Settings, recorder: Recorder, monkeypatch: pytest.MonkeyPatch)
                        **kwargs: Any) -> None:
             recorder.sent.append((_name, key, value))
         monkeypatch.setattr(topic, "send", send)
-    if hasattr(rt, "produce"):  # the fast path: already-encoded values straight to the producer
+    if hasattr(rt, "producer"):  # the fast path: already-encoded values straight to the producer
         async def produce(topic, key, value) -> None:
             record = getattr(topic, "value_type", None)
             if isinstance(value, (bytes, bytearray)) and isinstance(record, type) and \
                     issubclass(record, faust.Record):
                 value = record.loads(value)
             recorder.sent.append((field_of[topic.get_topic_name()], key, value))
-        monkeypatch.setattr(rt, "produce", produce)
+        monkeypatch.setattr(rt.producer, "produce", produce)
     for table in rt.tables.all():
         original = table.send_changelog
 

@@ -47,7 +47,7 @@ class ProvenancePublisher:
         if len(self.pending) >= self.max_pending:
             self.pending.popleft()
             self._dropped.inc()
-        model = self.rt.model
+        model = self.rt.current_model
         self.pending.append((request_id, time.time(), self.rt.recommender.stream_time, user, line,
                              model.label, model.generation, source, latency_ms, guardrails,
                              fallback_reason))
@@ -79,7 +79,6 @@ class ProvenancePublisher:
 
 def register(app, rt: Runtime) -> ProvenancePublisher:
     publisher = ProvenancePublisher(rt)
-    rt.provenance = publisher
 
     @app.task
     async def publish_provenance() -> None:

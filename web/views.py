@@ -20,7 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from recstream.runtime import Runtime
 from web import dashboard
-from web.served_log import new_request_id, register as register_provenance
+from web.served_log import ProvenancePublisher, new_request_id, register as register_provenance
 from web.routing import ROUTED_HEADER, OwnerRouter
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,8 @@ def parse_user_id(text: str, max_user_id: int) -> int | None:
     return user if user <= max_user_id else None
 
 
-def make_routes(rt: Runtime, router: OwnerRouter | None = None) -> list[web.RouteDef]:
+def make_routes(rt: Runtime, router: OwnerRouter | None = None,
+                publisher: ProvenancePublisher | None = None) -> list[web.RouteDef]:
     metrics = rt.metrics
     recommender = rt.recommender
     max_user_id = rt.settings.max_user_id
@@ -80,7 +81,6 @@ def make_routes(rt: Runtime, router: OwnerRouter | None = None) -> list[web.Rout
             line, source, reason = recommender.fallback(), "error", "internal error"
         count(source).inc()
         request_id = new_request_id()
-        publisher = rt.provenance
         # A forwarded request is published by the owner that answered it.
         if publisher is not None and source != "routed" and rt.settings.provenance:
             publisher.record(request_id, -1 if user is None else user, line, source,
@@ -147,8 +147,8 @@ def _check_token(request: web.Request, token: str) -> web.Response | None:
 def register(app, rt: Runtime) -> None:
     """Mount the routes on the worker's aiohttp application."""
     router = OwnerRouter(rt)
-    register_provenance(app, rt)
-    app.web.web_app.add_routes(make_routes(rt, router))
+    publisher = register_provenance(app, rt)
+    app.web.web_app.add_routes(make_routes(rt, router, publisher))
     dashboard.register(app, rt)  # /dashboard and its sampler (web/dashboard.py)
 
     @app.on_before_shutdown.connect

@@ -109,7 +109,7 @@ def load_items(rt, world, make_event, *, metadata_share: float = 0.5) -> np.ndar
                                partition=partition_for(key, rt.settings.partitions))
             with as_event(event):
                 rt.tables.movie_catalog[key] = orjson.dumps(meta)
-    rt.global_mean = float(taste.mu)
+    rt.current_model.set_global_mean(float(taste.mu))
     return plays
 
 
@@ -255,7 +255,7 @@ async def test_a_learned_vector_is_never_overwritten(rt, recorder, make_event, w
 async def test_a_vector_of_another_model_generation_is_dropped(rt, recorder, make_event):
     writer = UserWriter(rt)
     profile = UserProfile(time=1.0, user=77, age=15, gender="F", vector=[0.5] * FACTORS,
-                          bias=0.1, source="foldin", generation=rt.model.generation + 1,
+                          bias=0.1, source="foldin", generation=rt.current_model.generation + 1,
                           named=["up+2009"])
     await deliver(rt, make_event, writer, [(user_key(77), profile.dumps())])
     row = rt.users.get_row(77)

@@ -5,6 +5,7 @@ recorded instead of produced; the drift_windows store is the real RocksDB one.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -103,7 +104,8 @@ async def test_drift_slices_are_written_per_partition_reloaded_and_pruned(
     # A new worker (fresh monitor, no event seen yet) assigned partition pa finds pa's
     # slices in the table.
     first = rt.monitor
-    rt.monitor = Monitor(rt.settings, rt.metrics, rt.items.cost_of)
+    rt = dataclasses.replace(rt, monitor=Monitor(rt.settings, rt.metrics, rt.items.cost_of))
+    writer = UserWriter(rt)  # the new worker's writer feeds its own monitor
     fresh = DriftStore(rt)
     await fresh.sync({pa}, recovered=False)  # not recovered yet: nothing loaded
     assert rt.monitor.drift.slices == {}

@@ -103,7 +103,7 @@ async def test_a_rating_sends_the_pre_update_user_vector(rt, recorder, make_even
     s = rt.settings
     writer = UserWriter(rt)
     before = init_vector(("u", 42), s.n_factors, scale=s.init_scale, seed=s.seed)
-    mean = rt.global_mean
+    mean = rt.current_model.global_mean
     await apply_lines(rt, make_event, writer, line(42, "GET /rate/up+2009=5"))
     (update,) = updates(recorder)
     assert summary(update) == ("up+2009", 0, [[5, None]], [1.0])
@@ -253,7 +253,7 @@ async def test_movie_writer_applies_the_item_step(rt, recorder, make_event):
     assert await writer.broadcast() == 1
     ((key, raw),) = recorder.on("item_broadcast")
     b, factors, pop, pop_time, plays, generation = decode_item_state(raw)
-    assert generation == rt.model.generation == 0
+    assert generation == rt.current_model.generation == 0
     assert key == m.encode() and b == pytest.approx(want_bias) and plays == 0
     np.testing.assert_allclose(factors, want_vec, rtol=1e-6)
     assert await writer.broadcast() == 0  # nothing changed since
