@@ -323,7 +323,9 @@ def run_state_server(args) -> None:
         loop = asyncio.get_running_loop()
         BACKGROUND.extend([loop.create_task(invalidate()), loop.create_task(refresh())])
 
-    serve(make_routes(rt), info, churn)
+    serve(make_routes(settings=rt.settings, metrics=rt.metrics, recommender=rt.recommender,
+                      readiness=rt.readiness, user_store=rt.user_store, users=rt.users),
+          info, churn)
 
 
 def run_const_server(args) -> None:

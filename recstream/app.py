@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import faust
 
+from agents import register_all as wire_agents
+from recstream.ops import register as register_ops
 from recstream.runtime import Runtime
 from recstream.settings import Settings
 from recstream.topics import define_topics
 from tables import define_tables
+from web.routing import OwnerRouter
+from web.served_log import ProvenancePublisher
+from web.views import register as register_web
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -41,14 +46,23 @@ def create_app(settings: Settings) -> faust.App:
     rt = Runtime.build(app, settings, tables, topics)
     app.recstream = rt  # the runtime of this app, for commands and tests
 
-    from agents import register_all
-    from recstream.ops import register as register_ops
-    from web.views import register as register_web
-
-    register_all(app, rt)
-    register_web(app, rt)
+    wire_agents(app, rt)
+    wire_web(app, rt)
     register_ops(app, settings)
     return app
+
+
+def wire_web(app: faust.App, rt: Runtime) -> None:
+    """The views get only what they read; the answer log and the router are theirs."""
+    router = OwnerRouter(app, rt.tables.user_history, partitions=rt.settings.partitions,
+                         timeout_s=rt.settings.route_timeout_s)
+    publisher = ProvenancePublisher(topic=rt.topics.recommendations, producer=rt.producer,
+                                    current_model=rt.current_model, stream_clock=rt.recommender,
+                                    worker_id=rt.worker_id,
+                                    dropped=rt.metrics.provenance_dropped)
+    register_web(app, settings=rt.settings, metrics=rt.metrics, recommender=rt.recommender,
+                 readiness=rt.readiness, user_store=rt.user_store, users=rt.users,
+                 router=router, publisher=publisher)
 
 
 def runtime_of(app: faust.App) -> Runtime:

@@ -22,7 +22,7 @@ from models.registry import Registry
 from recstream.records import Rating
 from tables.broadcast import encode_item_state
 from tables.codecs import decode_vector_generation, user_key
-from web.views import make_routes
+from tests.wiring import routes
 
 N_ITEMS, N_USERS = 300, 200
 
@@ -79,7 +79,7 @@ async def test_swap_under_concurrent_requests_is_atomic_and_fast(rt):
     follower = ModelFollower(rt)
 
     app = web.Application()
-    app.add_routes(make_routes(rt))
+    app.add_routes(routes(rt))
     client = TestClient(TestServer(app))
     await client.start_server()
     seen: list[tuple[int, str, float]] = []

@@ -9,13 +9,14 @@ from aiohttp.test_utils import TestClient, TestServer
 from recstream.records import RecommendationServed
 from tables.codecs import user_key
 from web.served_log import ProvenancePublisher
-from web.views import REQUEST_ID_HEADER, make_routes
+from tests.wiring import publisher as publisher_of, routes
+from web.views import REQUEST_ID_HEADER
 from tests.web.test_views import MINOR, fill
 
 
 @pytest.fixture
 def publisher(rt) -> ProvenancePublisher:
-    publisher = ProvenancePublisher(rt)
+    publisher = publisher_of(rt)
     publisher.code_version = "git:test"
     return publisher
 
@@ -24,7 +25,7 @@ def publisher(rt) -> ProvenancePublisher:
 async def client(rt, publisher):
     fill(rt)
     app = web.Application()
-    app.add_routes(make_routes(rt, publisher=publisher))
+    app.add_routes(routes(rt, publisher=publisher))
     client = TestClient(TestServer(app))
     await client.start_server()
     yield client

@@ -15,7 +15,8 @@ from agents.users import UserWriter
 from recstream.parsing import parse_line
 from tables.codecs import user_key
 from tables.context import partition_for
-from web.views import make_routes, parse_user_id
+from tests.wiring import routes
+from web.views import parse_user_id
 
 N_MOVIES = 30
 MOVIES = [f"movie+{i:02d}+19{50 + i}" for i in range(N_MOVIES)]
@@ -49,7 +50,7 @@ def fill(rt) -> None:
 
 async def start(rt) -> TestClient:
     app = web.Application()
-    app.add_routes(make_routes(rt))
+    app.add_routes(routes(rt))
     client = TestClient(TestServer(app))
     await client.start_server()
     return client

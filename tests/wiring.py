@@ -1,0 +1,30 @@
+"""Agents and views built from a test app's parts exactly as recstream.app wires them.
+
+Tests that drive one agent or view directly build it here, so the collaborators each one
+receives are spelled out once and match the composition root.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from recstream.runtime import Runtime
+from web.routing import OwnerRouter
+from web.served_log import ProvenancePublisher
+from web.views import make_routes
+
+
+def routes(rt: Runtime, **extra: Any) -> list:
+    return make_routes(settings=rt.settings, metrics=rt.metrics, recommender=rt.recommender,
+                       readiness=rt.readiness, user_store=rt.user_store, users=rt.users,
+                       **extra)
+
+
+def router(rt: Runtime) -> OwnerRouter:
+    return OwnerRouter(rt.app, rt.tables.user_history, partitions=rt.settings.partitions,
+                       timeout_s=rt.settings.route_timeout_s)
+
+
+def publisher(rt: Runtime) -> ProvenancePublisher:
+    return ProvenancePublisher(topic=rt.topics.recommendations, producer=rt.producer,
+                               current_model=rt.current_model, stream_clock=rt.recommender,
+                               worker_id=rt.worker_id, dropped=rt.metrics.provenance_dropped)
