@@ -1,5 +1,8 @@
 """Thin agents, timers and tasks; each module registers its own on the app.
 
+:func:`recstream.app.wire_agents` (the composition root) builds and registers them, passing
+each only the collaborators it uses.
+
 | module            | concern                                                        |
 |-------------------|----------------------------------------------------------------|
 | ingest            | movielog lines → parsed events in their user's partition       |
@@ -14,27 +17,3 @@
 | lifecycle         | topics, recovery, rebalances, clean shutdown                   |
 """
 from __future__ import annotations
-
-import faust
-
-from agents import (broadcast, ingest, lifecycle, metadata, model_follower, monitoring, movies,
-                    profiles, refresher, users)
-from recstream.runtime import Runtime
-
-
-def register_all(app: faust.App, rt: Runtime) -> None:
-    fetcher = metadata.register(app, rt)
-    user_writer = users.UserWriter(rt)
-    ingest.register(app, rt, user_writer)
-    profiles.register(app, rt, user_writer)  # new users: user API → UserProfile records
-    movie_writer = movies.register(app, rt, on_play=fetcher.want)
-    item_follower = broadcast.register(app, rt)
-    model_follower.register(app, rt, on_swap=item_follower.apply_ahead)
-    refresher.register(app, rt)
-    monitoring.register(app, rt)
-
-    def forget_caches() -> None:
-        rt.user_store.forget_cache()
-        movie_writer.forget()
-
-    lifecycle.register(app, rt, forget_caches)

@@ -307,7 +307,10 @@ def run_state_server(args) -> None:
     def churn() -> None:  # users changing state at --stale-rate, refreshed like the worker
         if args.stale_rate <= 0:
             return
-        from agents.refresher import refresh_once
+        from agents.refresher import AnswerRefresher
+        refresher = AnswerRefresher(users=rt.users, items=rt.items, recommender=rt.recommender,
+                                    batch=rt.settings.refresh_batch, top_k=rt.settings.top_k,
+                                    refreshed=rt.metrics.refreshed)
         rng = np.random.default_rng(args.seed + 1)
 
         async def invalidate() -> None:
@@ -318,7 +321,7 @@ def run_state_server(args) -> None:
 
         async def refresh() -> None:
             while True:
-                if not await refresh_once(rt):
+                if not await refresher.once():
                     await asyncio.sleep(rt.settings.refresh_interval_s)
         loop = asyncio.get_running_loop()
         BACKGROUND.extend([loop.create_task(invalidate()), loop.create_task(refresh())])

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import faust
 
-from agents import register_all as wire_agents
+from agents import (broadcast, ingest, lifecycle, metadata, model_follower, monitoring, movies,
+                    profiles, refresher, users)
 from recstream.ops import register as register_ops
 from recstream.runtime import Runtime
 from recstream.settings import Settings
@@ -50,6 +51,35 @@ def create_app(settings: Settings) -> faust.App:
     wire_web(app, rt)
     register_ops(app, settings)
     return app
+
+
+def wire_agents(app: faust.App, rt: Runtime) -> None:
+    """Each agent module gets what it reads and writes; the order is the start order."""
+    s = rt.settings
+    fetcher = metadata.register(app, metadata.CatalogFetcher(
+        settings=s, catalog=rt.tables.movie_catalog, metadata_topic=rt.topics.movie_metadata,
+        api_calls=rt.metrics.api_calls))
+    user_writer = users.UserWriter(rt)
+    ingest.register(app, rt, user_writer)
+    profiles.register(app, rt, user_writer)  # new users: user API → UserProfile records
+    movie_writer = movies.register(app, rt, on_play=fetcher.want)
+    item_follower = broadcast.register(app, broadcast.ItemFollower(
+        items=rt.items, current_model=rt.current_model, users=rt.users,
+        recommender=rt.recommender, readiness=rt.readiness,
+        broadcast=rt.topics.item_broadcast, metadata=rt.topics.movie_metadata,
+        bootstrap_servers=s.bootstrap_servers))
+    model_follower.register(app, rt, on_swap=item_follower.apply_ahead)
+    refresher.register(app, refresher.AnswerRefresher(
+        users=rt.users, items=rt.items, recommender=rt.recommender, batch=s.refresh_batch,
+        top_k=s.top_k, refreshed=rt.metrics.refreshed),
+        readiness=rt.readiness, metrics=rt.metrics, interval_s=s.refresh_interval_s)
+    monitoring.register(app, rt)
+
+    def forget_caches() -> None:
+        rt.user_store.forget_cache()
+        movie_writer.forget()
+
+    lifecycle.register(app, rt, forget_caches)
 
 
 def wire_web(app: faust.App, rt: Runtime) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from agents.broadcast import ItemFollower
 from recstream.runtime import Runtime
 from web.routing import OwnerRouter
 from web.served_log import ProvenancePublisher
@@ -28,3 +29,10 @@ def publisher(rt: Runtime) -> ProvenancePublisher:
     return ProvenancePublisher(topic=rt.topics.recommendations, producer=rt.producer,
                                current_model=rt.current_model, stream_clock=rt.recommender,
                                worker_id=rt.worker_id, dropped=rt.metrics.provenance_dropped)
+
+
+def item_follower(rt: Runtime) -> ItemFollower:
+    return ItemFollower(items=rt.items, current_model=rt.current_model, users=rt.users,
+                        recommender=rt.recommender, readiness=rt.readiness,
+                        broadcast=rt.topics.item_broadcast, metadata=rt.topics.movie_metadata,
+                        bootstrap_servers=rt.settings.bootstrap_servers)

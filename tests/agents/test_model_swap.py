@@ -15,14 +15,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from agents.broadcast import ItemFollower
 from agents.model_follower import ModelFollower, refit_some
 from agents.users import UserWriter
 from models.registry import Registry
 from recstream.records import Rating
 from tables.broadcast import encode_item_state
 from tables.codecs import decode_vector_generation, user_key
-from tests.wiring import routes
+from tests.wiring import item_follower, routes
 
 N_ITEMS, N_USERS = 300, 200
 
@@ -153,7 +152,7 @@ async def test_state_learnt_under_an_older_generation_is_not_mixed_in(rt, make_e
     movie = movies()[0]
     base_bias, base_vec = rt.current_model.model.item_vector(movie)
 
-    follower = ItemFollower(rt)
+    follower = item_follower(rt)
     topic = follower.broadcast_topic
     stale = encode_item_state(9.0, np.full(rt.settings.n_factors, 9.0, np.float32), 5.0,
                               1.0, 3, gen - 1)
