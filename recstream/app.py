@@ -62,7 +62,13 @@ def wire_agents(app: faust.App, rt: Runtime) -> None:
     user_writer = users.UserWriter(rt)
     ingest.register(app, rt, user_writer)
     profiles.register(app, rt, user_writer)  # new users: user API → UserProfile records
-    movie_writer = movies.register(app, rt, on_play=fetcher.want)
+    movie_writer = movies.register(app, movies.MovieWriter(
+        settings=s, movie_stats=rt.tables.movie_stats, item_factors=rt.tables.item_factors,
+        items=rt.items, current_model=rt.current_model, changelog=rt.changelog,
+        producer=rt.producer, broadcast_topic=rt.topics.item_broadcast,
+        item_steps=rt.metrics.model_updates.labels("item"), on_play=fetcher.want),
+        movie_updates=rt.topics.movie_updates, batch_size=s.ingest_batch,
+        within_s=s.ingest_within_s)
     item_follower = broadcast.register(app, broadcast.ItemFollower(
         items=rt.items, current_model=rt.current_model, users=rt.users,
         recommender=rt.recommender, readiness=rt.readiness,

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from agents.broadcast import ItemFollower
+from agents.movies import MovieWriter
 from recstream.runtime import Runtime
 from web.routing import OwnerRouter
 from web.served_log import ProvenancePublisher
@@ -36,3 +37,11 @@ def item_follower(rt: Runtime) -> ItemFollower:
                         recommender=rt.recommender, readiness=rt.readiness,
                         broadcast=rt.topics.item_broadcast, metadata=rt.topics.movie_metadata,
                         bootstrap_servers=rt.settings.bootstrap_servers)
+
+
+def movie_writer(rt: Runtime, **extra: Any) -> MovieWriter:
+    return MovieWriter(settings=rt.settings, movie_stats=rt.tables.movie_stats,
+                       item_factors=rt.tables.item_factors, items=rt.items,
+                       current_model=rt.current_model, changelog=rt.changelog,
+                       producer=rt.producer, broadcast_topic=rt.topics.item_broadcast,
+                       item_steps=rt.metrics.model_updates.labels("item"), **extra)

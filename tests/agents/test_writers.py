@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from agents.ingest import Ingest
-from agents.movies import MovieWriter
 from agents.users import CHECKPOINT_MINUTES, UserWriter
 from models.online import init_vector, item_step, predict
 from recstream.parsing import parse_line
@@ -21,6 +20,7 @@ from recstream.records import MovieUpdate, RecommendationOutcome, Rejected
 from tables.broadcast import decode_item_state
 from tables.codecs import decode_history, decode_movie_stats, decode_vector, user_key
 from tables.context import partition_for
+from tests.wiring import movie_writer
 
 T0 = "2024-10-14T15:30:"
 
@@ -204,7 +204,7 @@ def movie_event(make_event, update: MovieUpdate):
 
 async def test_movie_writer_counts_plays_and_ratings(rt, recorder, make_event):
     played = []
-    writer = MovieWriter(rt, on_play=played.append)
+    writer = movie_writer(rt, on_play=played.append)
     m = "up+2009"
     batch = [MovieUpdate(movie=m, time=100.0, plays=2, ratings=[], steps=[]),
              MovieUpdate(movie=m, time=110.0, plays=1, ratings=[[4, None], [2, None]], steps=[]),
@@ -228,7 +228,7 @@ async def test_movie_writer_counts_plays_and_ratings(rt, recorder, make_event):
 
 async def test_movie_writer_applies_the_item_step(rt, recorder, make_event):
     s = rt.settings
-    writer = MovieWriter(rt)
+    writer = movie_writer(rt)
     m = "alien+1979"
     user_vec = np.linspace(-0.1, 0.1, s.n_factors).astype(np.float32)
     update = MovieUpdate(movie=m, time=1.0, plays=0, ratings=[[5, None]],
@@ -260,7 +260,7 @@ async def test_movie_writer_applies_the_item_step(rt, recorder, make_event):
 
 
 async def test_movie_writer_skips_values_that_are_not_updates(rt, recorder, make_event):
-    writer = MovieWriter(rt)
+    writer = movie_writer(rt)
     await writer.apply([make_event(b"junk", key=b"x", topic="recstream-movie-updates")])
     assert recorder.changelog == []
 
