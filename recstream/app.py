@@ -59,7 +59,11 @@ def wire_agents(app: faust.App, rt: Runtime) -> None:
     fetcher = metadata.register(app, metadata.CatalogFetcher(
         settings=s, catalog=rt.tables.movie_catalog, metadata_topic=rt.topics.movie_metadata,
         api_calls=rt.metrics.api_calls))
-    user_writer = users.UserWriter(rt)
+    user_writer = users.UserWriter(
+        settings=s, user_store=rt.user_store, users=rt.users, items=rt.items,
+        current_model=rt.current_model, monitor=rt.monitor, clock=rt.recommender,
+        metrics=rt.metrics, changelog=rt.changelog, producer=rt.producer,
+        movie_updates=rt.topics.movie_updates)
     ingest.register(app, rt, user_writer)
     profiles.register(app, rt, user_writer)  # new users: user API → UserProfile records
     movie_writer = movies.register(app, movies.MovieWriter(

@@ -9,6 +9,7 @@ from typing import Any
 
 from agents.broadcast import ItemFollower
 from agents.movies import MovieWriter
+from agents.users import UserWriter
 from recstream.runtime import Runtime
 from web.routing import OwnerRouter
 from web.served_log import ProvenancePublisher
@@ -45,3 +46,10 @@ def movie_writer(rt: Runtime, **extra: Any) -> MovieWriter:
                        current_model=rt.current_model, changelog=rt.changelog,
                        producer=rt.producer, broadcast_topic=rt.topics.item_broadcast,
                        item_steps=rt.metrics.model_updates.labels("item"), **extra)
+
+
+def user_writer(rt: Runtime) -> UserWriter:
+    return UserWriter(settings=rt.settings, user_store=rt.user_store, users=rt.users,
+                      items=rt.items, current_model=rt.current_model, monitor=rt.monitor,
+                      clock=rt.recommender, metrics=rt.metrics, changelog=rt.changelog,
+                      producer=rt.producer, movie_updates=rt.topics.movie_updates)

@@ -35,6 +35,7 @@ from recstream.sim.world import build_synthetic
 from tables.codecs import UserHistory, decode_history, encode_history, movie_key, user_key
 from tables.context import as_event, partition_for
 from tests.conftest import free_port, sample_path
+from tests.wiring import user_writer
 
 FACTORS = 8
 NOW = "2025-01-06T10:00:00"                   # stream time of the accounts created below
@@ -168,7 +169,7 @@ def true_mean(world, uid: int, slugs: list[str]) -> float:
 
 
 async def setup(rt, world, make_event):
-    writer = UserWriter(rt)
+    writer = user_writer(rt)
     cold = ColdStart(rt)
     writer.on_new_user = cold.want
     load_items(rt, world, make_event)
@@ -253,7 +254,7 @@ async def test_a_learned_vector_is_never_overwritten(rt, recorder, make_event, w
 
 
 async def test_a_vector_of_another_model_generation_is_dropped(rt, recorder, make_event):
-    writer = UserWriter(rt)
+    writer = user_writer(rt)
     profile = UserProfile(time=1.0, user=77, age=15, gender="F", vector=[0.5] * FACTORS,
                           bias=0.1, source="foldin", generation=rt.current_model.generation + 1,
                           named=["up+2009"])
@@ -327,7 +328,7 @@ async def test_the_api_being_down_never_blocks_ingest(rt, recorder, make_event, 
 
 
 async def test_first_sight_of_a_user_without_history_queues_one_fetch(rt, make_event, world):
-    writer = UserWriter(rt)
+    writer = user_writer(rt)
     cold = ColdStart(rt)
     writer.on_new_user = cold.want
     lines = ["2025-01-06T10:00:00,501,GET /data/m/up+2009/0.mpg",
@@ -406,7 +407,7 @@ def test_history_codec_keeps_old_records_readable_and_round_trips_profiles():
 
 async def test_a_profile_on_the_raw_movielog_is_quarantined(rt, recorder, make_event):
     """Only the internal user-profiles topic carries profiles; the platform's topic never does."""
-    writer = UserWriter(rt)
+    writer = user_writer(rt)
     forged = UserProfile(time=1.0, user=8, vector=[9.0] * FACTORS, source="foldin").dumps()
     await Ingest(rt, writer).consume([make_event(forged, key=user_key(8),
                                                  partition=own_partition(rt, 8))], forward=True)

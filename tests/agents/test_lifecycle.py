@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 
 from agents.lifecycle import load_user_vectors, restore_minor_flags
-from agents.users import UserWriter
 from recstream.records import UserProfile
 from faust.types import TP
 
 from tables.codecs import user_key
+from tests.wiring import user_writer
 
 
 @pytest.fixture(autouse=True)
@@ -21,7 +21,7 @@ def all_partitions_assigned(rt, monkeypatch):
 
 
 async def test_minor_flags_come_back_from_stored_profiles(rt, make_event):
-    writer = UserWriter(rt)
+    writer = user_writer(rt)
     batch = []
     for user, age in ((11, 15), (12, 40), (13, -1)):
         profile = UserProfile(time=10.0, user=user, age=age, gender="F", source="none")

@@ -16,12 +16,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from agents.model_follower import ModelFollower, refit_some
-from agents.users import UserWriter
 from models.registry import Registry
 from recstream.records import Rating
 from tables.broadcast import encode_item_state
 from tables.codecs import decode_vector_generation, user_key
-from tests.wiring import item_follower, routes
+from tests.wiring import item_follower, routes, user_writer
 
 N_ITEMS, N_USERS = 300, 200
 
@@ -125,7 +124,7 @@ async def test_swap_under_concurrent_requests_is_atomic_and_fast(rt):
 
 async def test_stragglers_are_refit_from_their_history(rt, make_event):
     fill_online(rt)
-    writer = UserWriter(rt)
+    writer = user_writer(rt)
     liked = movies()[:5]
     batch = [(make_event(r, key=user_key(150)), r)
              for r in (Rating(time=100.0 + i, user=150, movie=m, rating=5)
@@ -174,7 +173,7 @@ async def test_state_learnt_under_an_older_generation_is_not_mixed_in(rt, make_e
                                     event, 0)
     assert rt.user_store.vector(user, event, gen) is None
     assert rt.user_store.vector(user, event, 0) is not None
-    writer = UserWriter(rt)
+    writer = user_writer(rt)
     rt.users.has_vector[rt.users.get_row(user)] = False
     rating = Rating(time=500.0, user=user, movie=movie, rating=4)
     await writer.apply([(make_event(rating, key=user_key(user)), rating)])

@@ -18,6 +18,7 @@ from recstream.parsing import parse_line
 from recstream.windows import FEATURES, RATING
 from tables.codecs import user_key
 from tables.context import partition_for
+from tests.wiring import user_writer
 
 DAY = "2024-10-14T"
 
@@ -54,7 +55,7 @@ async def test_the_user_writer_drives_the_monitor(rt, make_event):
     rt.items.set_cost("up+2009", 1.5)
     rt.items.set_cost("cars+2006", None)  # metadata without a cost
     assert math.isnan(rt.items.cost_of("cars+2006")) and math.isnan(rt.items.cost_of("x+1"))
-    writer = UserWriter(rt)
+    writer = user_writer(rt)
     reco = "recommendation request h:8082, status 200, result: up+2009, cars+2006, 55 ms"
     await apply_lines(
         rt, make_event, writer,
@@ -86,7 +87,7 @@ async def test_drift_slices_are_written_per_partition_reloaded_and_pruned(
     changelog = rt.tables.drift_windows.changelog_topic.get_topic_name()
     monkeypatch.setattr(rt.app.assignor, "assigned_actives",
                         lambda: {TP(changelog, p) for p in range(rt.settings.partitions)})
-    writer = UserWriter(rt)
+    writer = user_writer(rt)
     await apply_lines(rt, make_event, writer,
                       line(a, "GET /rate/up+2009=4"), line(a, "GET /rate/cars+2006=2"),
                       line(b, "GET /rate/up+2009=5"))
@@ -105,7 +106,7 @@ async def test_drift_slices_are_written_per_partition_reloaded_and_pruned(
     # slices in the table.
     first = rt.monitor
     rt = dataclasses.replace(rt, monitor=Monitor(rt.settings, rt.metrics, rt.items.cost_of))
-    writer = UserWriter(rt)  # the new worker's writer feeds its own monitor
+    writer = user_writer(rt)  # the new worker's writer feeds its own monitor
     fresh = DriftStore(rt)
     await fresh.sync({pa}, recovered=False)  # not recovered yet: nothing loaded
     assert rt.monitor.drift.slices == {}
@@ -130,7 +131,7 @@ async def test_drift_slices_are_written_per_partition_reloaded_and_pruned(
 async def test_revoked_partitions_are_forgotten(rt, make_event):
     a, b = users_in_two_partitions(rt)
     pa, pb = (partition_for(user_key(u), rt.settings.partitions) for u in (a, b))
-    writer = UserWriter(rt)
+    writer = user_writer(rt)
     await apply_lines(rt, make_event, writer, line(a, "GET /rate/up+2009=4"),
                       line(b, "GET /rate/up+2009=5"))
     store = DriftStore(rt)
@@ -143,7 +144,7 @@ async def test_the_refresh_timer_publishes_and_persists(rt, recorder, make_event
                                                        monkeypatch):
     a, _ = users_in_two_partitions(rt)
     pa = partition_for(user_key(a), rt.settings.partitions)
-    await apply_lines(rt, make_event, UserWriter(rt),
+    await apply_lines(rt, make_event, user_writer(rt),
                       line(a, "recommendation request h:8082, status 200, result: x+1, 700 ms"))
     store = DriftStore(rt)
     await refresh(rt, store)  # the consumer has not started: gauges only
