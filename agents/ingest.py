@@ -15,10 +15,14 @@ a topic, so nothing has to tell them apart by their first byte.
 from __future__ import annotations
 
 import asyncio
+from typing import Any, Callable
 
 from recstream.parsing import parse_raw
 from recstream.records import Rejected, UserProfile
-from recstream.runtime import Runtime
+from recstream.kafka import AppProducer
+from recstream.metrics import Metrics
+from recstream.settings import Settings
+from recstream.topics import Topics
 from tables.codecs import user_key
 from tables.context import partition_for
 
@@ -43,18 +47,22 @@ BAD_PROFILE = "bad_profile"  # quarantine reason: not a UserProfile of ours
 
 
 class Ingest:
-    def __init__(self, rt: Runtime, writer: UserWriter) -> None:
-        self.rt = rt
-        self.writer = writer
-        s = rt.settings
+    """Parses, quarantines, re-keys or applies; the writer does the rest."""
+
+    def __init__(self, *, settings: Settings, writer: UserWriter, metrics: Metrics,
+                 producer: AppProducer, topics: Topics, consumer_of: Callable[[], Any]) -> None:
+        self.writer, self.metrics, self.producer = writer, metrics, producer
+        self.quarantine, self.events = topics.quarantine, topics.events
+        self.movielog = topics.movielog
+        self.consumer_of = consumer_of  # the app's consumer, asked for partition counts
+        s = settings
         self.parse_args = dict(rating_min=s.rating_min, rating_max=s.rating_max,
                                max_user_id=s.max_user_id, max_minute=s.max_minute)
         self.partitions = s.partitions
-        self._valid = rt.metrics.lines.labels("valid")
+        self._valid = metrics.lines.labels("valid")
 
     async def consume(self, events, *, forward: bool) -> None:
-        rt = self.rt
-        metrics = rt.metrics
+        metrics = self.metrics
         local = []
         # Applying in place is only right when movielog is co-partitioned with
         # the tables (same partition count); otherwise every event is re-keyed.
@@ -68,7 +76,7 @@ class Ingest:
                 message = event.message
                 parsed.topic, parsed.partition, parsed.offset = (
                     message.topic, message.partition, message.offset)
-                await rt.produce(rt.topics.quarantine, None, parsed.dumps())
+                await self.producer.produce(self.quarantine, None, parsed.dumps())
                 continue
             if forward:
                 self._valid.inc()
@@ -78,55 +86,54 @@ class Ingest:
                 local.append((event, parsed))
             else:
                 metrics.rekeyed.inc()
-                await rt.produce(rt.topics.events, key, event.value)
+                await self.producer.produce(self.events, key, event.value)
         if local:
             await self.writer.apply(local)
 
     async def consume_profiles(self, events) -> None:
         """Our cold-start profiles, already in their user's partition; rejects quarantined."""
-        rt = self.rt
         local = []
         for event in events:
             profile = decode_profile(event.value or b"")
             if profile is not None:
                 local.append((event, profile))
                 continue
-            rt.metrics.rejects.labels(BAD_PROFILE).inc()
+            self.metrics.rejects.labels(BAD_PROFILE).inc()
             message = event.message
             reject = Rejected(reason=BAD_PROFILE,
                               line=(event.value or b"").decode("utf-8", "replace")[:1000],
                               topic=message.topic, partition=message.partition,
                               offset=message.offset)
-            await rt.produce(rt.topics.quarantine, None, reject.dumps())
+            await self.producer.produce(self.quarantine, None, reject.dumps())
         if local:
             await self.writer.apply(local)
 
     def _co_partitioned(self) -> bool:
-        topic = self.rt.topics.movielog.get_topic_name()
-        return self.rt.app.consumer.topic_partitions(topic) == self.partitions
+        topic = self.movielog.get_topic_name()
+        return self.consumer_of().topic_partitions(topic) == self.partitions
 
 
-def register(app, rt: Runtime, writer: UserWriter) -> Ingest:
-    ingest = Ingest(rt, writer)
-    s = rt.settings
+def register(app, ingest: Ingest, *, topics: Topics, batch_size: int,
+             within_s: float) -> Ingest:
+    """``ingest_movielog``, ``ingest_rekeyed`` and ``apply_profiles`` over one :class:`Ingest`."""
 
-    @app.agent(rt.topics.movielog, name="ingest_movielog")
+    @app.agent(topics.movielog, name="ingest_movielog")
     async def ingest_movielog(stream) -> None:
-        async for events in stream.take_events(s.ingest_batch, s.ingest_within_s):
+        async for events in stream.take_events(batch_size, within_s):
             for start in range(0, len(events), CHUNK):
                 await ingest.consume(events[start:start + CHUNK], forward=True)
                 await asyncio.sleep(0)  # let /recommend in between chunks
 
-    @app.agent(rt.topics.events, name="ingest_rekeyed")
+    @app.agent(topics.events, name="ingest_rekeyed")
     async def ingest_rekeyed(stream) -> None:
-        async for events in stream.take_events(s.ingest_batch, s.ingest_within_s):
+        async for events in stream.take_events(batch_size, within_s):
             for start in range(0, len(events), CHUNK):
                 await ingest.consume(events[start:start + CHUNK], forward=False)
                 await asyncio.sleep(0)
 
-    @app.agent(rt.topics.user_profiles, name="apply_profiles")
+    @app.agent(topics.user_profiles, name="apply_profiles")
     async def apply_profiles(stream) -> None:
-        async for events in stream.take_events(s.ingest_batch, s.ingest_within_s):
+        async for events in stream.take_events(batch_size, within_s):
             for start in range(0, len(events), CHUNK):
                 await ingest.consume_profiles(events[start:start + CHUNK])
                 await asyncio.sleep(0)

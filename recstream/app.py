@@ -64,7 +64,10 @@ def wire_agents(app: faust.App, rt: Runtime) -> None:
         current_model=rt.current_model, monitor=rt.monitor, clock=rt.recommender,
         metrics=rt.metrics, changelog=rt.changelog, producer=rt.producer,
         movie_updates=rt.topics.movie_updates)
-    ingest.register(app, rt, user_writer)
+    ingest.register(app, ingest.Ingest(settings=s, writer=user_writer, metrics=rt.metrics,
+                                       producer=rt.producer, topics=rt.topics,
+                                       consumer_of=lambda: app.consumer),
+                    topics=rt.topics, batch_size=s.ingest_batch, within_s=s.ingest_within_s)
     profiles.register(app, rt, user_writer)  # new users: user API → UserProfile records
     movie_writer = movies.register(app, movies.MovieWriter(
         settings=s, movie_stats=rt.tables.movie_stats, item_factors=rt.tables.item_factors,

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from agents.broadcast import ItemFollower
+from agents.ingest import Ingest
 from agents.movies import MovieWriter
 from agents.users import UserWriter
 from recstream.runtime import Runtime
@@ -53,3 +54,8 @@ def user_writer(rt: Runtime) -> UserWriter:
                       items=rt.items, current_model=rt.current_model, monitor=rt.monitor,
                       clock=rt.recommender, metrics=rt.metrics, changelog=rt.changelog,
                       producer=rt.producer, movie_updates=rt.topics.movie_updates)
+
+
+def ingest(rt: Runtime, writer: UserWriter) -> Ingest:
+    return Ingest(settings=rt.settings, writer=writer, metrics=rt.metrics, producer=rt.producer,
+                  topics=rt.topics, consumer_of=lambda: rt.app.consumer)

@@ -23,7 +23,6 @@ from aiohttp import web
 from agents import profiles as cs
 from agents.profiles import ColdStart
 from recstream.user_api import parse_user, slug_title, users_from_response
-from agents.ingest import Ingest
 from agents.users import UserWriter
 from recstream.parsing import parse_line
 from recstream.records import UserProfile
@@ -35,7 +34,7 @@ from recstream.sim.world import build_synthetic
 from tables.codecs import UserHistory, decode_history, encode_history, movie_key, user_key
 from tables.context import as_event, partition_for
 from tests.conftest import free_port, sample_path
-from tests.wiring import user_writer
+from tests.wiring import ingest as ingest_of, user_writer
 
 FACTORS = 8
 NOW = "2025-01-06T10:00:00"                   # stream time of the accounts created below
@@ -159,7 +158,7 @@ async def deliver(rt, make_event, writer: UserWriter, sent: list) -> None:
     events = [make_event(value, key=key, topic="recstream-user-profiles",
                          partition=partition_for(key, rt.settings.partitions))
               for key, value in sent]
-    await Ingest(rt, writer).consume_profiles(events)
+    await ingest_of(rt, writer).consume_profiles(events)
 
 
 def true_mean(world, uid: int, slugs: list[str]) -> float:
@@ -409,13 +408,13 @@ async def test_a_profile_on_the_raw_movielog_is_quarantined(rt, recorder, make_e
     """Only the internal user-profiles topic carries profiles; the platform's topic never does."""
     writer = user_writer(rt)
     forged = UserProfile(time=1.0, user=8, vector=[9.0] * FACTORS, source="foldin").dumps()
-    await Ingest(rt, writer).consume([make_event(forged, key=user_key(8),
+    await ingest_of(rt, writer).consume([make_event(forged, key=user_key(8),
                                                  partition=own_partition(rt, 8))], forward=True)
     assert rt.users.get_row(8) < 0 and [v.reason for _, v in recorder.on("quarantine")]
     await deliver(rt, make_event, writer, [(user_key(8), b'{"not": "a profile"}')])
     assert rt.users.get_row(8) < 0 and len(recorder.on("quarantine")) == 2
     assert recorder.on("quarantine")[-1][1].reason == "bad_profile"
     # The re-keyed events topic carries raw lines only: a profile there is a bad line.
-    await Ingest(rt, writer).consume([make_event(forged, key=user_key(8), topic="recstream-events",
+    await ingest_of(rt, writer).consume([make_event(forged, key=user_key(8), topic="recstream-events",
                                                  partition=own_partition(rt, 8))], forward=False)
     assert rt.users.get_row(8) < 0 and len(recorder.on("quarantine")) == 3

@@ -12,7 +12,6 @@ import asyncio
 import numpy as np
 import pytest
 
-from agents.ingest import Ingest
 from agents.users import CHECKPOINT_MINUTES, UserWriter
 from models.online import init_vector, item_step, predict
 from recstream.parsing import parse_line
@@ -20,7 +19,7 @@ from recstream.records import MovieUpdate, RecommendationOutcome, Rejected
 from tables.broadcast import decode_item_state
 from tables.codecs import decode_history, decode_movie_stats, decode_vector, user_key
 from tables.context import partition_for
-from tests.wiring import movie_writer, user_writer
+from tests.wiring import ingest as ingest_of, movie_writer, user_writer
 
 T0 = "2024-10-14T15:30:"
 
@@ -268,7 +267,7 @@ async def test_movie_writer_skips_values_that_are_not_updates(rt, recorder, make
 # -- Ingest -------------------------------------------------------------------------------
 
 async def test_ingest_quarantines_forwards_and_applies(rt, recorder, make_event):
-    ingest = Ingest(rt, user_writer(rt))
+    ingest = ingest_of(rt, user_writer(rt))
     user = 42
     mine = own_partition(rt, user)
     other = (mine + 1) % rt.settings.partitions
@@ -302,7 +301,7 @@ async def test_ingest_quarantines_forwards_and_applies(rt, recorder, make_event)
 async def test_ingest_rekeys_everything_when_not_co_partitioned(rt, recorder, make_event,
                                                                monkeypatch):
     monkeypatch.setattr(rt.app.consumer, "topic_partitions", lambda topic: 2)  # movielog ≠ 4
-    ingest = Ingest(rt, user_writer(rt))
+    ingest = ingest_of(rt, user_writer(rt))
     text = line(42, "GET /rate/up+2009=4").encode()
     await ingest.consume([make_event(text, partition=own_partition(rt, 42))], forward=True)
     assert recorder.on("events") == [(b"42", text)]
@@ -310,7 +309,7 @@ async def test_ingest_rekeys_everything_when_not_co_partitioned(rt, recorder, ma
 
 
 async def test_ingest_of_rekeyed_events_applies_in_place(rt, recorder, make_event):
-    ingest = Ingest(rt, user_writer(rt))
+    ingest = ingest_of(rt, user_writer(rt))
     text = line(42, "GET /rate/up+2009=4").encode()
     await ingest.consume([make_event(text, topic="recstream-events",
                                      partition=own_partition(rt, 42))], forward=False)
@@ -323,7 +322,7 @@ async def test_every_real_sample_line_is_ingested_or_quarantined(rt, recorder, m
                                                                 sample_lines):
     """The real sample in its users' partitions: bad lines quarantined, the rest applied,
     and a full redelivery of it changes nothing."""
-    ingest = Ingest(rt, user_writer(rt))
+    ingest = ingest_of(rt, user_writer(rt))
     lines = sample_lines[:12_000] + sample_lines[-40:]  # CMU ratings, the McGill tail
 
     async def deliver(texts: list[str]) -> None:
