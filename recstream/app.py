@@ -86,7 +86,10 @@ def wire_agents(app: faust.App, rt: Runtime) -> None:
         users=rt.users, items=rt.items, recommender=rt.recommender, batch=s.refresh_batch,
         top_k=s.top_k, refreshed=rt.metrics.refreshed),
         readiness=rt.readiness, metrics=rt.metrics, interval_s=s.refresh_interval_s)
-    monitoring.register(app, rt)
+    monitoring.register(app, monitoring.MonitoringTimers(
+        monitoring.DriftStore(monitor=rt.monitor, table=rt.tables.drift_windows,
+                              changelog=rt.changelog),
+        app=app, readiness=rt.readiness, metrics=rt.metrics, topics=rt.topics))
 
     def forget_caches() -> None:
         rt.user_store.forget_cache()

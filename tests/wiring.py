@@ -9,6 +9,7 @@ from typing import Any
 
 from agents.broadcast import ItemFollower
 from agents.ingest import Ingest
+from agents.monitoring import DriftStore, MonitoringTimers
 from agents.movies import MovieWriter
 from agents.users import UserWriter
 from recstream.runtime import Runtime
@@ -59,3 +60,12 @@ def user_writer(rt: Runtime) -> UserWriter:
 def ingest(rt: Runtime, writer: UserWriter) -> Ingest:
     return Ingest(settings=rt.settings, writer=writer, metrics=rt.metrics, producer=rt.producer,
                   topics=rt.topics, consumer_of=lambda: rt.app.consumer)
+
+
+def drift_store(rt: Runtime) -> DriftStore:
+    return DriftStore(monitor=rt.monitor, table=rt.tables.drift_windows, changelog=rt.changelog)
+
+
+def monitoring_timers(rt: Runtime, store: DriftStore | None = None) -> MonitoringTimers:
+    return MonitoringTimers(store or drift_store(rt), app=rt.app, readiness=rt.readiness,
+                            metrics=rt.metrics, topics=rt.topics)
