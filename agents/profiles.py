@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Optional
+from typing import Any, Optional
 
 import aiohttp
 import numpy as np
@@ -35,8 +35,15 @@ from models.coldstart import DemographicPrior, fold_in, relative_reg
 from models.titles import TitleIndex
 from recstream.user_api import UserApiUnavailable, get_users, slug_title, users_from_response
 from recstream.records import UserProfile
-from recstream.runtime import Runtime
+from recstream.kafka import AppProducer
+from recstream.metrics import Metrics
+from recstream.modelupdates import CurrentModel
+from recstream.runtime import Readiness
+from recstream.settings import Settings
 from tables.codecs import decode_history, user_key
+from tables.memory import ItemIndex, UserIndex
+from tables.serving import Recommender
+from tables.users import UserStore
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +96,17 @@ def make_profile(user: dict, *, titles: Optional[TitleIndex], row_of: dict[str, 
 
 
 class ColdStart:
-    def __init__(self, rt: Runtime) -> None:
+    """Queue, fetch, match, fold in, publish; reads the indexes and tables, writes none."""
+
+    def __init__(self, *, settings: Settings, users: UserIndex, items: ItemIndex,
+                 user_store: UserStore, current_model: CurrentModel, clock: Recommender,
+                 movie_catalog: Any, user_history: Any, producer: AppProducer,
+                 profiles_topic: Any, metrics: Metrics) -> None:
         self._last_complaint = -COMPLAIN_EVERY_S
-        self.rt = rt
+        self.settings, self.users, self.items, self.user_store = settings, users, items, user_store
+        self.current_model, self.clock = current_model, clock
+        self.movie_catalog, self.user_history = movie_catalog, user_history
+        self.producer, self.profiles_topic = producer, profiles_topic
         self.queue: asyncio.Queue[int] = asyncio.Queue(maxsize=QUEUE_LIMIT)
         self.tried: dict[int, tuple[int, float]] = {}   # user -> (tries, monotonic time of last)
         self.titles: Optional[TitleIndex] = None
@@ -100,13 +115,13 @@ class ColdStart:
         self.prior = DemographicPrior(shrinkage=PRIOR_SHRINKAGE)
         self.prior_users = 0
         self.demographics: dict[int, tuple[Optional[int], str]] = {}  # this worker's users
-        self.calls = {k: rt.metrics.api_calls.labels(f"user_{k}")
+        self.calls = {k: metrics.api_calls.labels(f"user_{k}")
                       for k in ("ok", "not_found", "rate_limited", "error", "dropped")}
 
     # -- the ingest side: never blocks ---------------------------------------------------
     def want(self, user: int) -> None:
         """Queue a fetch of ``user`` unless it was tried recently or too often."""
-        if not self.rt.settings.coldstart:
+        if not self.settings.coldstart:
             return
         now = time.monotonic()
         tries, last = self.tried.get(user, (0, -RETRY_AFTER_S))
@@ -143,21 +158,21 @@ class ColdStart:
     # -- fetching ------------------------------------------------------------------------
     def _cold(self, user: int) -> bool:
         """Still worth a fetch: no vector and no profile applied yet."""
-        row = self.rt.users.get_row(user)
-        if row >= 0 and self.rt.users.has_vector[row]:
+        row = self.users.get_row(user)
+        if row >= 0 and self.users.has_vector[row]:
             return False
-        history = self.rt.user_store.peek(user)
+        history = self.user_store.peek(user)
         return history is None or history.profiled is None
 
     async def run(self) -> None:
-        s = self.rt.settings
+        s = self.settings
         await self.titles_ready.wait()
         timeout = aiohttp.ClientTimeout(total=s.api_timeout_s)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             await asyncio.gather(*(self._worker(session) for _ in range(s.coldstart_concurrency)))
 
     async def _worker(self, session: aiohttp.ClientSession) -> None:
-        limit = self.rt.settings.api_batch_size
+        limit = self.settings.api_batch_size
         while True:
             users = [await self.queue.get()]
             while len(users) < limit and not self.queue.empty():
@@ -170,7 +185,7 @@ class ColdStart:
 
     async def fetch(self, session: aiohttp.ClientSession, users: list[int]) -> int:
         """One API call for ``users``; produces their profiles → how many."""
-        s = self.rt.settings
+        s = self.settings
         try:
             outcome, payload = await get_users(session, s.api_url, users)
         except UserApiUnavailable as exc:
@@ -197,12 +212,12 @@ class ColdStart:
             self._done(u, RETRY_AFTER_S if u in got else NOT_FOUND_HOLD_S)
         if not found:
             return 0
-        rt = self.rt
-        items, n = rt.items, len(rt.items)
+        items, n = self.items, len(self.items)
         # Snapshots taken on the loop (growth swaps arrays in; see tables.memory).
         factors, bias, plays, ids = items.factors[:n], items.bias[:n], items.plays[:n], items.ids[:n]
-        trained = rt.current_model.model.item_row  # a promoted batch model: its items are trained anchors too
-        prior, titles, mean = self.prior, self.titles, float(rt.current_model.global_mean)
+        # A promoted batch model: its items are trained anchors too.
+        trained = self.current_model.model.item_row
+        prior, titles, mean = self.prior, self.titles, float(self.current_model.global_mean)
         ready = self.prior_users > 0 and prior.global_vector.shape[0] == factors.shape[1]
 
         def compute() -> list[dict]:
@@ -217,24 +232,25 @@ class ColdStart:
                                  dislike_rating=float(s.rating_min), reg=reg) for u in found]
 
         made = await asyncio.get_running_loop().run_in_executor(None, compute)
-        now = rt.recommender.stream_time or time.time()
+        now = self.clock.stream_time or time.time()
         for u, fields in zip(found, made):
             self.demographics[u["user"]] = (u["age"] if u["age"] >= 0 else None, u["gender"])
             profile = UserProfile(time=now, user=u["user"], age=u["age"], gender=u["gender"],
-                                  occupation=u["occupation"], model_version=rt.current_model.label,
-                                  generation=rt.current_model.generation, **fields)
-            await rt.produce(rt.topics.user_profiles, user_key(u["user"]), profile.dumps())
+                                  occupation=u["occupation"], model_version=self.current_model.label,
+                                  generation=self.current_model.generation, **fields)
+            await self.producer.produce(self.profiles_topic, user_key(u["user"]),
+                                        profile.dumps())
         return len(found)
 
     # -- the title index and the prior, off the hot path -----------------------------------
     async def rebuild_titles(self, *, force: bool = False) -> bool:
         """Rebuild the title index if the catalogue grew; → whether it was rebuilt."""
-        items = self.rt.items
+        items = self.items
         n = len(items)
         if not force and self.titles_for >= 0 and n < self.titles_for * (1 + TITLES_GROWTH) + 1:
             return False
         meta: dict[str, tuple[str, Optional[int]]] = {}
-        for k, (key, raw) in enumerate(self.rt.tables.movie_catalog.items()):
+        for k, (key, raw) in enumerate(self.movie_catalog.items()):
             if k % SCAN_CHUNK == SCAN_CHUNK - 1:
                 await asyncio.sleep(0)
             try:
@@ -258,7 +274,7 @@ class ColdStart:
     async def load_demographics(self) -> int:
         """Demographics already stored in ``user_history`` (after a restart)."""
         count = 0
-        for k, (key, raw) in enumerate(self.rt.tables.user_history.items()):
+        for k, (key, raw) in enumerate(self.user_history.items()):
             if k % SCAN_CHUNK == SCAN_CHUNK - 1:
                 await asyncio.sleep(0)
             if not raw or b'"p":' not in raw:
@@ -271,7 +287,7 @@ class ColdStart:
 
     async def refit_prior(self) -> int:
         """Refit the demographic prior on users with a vector and known demographics."""
-        users = self.rt.users
+        users = self.users
         rows = [(users.get_row(u), a, g) for u, (a, g) in self.demographics.items()]
         rows = [(r, a, g) for r, a, g in rows if r >= 0 and users.has_vector[r]]
         if len(rows) < PRIOR_MIN_USERS:
@@ -279,7 +295,7 @@ class ColdStart:
         known = np.fromiter((r for r, _, _ in rows), np.int64, len(rows))
         have = np.flatnonzero(users.has_vector[: users.count])
         others = np.setdiff1d(have, known)
-        rng = np.random.default_rng(self.rt.settings.seed)
+        rng = np.random.default_rng(self.settings.seed)
         others = rng.choice(others, min(PRIOR_SAMPLE, others.size), replace=False)
         all_rows = np.r_[known, others].astype(np.int64)
         ages = [a for _, a, _ in rows] + [None] * others.size
@@ -291,10 +307,9 @@ class ColdStart:
         return len(rows)
 
 
-def register(app, rt: Runtime, writer) -> ColdStart:
+def register(app, cold: ColdStart, writer: Any, *, readiness: Readiness) -> ColdStart:
     """Hook the cold start into ``writer`` (the user writer) and start its tasks."""
-    cold = ColdStart(rt)
-    if not rt.settings.coldstart:
+    if not cold.settings.coldstart:
         return cold
     writer.on_new_user = cold.want
 
@@ -304,8 +319,8 @@ def register(app, rt: Runtime, writer) -> ColdStart:
 
     @app.task
     async def maintain_coldstart() -> None:
-        await rt.readiness.tables_recovered.wait()
-        await rt.readiness.items_loaded.wait()
+        await readiness.tables_recovered.wait()
+        await readiness.items_loaded.wait()
         await cold.load_demographics()
         refit_at = 0.0
         while True:

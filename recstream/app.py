@@ -68,7 +68,12 @@ def wire_agents(app: faust.App, rt: Runtime) -> None:
                                        producer=rt.producer, topics=rt.topics,
                                        consumer_of=lambda: app.consumer),
                     topics=rt.topics, batch_size=s.ingest_batch, within_s=s.ingest_within_s)
-    profiles.register(app, rt, user_writer)  # new users: user API → UserProfile records
+    profiles.register(app, profiles.ColdStart(  # new users: user API → UserProfile records
+        settings=s, users=rt.users, items=rt.items, user_store=rt.user_store,
+        current_model=rt.current_model, clock=rt.recommender,
+        movie_catalog=rt.tables.movie_catalog, user_history=rt.tables.user_history,
+        producer=rt.producer, profiles_topic=rt.topics.user_profiles, metrics=rt.metrics),
+        user_writer, readiness=rt.readiness)
     movie_writer = movies.register(app, movies.MovieWriter(
         settings=s, movie_stats=rt.tables.movie_stats, item_factors=rt.tables.item_factors,
         items=rt.items, current_model=rt.current_model, changelog=rt.changelog,

@@ -11,6 +11,7 @@ from agents.broadcast import ItemFollower
 from agents.ingest import Ingest
 from agents.monitoring import DriftStore, MonitoringTimers
 from agents.movies import MovieWriter
+from agents.profiles import ColdStart
 from agents.users import UserWriter
 from recstream.runtime import Runtime
 from web.routing import OwnerRouter
@@ -69,3 +70,11 @@ def drift_store(rt: Runtime) -> DriftStore:
 def monitoring_timers(rt: Runtime, store: DriftStore | None = None) -> MonitoringTimers:
     return MonitoringTimers(store or drift_store(rt), app=rt.app, readiness=rt.readiness,
                             metrics=rt.metrics, topics=rt.topics)
+
+
+def cold_start(rt: Runtime) -> ColdStart:
+    return ColdStart(settings=rt.settings, users=rt.users, items=rt.items,
+                     user_store=rt.user_store, current_model=rt.current_model,
+                     clock=rt.recommender, movie_catalog=rt.tables.movie_catalog,
+                     user_history=rt.tables.user_history, producer=rt.producer,
+                     profiles_topic=rt.topics.user_profiles, metrics=rt.metrics)

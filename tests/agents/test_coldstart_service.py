@@ -34,7 +34,7 @@ from recstream.sim.world import build_synthetic
 from tables.codecs import UserHistory, decode_history, encode_history, movie_key, user_key
 from tables.context import as_event, partition_for
 from tests.conftest import free_port, sample_path
-from tests.wiring import ingest as ingest_of, user_writer
+from tests.wiring import cold_start, ingest as ingest_of, user_writer
 
 FACTORS = 8
 NOW = "2025-01-06T10:00:00"                   # stream time of the accounts created below
@@ -169,7 +169,7 @@ def true_mean(world, uid: int, slugs: list[str]) -> float:
 
 async def setup(rt, world, make_event):
     writer = user_writer(rt)
-    cold = ColdStart(rt)
+    cold = cold_start(rt)
     writer.on_new_user = cold.want
     load_items(rt, world, make_event)
     load_known_users(rt, world, cold)
@@ -328,7 +328,7 @@ async def test_the_api_being_down_never_blocks_ingest(rt, recorder, make_event, 
 
 async def test_first_sight_of_a_user_without_history_queues_one_fetch(rt, make_event, world):
     writer = user_writer(rt)
-    cold = ColdStart(rt)
+    cold = cold_start(rt)
     writer.on_new_user = cold.want
     lines = ["2025-01-06T10:00:00,501,GET /data/m/up+2009/0.mpg",
              "2025-01-06T10:00:01,501,GET /data/m/up+2009/1.mpg",
@@ -376,7 +376,7 @@ def test_titles_read_back_from_movie_ids():
 
 
 async def test_the_title_index_prefers_metadata_and_rebuilds_only_on_growth(rt, make_event, world):
-    cold = ColdStart(rt)
+    cold = cold_start(rt)
     load_items(rt, world, make_event, metadata_share=0.5)
     assert await cold.rebuild_titles()
     cat = world.catalog
