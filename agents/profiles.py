@@ -31,7 +31,7 @@ import aiohttp
 import numpy as np
 import orjson
 
-from models.coldstart import DemographicPrior, fold_in, relative_reg
+from models.coldstart import DemographicPrior, make_profile, relative_reg
 from models.titles import TitleIndex
 from recstream.user_api import UserApiUnavailable, get_users, slug_title, users_from_response
 from recstream.records import UserProfile
@@ -62,37 +62,6 @@ PRIOR_SAMPLE = 5_000       # users without demographics sampled into the global 
 TITLES_CHECK_S = 30.0
 TITLES_GROWTH = 0.02       # rebuild the title index when the catalogue grew by 2 %
 SCAN_CHUNK = 1_000         # table rows read between two yields to the event loop
-
-
-def make_profile(user: dict, *, titles: Optional[TitleIndex], row_of: dict[str, int],
-                 factors: np.ndarray, bias: np.ndarray, supported: np.ndarray,
-                 prior: Optional[tuple[np.ndarray, float]], global_mean: float,
-                 like_rating: float, dislike_rating: float, reg: float) -> dict:
-    """Pure: the ``UserProfile`` fields for one parsed user (runs in an executor thread)."""
-    named: list[str] = []
-    sides: list[tuple[list[int], list[float]]] = []
-    for text in (user["likes"], user["dislikes"]):
-        rows, weights = [], []
-        for movie, score in (titles.match(text) if titles is not None and text else []):
-            named.append(movie)
-            row = row_of.get(movie)
-            if row is not None and row < len(supported) and supported[row]:
-                rows.append(row)
-                weights.append(score)
-        sides.append((rows, weights))
-    (liked, wl), (disliked, wd) = sides
-    d = factors.shape[1]
-    out = {"named": list(dict.fromkeys(named)), "vector": [], "bias": 0.0, "source": "none"}
-    if liked or disliked:
-        p0, b0 = prior if prior is not None else (np.zeros(d, np.float32), 0.0)
-        vec, b_u = fold_in(factors[liked], factors[disliked], p0, liked_bias=bias[liked],
-                           disliked_bias=bias[disliked], liked_weight=wl, disliked_weight=wd,
-                           prior_bias=b0, global_mean=global_mean, like_rating=like_rating,
-                           dislike_rating=dislike_rating, reg=reg, bias_reg=BIAS_REG)
-        out.update(vector=vec.tolist(), bias=float(b_u), source="foldin")
-    elif prior is not None:
-        out.update(vector=prior[0].tolist(), bias=float(prior[1]), source="prior")
-    return out
 
 
 class ColdStart:
@@ -225,7 +194,7 @@ class ColdStart:
             if trained:
                 supported |= np.fromiter((m in trained for m in ids), bool, n)
             reg = relative_reg(factors, REG_RELATIVE, rows=np.flatnonzero(supported))
-            return [make_profile(u, titles=titles, row_of=items.row_of, factors=factors,
+            return [make_profile(u, bias_reg=BIAS_REG, titles=titles, row_of=items.row_of, factors=factors,
                                  bias=bias, supported=supported,
                                  prior=prior.prior(u["age"], u["gender"]) if ready else None,
                                  global_mean=mean, like_rating=float(s.rating_max),
