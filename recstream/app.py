@@ -86,7 +86,10 @@ def wire_agents(app: faust.App, rt: Runtime) -> None:
         recommender=rt.recommender, readiness=rt.readiness,
         broadcast=rt.topics.item_broadcast, metadata=rt.topics.movie_metadata,
         bootstrap_servers=s.bootstrap_servers))
-    model_follower.register(app, rt, on_swap=item_follower.apply_ahead)
+    model_follower.register(app, model_follower.ModelFollower(
+        settings=s, current_model=rt.current_model, items=rt.items, users=rt.users,
+        user_store=rt.user_store, recommender=rt.recommender, metrics=rt.metrics,
+        readiness=rt.readiness, on_swap=item_follower.apply_ahead), worker_id=rt.worker_id)
     refresher.register(app, refresher.AnswerRefresher(
         users=rt.users, items=rt.items, recommender=rt.recommender, batch=s.refresh_batch,
         top_k=s.top_k, refreshed=rt.metrics.refreshed),

@@ -10,6 +10,7 @@ from typing import Any
 from agents.broadcast import ItemFollower
 from agents.ingest import Ingest
 from agents.monitoring import DriftStore, MonitoringTimers
+from agents.model_follower import ModelFollower
 from agents.movies import MovieWriter
 from agents.profiles import ColdStart
 from agents.users import UserWriter
@@ -78,3 +79,9 @@ def cold_start(rt: Runtime) -> ColdStart:
                      clock=rt.recommender, movie_catalog=rt.tables.movie_catalog,
                      user_history=rt.tables.user_history, producer=rt.producer,
                      profiles_topic=rt.topics.user_profiles, metrics=rt.metrics)
+
+
+def model_follower(rt: Runtime) -> ModelFollower:
+    return ModelFollower(settings=rt.settings, current_model=rt.current_model, items=rt.items,
+                         users=rt.users, user_store=rt.user_store, recommender=rt.recommender,
+                         metrics=rt.metrics, readiness=rt.readiness)

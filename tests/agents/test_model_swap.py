@@ -15,12 +15,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from agents.model_follower import ModelFollower, refit_some
 from models.registry import Registry
 from recstream.records import Rating
 from tables.broadcast import encode_item_state
 from tables.codecs import decode_vector_generation, user_key
-from tests.wiring import item_follower, routes, user_writer
+from tests.wiring import item_follower, model_follower, routes, user_writer
 
 N_ITEMS, N_USERS = 300, 200
 
@@ -74,7 +73,7 @@ async def test_swap_under_concurrent_requests_is_atomic_and_fast(rt):
     users = range(1, N_USERS + 1)
     old = answers(rt, users)
     pointer = promote_model(rt, users=range(1, N_USERS // 2 + 1))
-    follower = ModelFollower(rt)
+    follower = model_follower(rt)
 
     app = web.Application()
     app.add_routes(routes(rt))
@@ -131,10 +130,10 @@ async def test_stragglers_are_refit_from_their_history(rt, make_event):
                        for i, m in enumerate(liked))]
     await writer.apply(batch)
     pointer = promote_model(rt, users=range(1, 100))
-    assert await ModelFollower(rt).switch(pointer)
+    assert await model_follower(rt).switch(pointer)
     row = rt.users.get_row(150)
     assert not rt.users.has_vector[row] and 150 in rt.current_model.refit_queue
-    refit_some(rt)
+    model_follower(rt).refit_some()
     assert rt.users.has_vector[row]
     # The refit vector predicts the user's 5-star ratings far above the mean.
     items = [rt.items.row_of[m] for m in liked]
@@ -146,7 +145,7 @@ async def test_stragglers_are_refit_from_their_history(rt, make_event):
 async def test_state_learnt_under_an_older_generation_is_not_mixed_in(rt, make_event):
     fill_online(rt)
     pointer = promote_model(rt, users=range(1, 50))
-    assert await ModelFollower(rt).switch(pointer)
+    assert await model_follower(rt).switch(pointer)
     gen = rt.current_model.generation
     movie = movies()[0]
     base_bias, base_vec = rt.current_model.model.item_vector(movie)
@@ -187,7 +186,7 @@ async def test_unreadable_artifact_keeps_serving_the_current_model(rt):
     pointer = promote_model(rt, users=range(1, 10))
     registry = Registry(rt.settings.registry_path)
     (registry.path(pointer["version"]) / "arrays.npz").write_bytes(b"not a zip")
-    assert not await ModelFollower(rt).switch(pointer)
+    assert not await model_follower(rt).switch(pointer)
     assert rt.current_model.generation == 0
     assert answers(rt, range(1, 20)) == before
     assert rt.metrics.registry.get_sample_value("recstream_model_swaps_total",
