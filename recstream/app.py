@@ -103,7 +103,9 @@ def wire_agents(app: faust.App, rt: Runtime) -> None:
         rt.user_store.forget_cache()
         movie_writer.forget()
 
-    lifecycle.register(app, rt, forget_caches)
+    lifecycle.register(app, settings=s, tables=rt.tables, topics=rt.topics, users=rt.users,
+                       current_model=rt.current_model, readiness=rt.readiness,
+                       forget_caches=forget_caches)
 
 
 def wire_web(app: faust.App, rt: Runtime) -> None:

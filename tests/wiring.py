@@ -9,6 +9,7 @@ from typing import Any
 
 from agents.broadcast import ItemFollower
 from agents.ingest import Ingest
+from agents.lifecycle import load_user_vectors, restore_minor_flags
 from agents.monitoring import DriftStore, MonitoringTimers
 from agents.model_follower import ModelFollower
 from agents.movies import MovieWriter
@@ -85,3 +86,14 @@ def model_follower(rt: Runtime) -> ModelFollower:
     return ModelFollower(settings=rt.settings, current_model=rt.current_model, items=rt.items,
                          users=rt.users, user_store=rt.user_store, recommender=rt.recommender,
                          metrics=rt.metrics, readiness=rt.readiness)
+
+
+async def load_vectors(rt: Runtime, *, keep_loaded: bool = False) -> int:
+    return await load_user_vectors(user_vectors=rt.tables.user_vectors, users=rt.users,
+                                   current_model=rt.current_model, settings=rt.settings,
+                                   keep_loaded=keep_loaded)
+
+
+async def restore_minors(rt: Runtime) -> int:
+    return await restore_minor_flags(user_history=rt.tables.user_history, users=rt.users,
+                                     settings=rt.settings)
