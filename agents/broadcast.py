@@ -21,7 +21,7 @@ from recstream.kafka import reader
 
 from recstream.movie_api import minors_ok, is_adult
 from recstream.modelupdates import CurrentModel
-from recstream.runtime import Readiness
+from recstream.parts import Readiness
 from tables.broadcast import decode_item_state
 from tables.memory import ItemIndex, UserIndex
 from tables.serving import Recommender

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from recstream.modelupdates import CurrentModel
-from recstream.runtime import Readiness
+from recstream.parts import Readiness
 from recstream.settings import Settings
 from recstream.topics import Topics
 from tables import Tables

@@ -36,7 +36,7 @@ from models.registry import Registry
 from recstream.modelupdates import (CurrentModel, ServingModel, decode_pointer,
                                     latest_announced, topic_name)
 from recstream.metrics import Metrics
-from recstream.runtime import Readiness
+from recstream.parts import Readiness
 from recstream.settings import Settings
 from tables.memory import ItemIndex, UserIndex
 from tables.serving import Recommender

@@ -21,7 +21,7 @@ from faust.exceptions import ConsumerNotStarted
 from recstream.monitor import consumer_lag
 from recstream.metrics import Metrics
 from recstream.monitor import Monitor
-from recstream.runtime import Readiness
+from recstream.parts import Readiness
 from recstream.topics import Topics
 from recstream.windows import FEATURES
 from tables.changelog import ChangelogWriter

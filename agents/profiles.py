@@ -38,7 +38,7 @@ from recstream.records import UserProfile
 from recstream.kafka import AppProducer
 from recstream.metrics import Metrics
 from recstream.modelupdates import CurrentModel
-from recstream.runtime import Readiness
+from recstream.parts import Readiness
 from recstream.settings import Settings
 from tables.codecs import decode_history, user_key
 from tables.memory import ItemIndex, UserIndex

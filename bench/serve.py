@@ -4,7 +4,7 @@ Three processes: a server, a load client and this orchestrator.  On a 2-core
 box the server is pinned to core 0 and the client to core 1 (``--no-pin`` to
 let them float).
 
-* ``--mode state`` (default): the server builds a real Runtime with
+* ``--mode state`` (default): the server builds a real WorkerParts with
   ``create_app`` (never started: no Kafka), fills its ItemIndex with M movies
   and its UserIndex with N users (random factors, a deterministic short history
   for a third of them, 5% minors), precomputes every answer with
@@ -172,8 +172,8 @@ def stop(proc: subprocess.Popen) -> None:
 
 # -- servers (subprocess roles) ----------------------------------------------------------
 def build_state(args) -> tuple[object, dict]:
-    """A real, never-started Runtime filled with random users and movies."""
-    from recstream.app import create_app, runtime_of
+    """A real, never-started WorkerParts filled with random users and movies."""
+    from recstream.app import create_app, parts_of
     from recstream.settings import Settings
     from tables.codecs import UserHistory
 
@@ -183,7 +183,7 @@ def build_state(args) -> tuple[object, dict]:
     atexit.register(shutil.rmtree, tmp, True)
     settings = Settings.from_mapping({"app_id": f"bench-serve-{os.getpid()}", "data_dir": tmp,
                                       "max_user_id": args.max_user_id})
-    rt = runtime_of(create_app(settings))
+    rt = parts_of(create_app(settings))
     rng = np.random.default_rng(args.seed)
     f, m, n = settings.n_factors, args.movies, args.users
     now = time.time()

@@ -1,8 +1,15 @@
-"""The one Faust app, built by :func:`create_app`.
+"""The composition root: the one Faust app, built by :func:`create_app`.
 
-``faust -A recstream.app worker`` (and the ``recstream`` CLI) use the
-module-level ``app``, configured from the environment.  Building it connects
-to nothing: Kafka, RocksDB and the web server start with the worker.
+This is the only module that imports ``agents`` and ``web`` (the layering test allows it
+and ``recstream.cli`` nothing else): it builds the worker's parts
+(:class:`~recstream.parts.WorkerParts`), then :func:`wire_agents` and :func:`wire_web` give
+each agent and view only the collaborators it uses, and :func:`recstream.ops.register`
+adds the operator commands.  To add an agent: write its module under ``agents/`` with a
+``register(app, ...)`` taking what it needs, and call it from :func:`wire_agents`.
+
+``faust -A recstream.app worker`` (and the ``recstream`` CLI) use the module-level
+``app``, configured from the environment.  Building it connects to nothing: Kafka,
+RocksDB and the web server start with the worker.
 """
 from __future__ import annotations
 
@@ -11,7 +18,7 @@ import faust
 from agents import (broadcast, ingest, lifecycle, metadata, model_follower, monitoring, movies,
                     profiles, refresher, users)
 from recstream.ops import register as register_ops
-from recstream.runtime import Runtime
+from recstream.parts import WorkerParts
 from recstream.settings import Settings
 from recstream.topics import define_topics
 from tables import define_tables
@@ -44,8 +51,8 @@ def create_app(settings: Settings) -> faust.App:
     )
     tables = define_tables(app, settings)
     topics = define_topics(app, settings)
-    rt = Runtime.build(app, settings, tables, topics)
-    app.recstream = rt  # the runtime of this app, for commands and tests
+    rt = WorkerParts.build(app, settings, tables, topics)
+    app.recstream = rt  # this app's parts, for tests and benchmarks (parts_of)
 
     wire_agents(app, rt)
     wire_web(app, rt)
@@ -53,7 +60,7 @@ def create_app(settings: Settings) -> faust.App:
     return app
 
 
-def wire_agents(app: faust.App, rt: Runtime) -> None:
+def wire_agents(app: faust.App, rt: WorkerParts) -> None:
     """Each agent module gets what it reads and writes; the order is the start order."""
     s = rt.settings
     fetcher = metadata.register(app, metadata.CatalogFetcher(
@@ -108,7 +115,7 @@ def wire_agents(app: faust.App, rt: Runtime) -> None:
                        forget_caches=forget_caches)
 
 
-def wire_web(app: faust.App, rt: Runtime) -> None:
+def wire_web(app: faust.App, rt: WorkerParts) -> None:
     """The views get only what they read; the answer log and the router are theirs."""
     router = OwnerRouter(app, rt.tables.user_history, partitions=rt.settings.partitions,
                          timeout_s=rt.settings.route_timeout_s)
@@ -121,7 +128,7 @@ def wire_web(app: faust.App, rt: Runtime) -> None:
                  router=router, publisher=publisher)
 
 
-def runtime_of(app: faust.App) -> Runtime:
+def parts_of(app: faust.App) -> WorkerParts:
     return app.recstream
 
 

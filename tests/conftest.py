@@ -27,7 +27,7 @@ from recstream.settings import Settings
 if TYPE_CHECKING:  # faust is imported by the fixtures that need it, not by tests/models
     import faust
 
-    from recstream.runtime import Runtime
+    from recstream.parts import WorkerParts
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SAMPLES = DATA / "mlip-stream-samples"
@@ -93,10 +93,10 @@ def recorder() -> Recorder:
 def app(settings: Settings, recorder: Recorder, monkeypatch: pytest.MonkeyPatch) -> faust.App:
     import faust
 
-    from recstream.app import create_app, runtime_of
+    from recstream.app import create_app, parts_of
 
     app = create_app(settings)
-    rt = runtime_of(app)
+    rt = parts_of(app)
     field_of = {topic.get_topic_name(): field for field, topic in vars(rt.topics).items()}
     for field, topic in vars(rt.topics).items():
         async def send(*, key: Any = None, value: Any = None, _name: str = field,
@@ -130,10 +130,10 @@ def app(settings: Settings, recorder: Recorder, monkeypatch: pytest.MonkeyPatch)
 
 
 @pytest.fixture
-def rt(app: faust.App) -> Runtime:
-    from recstream.app import runtime_of
+def rt(app: faust.App) -> WorkerParts:
+    from recstream.app import parts_of
 
-    return runtime_of(app)
+    return parts_of(app)
 
 
 @pytest.fixture

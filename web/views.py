@@ -18,7 +18,7 @@ from aiohttp import web
 from prometheus_async import aio
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from recstream.runtime import Readiness
+from recstream.parts import Readiness
 from recstream.metrics import Metrics
 from recstream.settings import Settings
 from tables.memory import UserIndex

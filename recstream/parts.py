@@ -1,7 +1,9 @@
-"""The parts one worker shares between its agents and its web views.
+"""The parts of one worker, built once by the composition root (:mod:`recstream.app`).
 
-Built once per app by :func:`recstream.app.create_app`; agents and views get
-it passed in rather than importing globals, so tests can build several.
+No agent or view receives this record: :func:`recstream.app.wire_agents` and
+:func:`~recstream.app.wire_web` hand each one only the parts it uses.  Tests reach the
+parts of their app through ``parts_of(app)`` (the ``rt`` fixture) to build one agent at a
+time the same way (tests/wiring.py).
 """
 from __future__ import annotations
 
@@ -37,8 +39,8 @@ class Readiness:
 
 
 @dataclasses.dataclass(frozen=True)
-class Runtime:
-    """The parts of one worker, built once by the composition root; nobody reassigns them.
+class WorkerParts:
+    """The parts of one worker; frozen, so nobody reassigns them.
 
     Shared state has one owner each: the served model and the running rating mean are
     :class:`~recstream.modelupdates.CurrentModel`'s, the item and user indexes their
@@ -62,12 +64,9 @@ class Runtime:
     monitor: Monitor
     worker_id: str = dataclasses.field(default_factory=socket.gethostname)
 
-    async def produce(self, topic: faust.TopicT, key: bytes | None, value: bytes) -> None:
-        await self.producer.produce(topic, key, value)
-
     @classmethod
     def build(cls, app: faust.App, settings: Settings, tables: Tables, topics: Topics
-              ) -> "Runtime":
+              ) -> "WorkerParts":
         items = ItemIndex(settings.n_factors, init_scale=settings.init_scale, seed=settings.seed)
         users = UserIndex(settings.n_factors, settings.top_k, settings.max_user_id)
         changelog = ChangelogWriter(app)
