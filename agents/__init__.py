@@ -6,11 +6,11 @@ each only the collaborators it uses.
 | module            | concern                                                        |
 |-------------------|----------------------------------------------------------------|
 | ingest            | movielog lines → parsed events in their user's partition       |
-| users             | the one writer of user_history / user_vectors (online MF)      |
+| user_writer       | the one writer of user_history / user_vectors (online MF)      |
 | profiles          | cold start: user API → UserProfile records on their own topic  |
 | movies            | the one writer of movie state; item updates broadcast          |
 | metadata          | movie API metadata for movies being played                     |
-| broadcast         | every worker follows the item broadcast (the item index)       |
+| item_follower     | every worker follows the item broadcast (the item index)       |
 | model_follower    | swaps in promoted models announced on model-updates; retrains  |
 | refresher         | keeps answers fresh as users' state changes                    |
 | monitoring        | availability, quality, cost and drift from the stream          |

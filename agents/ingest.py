@@ -20,13 +20,13 @@ from typing import Any, Callable
 from recstream.parsing import parse_raw
 from recstream.records import Rejected, UserProfile
 from recstream.kafka import AppProducer
-from recstream.metrics import Metrics
+from recstream.prometheus import Metrics
 from recstream.settings import Settings
 from recstream.topics import Topics
 from tables.codecs import user_key
 from tables.context import partition_for
 
-from agents.users import UserWriter
+from agents.user_writer import UserWriter
 
 
 def decode_profile(raw: bytes) -> UserProfile | None:

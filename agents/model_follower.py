@@ -35,7 +35,7 @@ from models.refit import refit_user
 from models.registry import Registry
 from recstream.modelupdates import (CurrentModel, ServingModel, decode_pointer,
                                     latest_announced, topic_name)
-from recstream.metrics import Metrics
+from recstream.prometheus import Metrics
 from recstream.parts import Readiness
 from recstream.settings import Settings
 from tables.memory import ItemIndex, UserIndex

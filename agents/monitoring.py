@@ -19,7 +19,7 @@ from typing import Any
 from faust.exceptions import ConsumerNotStarted
 
 from recstream.monitor import consumer_lag
-from recstream.metrics import Metrics
+from recstream.prometheus import Metrics
 from recstream.monitor import Monitor
 from recstream.parts import Readiness
 from recstream.topics import Topics

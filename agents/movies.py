@@ -4,7 +4,7 @@ Consumes :class:`MovieUpdate` (keyed by movie, so each movie has exactly one
 owner), applies the item half of each online-MF step to the authoritative
 item vector, counts plays/viewers/ratings, and every ``BROADCAST_EVERY_S``
 publishes the changed movies' state to the broadcast topic that every
-worker's :mod:`agents.broadcast` follower applies to its in-memory model.
+worker's :mod:`agents.item_follower` follower applies to its in-memory model.
 """
 from __future__ import annotations
 

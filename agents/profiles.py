@@ -36,7 +36,7 @@ from models.titles import TitleIndex
 from recstream.user_api import UserApiUnavailable, get_users, slug_title, users_from_response
 from recstream.records import UserProfile
 from recstream.kafka import AppProducer
-from recstream.metrics import Metrics
+from recstream.prometheus import Metrics
 from recstream.modelupdates import CurrentModel
 from recstream.parts import Readiness
 from recstream.settings import Settings

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from recstream.metrics import Metrics
+from recstream.prometheus import Metrics
 from recstream.parts import Readiness
 from tables.memory import ItemIndex, UserIndex
 from tables.serving import Recommender

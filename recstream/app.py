@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import faust
 
-from agents import (broadcast, ingest, lifecycle, metadata, model_follower, monitoring, movies,
-                    profiles, refresher, users)
+from agents import (ingest, item_follower, lifecycle, metadata, model_follower, monitoring,
+                    movies, profiles, refresher, user_writer)
 from recstream.ops import register as register_ops
 from recstream.parts import WorkerParts
 from recstream.settings import Settings
@@ -66,12 +66,12 @@ def wire_agents(app: faust.App, rt: WorkerParts) -> None:
     fetcher = metadata.register(app, metadata.CatalogFetcher(
         settings=s, catalog=rt.tables.movie_catalog, metadata_topic=rt.topics.movie_metadata,
         api_calls=rt.metrics.api_calls))
-    user_writer = users.UserWriter(
+    writer = user_writer.UserWriter(
         settings=s, user_store=rt.user_store, users=rt.users, items=rt.items,
         current_model=rt.current_model, monitor=rt.monitor, clock=rt.recommender,
         metrics=rt.metrics, changelog=rt.changelog, producer=rt.producer,
         movie_updates=rt.topics.movie_updates)
-    ingest.register(app, ingest.Ingest(settings=s, writer=user_writer, metrics=rt.metrics,
+    ingest.register(app, ingest.Ingest(settings=s, writer=writer, metrics=rt.metrics,
                                        producer=rt.producer, topics=rt.topics,
                                        consumer_of=lambda: app.consumer),
                     topics=rt.topics, batch_size=s.ingest_batch, within_s=s.ingest_within_s)
@@ -80,7 +80,7 @@ def wire_agents(app: faust.App, rt: WorkerParts) -> None:
         current_model=rt.current_model, clock=rt.recommender,
         movie_catalog=rt.tables.movie_catalog, user_history=rt.tables.user_history,
         producer=rt.producer, profiles_topic=rt.topics.user_profiles, metrics=rt.metrics),
-        user_writer, readiness=rt.readiness)
+        writer, readiness=rt.readiness)
     movie_writer = movies.register(app, movies.MovieWriter(
         settings=s, movie_stats=rt.tables.movie_stats, item_factors=rt.tables.item_factors,
         items=rt.items, current_model=rt.current_model, changelog=rt.changelog,
@@ -88,7 +88,7 @@ def wire_agents(app: faust.App, rt: WorkerParts) -> None:
         item_steps=rt.metrics.model_updates.labels("item"), on_play=fetcher.want),
         movie_updates=rt.topics.movie_updates, batch_size=s.ingest_batch,
         within_s=s.ingest_within_s)
-    item_follower = broadcast.register(app, broadcast.ItemFollower(
+    items = item_follower.register(app, item_follower.ItemFollower(
         items=rt.items, current_model=rt.current_model, users=rt.users,
         recommender=rt.recommender, readiness=rt.readiness,
         broadcast=rt.topics.item_broadcast, metadata=rt.topics.movie_metadata,
@@ -96,7 +96,7 @@ def wire_agents(app: faust.App, rt: WorkerParts) -> None:
     model_follower.register(app, model_follower.ModelFollower(
         settings=s, current_model=rt.current_model, items=rt.items, users=rt.users,
         user_store=rt.user_store, recommender=rt.recommender, metrics=rt.metrics,
-        readiness=rt.readiness, on_swap=item_follower.apply_ahead), worker_id=rt.worker_id)
+        readiness=rt.readiness, on_swap=items.apply_ahead), worker_id=rt.worker_id)
     refresher.register(app, refresher.AnswerRefresher(
         users=rt.users, items=rt.items, recommender=rt.recommender, batch=s.refresh_batch,
         top_k=s.top_k, refreshed=rt.metrics.refreshed),

@@ -12,7 +12,7 @@ import dataclasses
 import socket
 import faust
 
-from recstream.metrics import Metrics
+from recstream.prometheus import Metrics
 from recstream.monitor import Monitor
 from recstream.kafka import AppProducer
 from recstream.modelupdates import CurrentModel

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from agents.broadcast import ItemFollower
+from agents.item_follower import ItemFollower
 from agents.ingest import Ingest
 from agents.lifecycle import load_user_vectors, restore_minor_flags
 from agents.monitoring import DriftStore, MonitoringTimers
 from agents.model_follower import ModelFollower
 from agents.movies import MovieWriter
 from agents.profiles import ColdStart
-from agents.users import UserWriter
+from agents.user_writer import UserWriter
 from recstream.parts import WorkerParts
 from web.routing import OwnerRouter
 from web.served_log import ProvenancePublisher

@@ -19,7 +19,7 @@ from prometheus_async import aio
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from recstream.parts import Readiness
-from recstream.metrics import Metrics
+from recstream.prometheus import Metrics
 from recstream.settings import Settings
 from tables.memory import UserIndex
 from tables.serving import Recommender

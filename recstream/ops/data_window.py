@@ -56,7 +56,7 @@ class WindowData:
 
 
 def pseudo_rating(settings: Settings) -> float:
-    """What the online updater learns from a completed, unrated watch (agents.users)."""
+    """What the online updater learns from a completed, unrated watch (agents.user_writer)."""
     return settings.rating_min + 0.8 * (settings.rating_max - settings.rating_min)
 
 

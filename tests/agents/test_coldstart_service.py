@@ -23,7 +23,7 @@ from aiohttp import web
 from agents import profiles as cs
 from agents.profiles import ColdStart
 from recstream.user_api import parse_user, slug_title, users_from_response
-from agents.users import UserWriter
+from agents.user_writer import UserWriter
 from recstream.parsing import parse_line
 from recstream.records import UserProfile
 from recstream.settings import Settings

@@ -11,7 +11,7 @@ import math
 import numpy as np
 from faust.types import TP
 
-from agents.users import UserWriter
+from agents.user_writer import UserWriter
 from recstream.monitor import Monitor
 from recstream.parsing import parse_line
 from recstream.windows import FEATURES, RATING

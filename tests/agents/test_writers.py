@@ -12,7 +12,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from agents.users import CHECKPOINT_MINUTES, UserWriter
+from agents.user_writer import CHECKPOINT_MINUTES, UserWriter
 from models.online import init_vector, item_step, predict
 from recstream.parsing import parse_line
 from recstream.records import MovieUpdate, RecommendationOutcome, Rejected

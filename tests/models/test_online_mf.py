@@ -1,5 +1,5 @@
 """Online MF: one-pass quality on ml-100k, count-based bias steps, adversarial input,
-and the split steps on two owners (agents.users → agents.movies) against ``learn_one``."""
+and the split steps on two owners (agents.user_writer → agents.movies) against ``learn_one``."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -126,7 +126,7 @@ def test_online_mf_without_damping_is_the_old_lr_step():
 # -- the split steps on two owners ------------------------------------------------------
 
 class UserOwner:
-    """What agents.users does per rating: the user half, then a MovieUpdate step
+    """What agents.user_writer does per rating: the user half, then a MovieUpdate step
     ``[error, weight, *user_vec_before]`` (floats, as they travel in JSON)."""
 
     def __init__(self, mf: OnlineMF) -> None:

@@ -21,7 +21,7 @@ from models.online import init_vector, user_step
 from recstream.records import (AccountCreated, MovieUpdate, Rating, RecommendationOutcome,
                                UserProfile, WatchMinute)
 from recstream.kafka import AppProducer
-from recstream.metrics import Metrics
+from recstream.prometheus import Metrics
 from recstream.modelupdates import CurrentModel
 from recstream.monitor import Monitor
 from recstream.settings import Settings
