@@ -318,6 +318,7 @@ async def test_ingest_of_rekeyed_events_applies_in_place(rt, recorder, make_even
     assert sample(rt, "recstream_lines_total", outcome="valid") == 0  # counted once, upstream
 
 
+@pytest.mark.slow  # real data or a full report: more than a few seconds
 async def test_every_real_sample_line_is_ingested_or_quarantined(rt, recorder, make_event,
                                                                 sample_lines):
     """The real sample in its users' partitions: bad lines quarantined, the rest applied,

@@ -40,6 +40,7 @@ def number(cell: str) -> float | None:
     return None if cell == "–" else float(cell)
 
 
+@pytest.mark.slow  # real data or a full report: more than a few seconds
 def test_pngs_are_written_and_well_formed(report):
     out, text = report
     for key in compare_cli.PLOTS:
@@ -54,6 +55,7 @@ def test_pngs_are_written_and_well_formed(report):
         assert f"](img/compare-{key}.png)" in text
 
 
+@pytest.mark.slow  # real data or a full report: more than a few seconds
 def test_report_has_every_model_definition_and_machine_fact(report):
     _, text = report
     rows = table(text)
@@ -70,6 +72,7 @@ def test_report_has_every_model_definition_and_machine_fact(report):
     assert "Quick mode" in text
 
 
+@pytest.mark.slow  # real data or a full report: more than a few seconds
 def test_numbers_are_sane_on_planted_data(report):
     rows = table(report[1])
     rmse = {name: number(row["RMSE"]) for name, row in rows.items()}
