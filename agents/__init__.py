@@ -1,33 +1,19 @@
-"""Thin agents, timers and tasks; each module registers its own on the app."""
+"""Thin agents, timers and tasks; each module registers its own on the app.
+
+:func:`recstream.app.wire_agents` (the composition root) builds and registers them, passing
+each only the collaborators it uses.
+
+| module            | concern                                                        |
+|-------------------|----------------------------------------------------------------|
+| ingest            | movielog lines → parsed events in their user's partition       |
+| user_writer       | the one writer of user_history / user_vectors (online MF)      |
+| profiles          | cold start: user API → UserProfile records on their own topic  |
+| movies            | the one writer of movie state; item updates broadcast          |
+| metadata          | movie API metadata for movies being played                     |
+| item_follower     | every worker follows the item broadcast (the item index)       |
+| model_follower    | swaps in promoted models announced on model-updates; retrains  |
+| refresher         | keeps answers fresh as users' state changes                    |
+| monitoring        | availability, quality, cost and drift from the stream          |
+| lifecycle         | topics, recovery, rebalances, clean shutdown                   |
+"""
 from __future__ import annotations
-
-import faust
-
-from recstream.runtime import Runtime
-
-
-def register_all(app: faust.App, rt: Runtime) -> None:
-    from agents import broadcast, catalog, commands, ingest, lifecycle, movies, refresher, users
-
-    fetcher = catalog.register(app, rt)
-    user_writer = users.UserWriter(rt)
-    ingest.register(app, rt, user_writer)
-    from agents import coldstart
-    coldstart.register(app, rt, user_writer)  # new users: user API → UserProfile events
-    movie_writer = movies.register(app, rt, on_play=fetcher.want)
-    item_follower = broadcast.register(app, rt)
-    from agents import models
-    models.register(app, rt, on_swap=item_follower.apply_ahead)
-    from agents import registry_commands
-    registry_commands.register(app, rt)
-    registry_commands.register_provenance(app, rt)
-    refresher.register(app, rt)
-    from agents import monitoring
-    monitoring.register(app, rt)
-
-    def forget_caches() -> None:
-        rt.user_store.forget_cache()
-        movie_writer.forget()
-
-    lifecycle.register(app, rt, forget_caches)
-    commands.register(app, rt)

@@ -1,4 +1,4 @@
-"""movielog → parsed events in their user's partition → :class:`UserWriter`.
+"""movielog → parsed events in their user's partition → :class:`UserWriter`; profiles too.
 
 Each raw line is parsed once.  Rejects go to the quarantine topic with their
 reason and are counted.  A valid event already in the partition its user id
@@ -6,22 +6,31 @@ hashes to (our simulator and ``replay`` key lines by user) is applied right
 here; any other is forwarded, keyed by user, to the events topic and applied
 by ``ingest_rekeyed`` on the partition's owner.  Both agents call the same
 writer, so each user's state still has exactly one writer per partition.
+
+Our own :class:`~recstream.records.UserProfile` records (cold start) arrive on their
+own topic, ``<app>-user-profiles``, keyed by user like the events topic, and go to the
+same writer through ``apply_profiles``: the platform's lines and our records never share
+a topic, so nothing has to tell them apart by their first byte.
 """
 from __future__ import annotations
 
 import asyncio
+from typing import Any, Callable
 
 from recstream.parsing import parse_raw
 from recstream.records import Rejected, UserProfile
-from recstream.runtime import Runtime
+from recstream.kafka import AppProducer
+from recstream.prometheus import Metrics
+from recstream.settings import Settings
+from recstream.topics import Topics
 from tables.codecs import user_key
 from tables.context import partition_for
 
-from agents.users import UserWriter
+from agents.user_writer import UserWriter
 
 
 def decode_profile(raw: bytes) -> UserProfile | None:
-    """A UserProfile from the events topic (JSON), or None (then it is parsed as a line)."""
+    """A UserProfile from the user-profiles topic (JSON), or None when it is not one."""
     try:
         record = UserProfile.loads(raw, serializer="json")
     except (ValueError, TypeError, KeyError):  # not ours: quarantined as a bad line
@@ -34,32 +43,32 @@ def decode_profile(raw: bytes) -> UserProfile | None:
 # Events applied between two yields to the event loop: ~1-2 ms of work, so a
 # request never waits behind a whole batch (ingest and serving share the loop).
 CHUNK = 25
+BAD_PROFILE = "bad_profile"  # quarantine reason: not a UserProfile of ours
 
 
 class Ingest:
-    def __init__(self, rt: Runtime, writer: UserWriter) -> None:
-        self.rt = rt
-        self.writer = writer
-        s = rt.settings
+    """Parses, quarantines, re-keys or applies; the writer does the rest."""
+
+    def __init__(self, *, settings: Settings, writer: UserWriter, metrics: Metrics,
+                 producer: AppProducer, topics: Topics, consumer_of: Callable[[], Any]) -> None:
+        self.writer, self.metrics, self.producer = writer, metrics, producer
+        self.quarantine, self.events = topics.quarantine, topics.events
+        self.movielog = topics.movielog
+        self.consumer_of = consumer_of  # the app's consumer, asked for partition counts
+        s = settings
         self.parse_args = dict(rating_min=s.rating_min, rating_max=s.rating_max,
                                max_user_id=s.max_user_id, max_minute=s.max_minute)
         self.partitions = s.partitions
-        self._valid = rt.metrics.lines.labels("valid")
+        self._valid = metrics.lines.labels("valid")
 
     async def consume(self, events, *, forward: bool) -> None:
-        rt = self.rt
-        metrics = rt.metrics
+        metrics = self.metrics
         local = []
         # Applying in place is only right when movielog is co-partitioned with
         # the tables (same partition count); otherwise every event is re-keyed.
         same_layout = not forward or self._co_partitioned()
         for event in events:
             value = event.value if event.value is not None else b""
-            if not forward and value[:1] == b"{":  # our own UserProfile (agents.coldstart)
-                profile = decode_profile(value)
-                if profile is not None:
-                    local.append((event, profile))
-                    continue
             parsed = parse_raw(value, **self.parse_args)
             if isinstance(parsed, Rejected):
                 metrics.lines.labels("rejected").inc()  # only raw lines can be rejected
@@ -67,7 +76,7 @@ class Ingest:
                 message = event.message
                 parsed.topic, parsed.partition, parsed.offset = (
                     message.topic, message.partition, message.offset)
-                await rt.produce(rt.topics.quarantine, None, parsed.dumps())
+                await self.producer.produce(self.quarantine, None, parsed.dumps())
                 continue
             if forward:
                 self._valid.inc()
@@ -77,31 +86,56 @@ class Ingest:
                 local.append((event, parsed))
             else:
                 metrics.rekeyed.inc()
-                await rt.produce(rt.topics.events, key, event.value)
+                await self.producer.produce(self.events, key, event.value)
+        if local:
+            await self.writer.apply(local)
+
+    async def consume_profiles(self, events) -> None:
+        """Our cold-start profiles, already in their user's partition; rejects quarantined."""
+        local = []
+        for event in events:
+            profile = decode_profile(event.value or b"")
+            if profile is not None:
+                local.append((event, profile))
+                continue
+            self.metrics.rejects.labels(BAD_PROFILE).inc()
+            message = event.message
+            reject = Rejected(reason=BAD_PROFILE,
+                              line=(event.value or b"").decode("utf-8", "replace")[:1000],
+                              topic=message.topic, partition=message.partition,
+                              offset=message.offset)
+            await self.producer.produce(self.quarantine, None, reject.dumps())
         if local:
             await self.writer.apply(local)
 
     def _co_partitioned(self) -> bool:
-        topic = self.rt.topics.movielog.get_topic_name()
-        return self.rt.app.consumer.topic_partitions(topic) == self.partitions
+        topic = self.movielog.get_topic_name()
+        return self.consumer_of().topic_partitions(topic) == self.partitions
 
 
-def register(app, rt: Runtime, writer: UserWriter) -> Ingest:
-    ingest = Ingest(rt, writer)
-    s = rt.settings
+def register(app, ingest: Ingest, *, topics: Topics, batch_size: int,
+             within_s: float) -> Ingest:
+    """``ingest_movielog``, ``ingest_rekeyed`` and ``apply_profiles`` over one :class:`Ingest`."""
 
-    @app.agent(rt.topics.movielog, name="ingest_movielog")
+    @app.agent(topics.movielog, name="ingest_movielog")
     async def ingest_movielog(stream) -> None:
-        async for events in stream.take_events(s.ingest_batch, s.ingest_within_s):
+        async for events in stream.take_events(batch_size, within_s):
             for start in range(0, len(events), CHUNK):
                 await ingest.consume(events[start:start + CHUNK], forward=True)
                 await asyncio.sleep(0)  # let /recommend in between chunks
 
-    @app.agent(rt.topics.events, name="ingest_rekeyed")
+    @app.agent(topics.events, name="ingest_rekeyed")
     async def ingest_rekeyed(stream) -> None:
-        async for events in stream.take_events(s.ingest_batch, s.ingest_within_s):
+        async for events in stream.take_events(batch_size, within_s):
             for start in range(0, len(events), CHUNK):
                 await ingest.consume(events[start:start + CHUNK], forward=False)
+                await asyncio.sleep(0)
+
+    @app.agent(topics.user_profiles, name="apply_profiles")
+    async def apply_profiles(stream) -> None:
+        async for events in stream.take_events(batch_size, within_s):
+            for start in range(0, len(events), CHUNK):
+                await ingest.consume_profiles(events[start:start + CHUNK])
                 await asyncio.sleep(0)
 
     return ingest

@@ -8,8 +8,14 @@ import logging
 import shutil
 import sys
 from pathlib import Path
+from typing import Any, Callable
 
-from recstream.runtime import Runtime
+from recstream.modelupdates import CurrentModel
+from recstream.parts import Readiness
+from recstream.settings import Settings
+from recstream.topics import Topics
+from tables import Tables
+from tables.memory import UserIndex
 from tables.codecs import decode_history, decode_vector_generation
 
 log = logging.getLogger(__name__)
@@ -20,20 +26,21 @@ GC_THRESHOLDS = (50_000, 20, 100)
 LOAD_CHUNK = 2_000  # vectors mirrored per event-loop turn
 
 
-async def load_user_vectors(rt: Runtime, *, keep_loaded: bool = False) -> int:
+async def load_user_vectors(*, user_vectors: Any, users: UserIndex, current_model: CurrentModel,
+                            settings: Settings, keep_loaded: bool = False) -> int:
     """Mirror ``user_vectors`` of this worker's partitions into the user index.
 
     A vector learnt under an earlier promoted model is replaced by the serving
     model's vector of that user (or, if the model never saw them, by a refit
-    from their history, queued for agents.models).  Yields to the event loop
+    from their history, queued for agents.model_follower).  Yields to the event loop
     every ``LOAD_CHUNK`` vectors, so serving goes on while a worker that took
     over partitions loads their users.  ``keep_loaded`` skips users already
     held (their in-memory vector is at least as new as the table's).
     """
     count = 0
-    generation = rt.model.generation
+    generation = current_model.generation
     seen = 0
-    for key, raw in rt.tables.user_vectors.items():
+    for key, raw in user_vectors.items():
         seen += 1
         if seen % LOAD_CHUNK == 0:
             await asyncio.sleep(0)
@@ -43,34 +50,34 @@ async def load_user_vectors(rt: Runtime, *, keep_loaded: bool = False) -> int:
             user = int(key)
         except ValueError:
             continue
-        if not 0 <= user <= rt.settings.max_user_id:
+        if not 0 <= user <= settings.max_user_id:
             continue
-        if keep_loaded and (row := rt.users.get_row(user)) >= 0 and rt.users.has_vector[row]:
+        if keep_loaded and (row := users.get_row(user)) >= 0 and users.has_vector[row]:
             continue
         bias, vec, stored_generation = decode_vector_generation(raw)
         if stored_generation != generation:
-            base = rt.model.user_vector(user)
+            base = current_model.model.user_vector(user)
             if base is None:
-                rt.users.row(user)
-                rt.refit_queue.append(user)
+                users.row(user)
+                current_model.queue_refit(user)
                 continue
             bias, vec = base
-        if vec.shape[0] == rt.settings.n_factors:
-            rt.users.invalidate(rt.users.set_vector(user, bias, vec))
+        if vec.shape[0] == settings.n_factors:
+            users.invalidate(users.set_vector(user, bias, vec))
             count += 1
     return count
 
 
-async def restore_minor_flags(rt: Runtime) -> int:
+async def restore_minor_flags(*, user_history: Any, users: UserIndex, settings: Settings) -> int:
     """Set ``minor`` for users whose stored profile says they are under 18.
 
     The flag lives in memory (serving reads it on every answer) and in the
-    user's history (``a``: age, written by agents.coldstart's profile); after a
+    user's history (``a``: age, written by agents.profiles's profile); after a
     restart or a partition move it is read back from there.  Histories without
     a profile are skipped without decoding.
     """
     count = seen = 0
-    for key, raw in rt.tables.user_history.items():
+    for key, raw in user_history.items():
         seen += 1
         if seen % LOAD_CHUNK == 0:
             await asyncio.sleep(0)
@@ -83,30 +90,30 @@ async def restore_minor_flags(rt: Runtime) -> int:
             user = int(key)
         except ValueError:
             continue
-        if 0 <= user <= rt.settings.max_user_id:
-            row = rt.users.row(user)
-            if not rt.users.minor[row]:
-                rt.users.minor[row] = True
-                rt.users.invalidate(row)
+        if 0 <= user <= settings.max_user_id:
+            row = users.row(user)
+            if not users.minor[row]:
+                users.minor[row] = True
+                users.invalidate(row)
                 count += 1
     return count
 
 
-def create_topics(rt: Runtime) -> None:
+def create_topics(settings: Settings, table_names: list[str]) -> None:
     """Create our topics with the right partition counts before the consumer subscribes.
 
     A broker that auto-creates topics on a metadata request (Tansu does) would
     otherwise race Faust and create them with its default partition count,
     breaking co-partitioning with the tables.
     """
-    from agents.commands import ensure_topics
+    from recstream.kafka import ensure_topics
     from recstream.topics import partition_counts
 
-    wanted = partition_counts(rt.settings, [t.name for t in rt.tables.all()])
+    wanted = partition_counts(settings, table_names)
     loop = asyncio.new_event_loop()
     try:
         created = loop.run_until_complete(
-            ensure_topics(rt.settings.bootstrap_servers, wanted, rt.settings.replication_factor))
+            ensure_topics(settings.bootstrap_servers, wanted, settings.replication_factor))
     finally:
         loop.close()
     if created:
@@ -177,7 +184,19 @@ def starting_a_worker(argv: list[str] | None = None) -> bool:
     return "worker" in args
 
 
-def register(app, rt: Runtime, forget_caches) -> None:
+def register(app, *, settings: Settings, tables: Tables, topics: Topics, users: UserIndex,
+             current_model: CurrentModel, readiness: Readiness,
+             forget_caches: Callable[[], None]) -> None:
+    """Topics before subscribing, state after a crash, recovery, rebalances, shutdown."""
+    def load_vectors(keep_loaded: bool = False):
+        return load_user_vectors(user_vectors=tables.user_vectors, users=users,
+                                 current_model=current_model, settings=settings,
+                                 keep_loaded=keep_loaded)
+
+    def restore_minors():
+        return restore_minor_flags(user_history=tables.user_history, users=users,
+                                   settings=settings)
+
     @app.on_worker_init.connect
     def before_worker_starts(app_=None, **kwargs) -> None:
         if not starting_a_worker():
@@ -185,7 +204,7 @@ def register(app, rt: Runtime, forget_caches) -> None:
         discard_state_after_crash(app)
         atexit.register(lambda: clean_marker(app).parent.exists()
                         and clean_marker(app).touch())
-        create_topics(rt)
+        create_topics(settings, [t.name for t in tables.all()])
         # Table writes queue changelog records in Faust's producer buffer; at
         # 100 queued (its default) every consumed message waits for a drain.
         # Our writers flush a batch's dirty keys at once, so allow a batch.
@@ -193,19 +212,19 @@ def register(app, rt: Runtime, forget_caches) -> None:
 
     @app.task
     async def declare_topics() -> None:
-        for topic in rt.topics.__dict__.values():
+        for topic in topics.__dict__.values():
             await topic.maybe_declare()
 
     @app.task
     async def on_recovered() -> None:
         await app.tables.recovery.completed.wait()
-        await rt.readiness.model_loaded.wait()  # vectors are read against its generation
+        await readiness.model_loaded.wait()  # vectors are read against its generation
         restore_log_level()
-        rt.readiness.tables_recovered.set()
-        n = await load_user_vectors(rt)
-        minors = await restore_minor_flags(rt)
+        readiness.tables_recovered.set()
+        n = await load_vectors()
+        minors = await restore_minors()
         tune_gc()
-        rt.readiness.users_loaded.set()
+        readiness.users_loaded.set()
         log.info("tables recovered; %d user vectors loaded, %d minors flagged", n, minors)
 
     @app.on_partitions_revoked.connect
@@ -215,13 +234,13 @@ def register(app, rt: Runtime, forget_caches) -> None:
     @app.on_rebalance_complete.connect
     async def on_rebalanced(app_=None, **kwargs) -> None:
         """Partitions taken over from another worker: serve their users personally."""
-        if rt.readiness.users_loaded.is_set():
+        if readiness.users_loaded.is_set():
             app.add_future(_load_taken_over())
 
     async def _load_taken_over() -> None:
         try:
-            n = await load_user_vectors(rt, keep_loaded=True)
-            await restore_minor_flags(rt)
+            n = await load_vectors(keep_loaded=True)
+            await restore_minors()
         except Exception:  # a rebalance closed a partition's store mid-read: next one will
             log.warning("loading user vectors after a rebalance failed", exc_info=True)
             return

@@ -14,12 +14,17 @@ again): drift windows are statistics, not state.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from faust.exceptions import ConsumerNotStarted
 
 from recstream.monitor import consumer_lag
-from recstream.runtime import Runtime
+from recstream.prometheus import Metrics
+from recstream.monitor import Monitor
+from recstream.parts import Readiness
+from recstream.topics import Topics
 from recstream.windows import FEATURES
+from tables.changelog import ChangelogWriter
 from tables.context import as_event
 
 log = logging.getLogger(__name__)
@@ -27,25 +32,31 @@ REFRESH_S = 5.0
 LAG_S = 5.0
 
 
-def assigned_partitions(rt: Runtime) -> set[int] | None:
+def assigned_partitions(app: Any, user_topics: set[str]) -> set[int] | None:
     """Partitions of the user-event topics this worker consumes (None: not known yet)."""
     try:
-        tps = rt.app.consumer.assignment()
+        tps = app.consumer.assignment()
     except (ConsumerNotStarted, AttributeError):
         return None
-    names = {rt.topics.movielog.get_topic_name(), rt.topics.events.get_topic_name()}
-    return {tp.partition for tp in tps if tp.topic in names}
+    return {tp.partition for tp in tps if tp.topic in user_topics}
+
+
+def user_topics(topics: Topics) -> set[str]:
+    """The co-partitioned topics keyed by user: their partitions are this worker's users."""
+    return {topics.movielog.get_topic_name(), topics.events.get_topic_name(),
+            topics.user_profiles.get_topic_name()}
 
 
 class DriftStore:
-    def __init__(self, rt: Runtime) -> None:
-        self.rt = rt
+    """The one writer of ``drift_windows``: the monitor's slices, per owned partition."""
+
+    def __init__(self, *, monitor: Monitor, table: Any, changelog: ChangelogWriter) -> None:
+        self.monitor, self.table, self.changelog = monitor, table, changelog
         self.loaded: set[int] = set()
 
     async def sync(self, assigned: set[int], *, recovered: bool) -> int:
         """Bring memory and the table in line for ``assigned``; → records written."""
-        rt = self.rt
-        monitor, table = rt.monitor, rt.tables.drift_windows
+        monitor, table = self.monitor, self.table
         drift = monitor.drift
         if any(p not in assigned for p in self.loaded | set(monitor.events)):
             drift.forget(assigned)  # revoked: the new owner loads them from the table
@@ -66,61 +77,65 @@ class DriftStore:
             if p not in self.loaded or event is None:
                 continue  # never overwrite stored slices before merging them
             for feature, value in drift.encode(sl):
-                await rt.changelog.put(table, drift.key(p, feature, s), value, event)
+                await self.changelog.put(table, drift.key(p, feature, s), value, event)
                 writes += 1
             sl.dirty = False
             drift.stored.add((p, s))
         if writes:
-            rt.changelog.checkpoint()
+            self.changelog.checkpoint()
         return writes
 
     async def _delete(self, key: bytes) -> int:
-        rt = self.rt
-        event = rt.monitor.events.get(int(key.split(b"|", 1)[0]))
+        event = self.monitor.events.get(int(key.split(b"|", 1)[0]))
         if event is None:
             return 0  # no event of that partition yet: deleted on a later round
-        table = rt.tables.drift_windows
+        table = self.table
         with as_event(event):
             table.data.pop(key, None)
-        await rt.changelog.send(table, key, None, event.message.partition)
+        await self.changelog.send(table, key, None, event.message.partition)
         return 1
 
 
-def lag_roles(rt: Runtime) -> dict[str, str]:
+def lag_roles(topics: Topics) -> dict[str, str]:
     """Topic name -> the ``topic`` label of ``recstream_consumer_lag`` (stable across names)."""
-    return {rt.topics.movielog.get_topic_name(): "movielog",
-            rt.topics.events.get_topic_name(): "events",
-            rt.topics.movie_updates.get_topic_name(): "movie-updates"}
+    return {topics.movielog.get_topic_name(): "movielog",
+            topics.events.get_topic_name(): "events",
+            topics.movie_updates.get_topic_name(): "movie-updates"}
 
 
-async def refresh(rt: Runtime, store: DriftStore) -> None:
-    """Publish the gauges; persist drift slices once the assignment is known."""
-    rt.monitor.publish()
-    assigned = assigned_partitions(rt)
-    if assigned is not None:
-        recovered = rt.readiness.tables_recovered.is_set() and not rt.app.in_recovery
-        await store.sync(assigned, recovered=recovered)
+class MonitoringTimers:
+    """What the two timers do: publish gauges and persist drift slices; measure lag."""
+
+    def __init__(self, store: DriftStore, *, app: Any, readiness: Readiness,
+                 metrics: Metrics, topics: Topics) -> None:
+        self.store, self.app, self.readiness, self.metrics = store, app, readiness, metrics
+        self.user_topics = user_topics(topics)
+        self.roles = lag_roles(topics)
+
+    async def refresh(self) -> None:
+        """Publish the gauges; persist drift slices once the assignment is known."""
+        self.store.monitor.publish()
+        assigned = assigned_partitions(self.app, self.user_topics)
+        if assigned is not None:
+            recovered = self.readiness.tables_recovered.is_set() and not self.app.in_recovery
+            await self.store.sync(assigned, recovered=recovered)
+
+    async def publish_lag(self) -> None:
+        try:
+            lag = await consumer_lag(self.app.consumer, self.roles)
+        except ConsumerNotStarted:
+            return
+        for role, value in lag.items():
+            self.metrics.consumer_lag.labels(role).set(value)
 
 
-async def publish_lag(rt: Runtime, roles: dict[str, str]) -> None:
-    try:
-        lag = await consumer_lag(rt.app.consumer, roles)
-    except ConsumerNotStarted:
-        return
-    for role, value in lag.items():
-        rt.metrics.consumer_lag.labels(role).set(value)
-
-
-def register(app, rt: Runtime) -> DriftStore:
-    store = DriftStore(rt)
-    roles = lag_roles(rt)
-
+def register(app, timers: MonitoringTimers) -> DriftStore:
     @app.timer(REFRESH_S, name="monitor_refresh")
     async def monitor_refresh() -> None:
-        await refresh(rt, store)
+        await timers.refresh()
 
     @app.timer(LAG_S, name="consumer_lag")
     async def measure_lag() -> None:
-        await publish_lag(rt, roles)
+        await timers.publish_lag()
 
-    return store
+    return timers.store

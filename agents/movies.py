@@ -4,11 +4,12 @@ Consumes :class:`MovieUpdate` (keyed by movie, so each movie has exactly one
 owner), applies the item half of each online-MF step to the authoritative
 item vector, counts plays/viewers/ratings, and every ``BROADCAST_EVERY_S``
 publishes the changed movies' state to the broadcast topic that every
-worker's :mod:`agents.broadcast` follower applies to its in-memory model.
+worker's :mod:`agents.item_follower` follower applies to its in-memory model.
 """
 from __future__ import annotations
 
 import asyncio
+from typing import Any, Callable
 
 import numpy as np
 from faust.types import EventT
@@ -16,7 +17,9 @@ from faust.types import EventT
 from models.online import item_step
 from models.popularity import add_event
 from recstream.records import MovieUpdate
-from recstream.runtime import Runtime
+from recstream.kafka import AppProducer
+from recstream.modelupdates import CurrentModel
+from recstream.settings import Settings
 from tables.codecs import (
     MovieStats,
     decode_movie_stats,
@@ -27,16 +30,26 @@ from tables.codecs import (
 )
 from tables.context import as_event
 from tables.broadcast import encode_item_state
+from tables.changelog import ChangelogWriter
+from tables.memory import ItemIndex
 
 BROADCAST_EVERY_S = 0.25
 RATING_POPULARITY_WEIGHT = 0.5
 
 
 class MovieWriter:
-    def __init__(self, rt: Runtime, on_play=lambda movie: None) -> None:
-        self.rt = rt
+    """The one writer of ``movie_stats`` and ``item_factors``; broadcasts what changed."""
+
+    def __init__(self, *, settings: Settings, movie_stats: Any, item_factors: Any,
+                 items: ItemIndex, current_model: CurrentModel, changelog: ChangelogWriter,
+                 producer: AppProducer, broadcast_topic: Any, item_steps: Any,
+                 on_play: Callable[[str], None] = lambda movie: None) -> None:
+        self.movie_stats, self.item_factors = movie_stats, item_factors
+        self.items, self.current_model = items, current_model
+        self.changelog, self.producer, self.broadcast_topic = changelog, producer, broadcast_topic
+        self.item_steps = item_steps  # the metric counter of item-side MF steps
         self.on_play = on_play
-        s = rt.settings
+        s = settings
         self.lr, self.reg = s.learning_rate, s.regularization
         self.clip = s.max_step * (s.rating_max - s.rating_min)
         self.half_life_s = s.popularity_half_life_h * 3600.0
@@ -50,7 +63,7 @@ class MovieWriter:
         stats = self.stats.get(movie)
         if stats is None:
             with as_event(event):
-                raw = self.rt.tables.movie_stats.get(movie_key(movie))
+                raw = self.movie_stats.get(movie_key(movie))
             stats = self.stats[movie] = decode_movie_stats(raw)
         return stats
 
@@ -59,16 +72,16 @@ class MovieWriter:
         if vec is None:
             if event is not None:
                 with as_event(event):
-                    raw = self.rt.tables.item_factors.get(movie_key(movie))
+                    raw = self.item_factors.get(movie_key(movie))
             else:  # outside any stream: Faust looks in every local partition
-                raw = self.rt.tables.item_factors.get(movie_key(movie))
+                raw = self.item_factors.get(movie_key(movie))
             # A vector learnt under an earlier promoted model lives in another factor
             # space: the current model's (or the init) vector replaces it.
             stored = decode_vector_generation(raw) if raw else None
-            if stored is not None and stored[2] == self.rt.model.generation:
+            if stored is not None and stored[2] == self.current_model.generation:
                 vec = stored[:2]
             else:
-                vec = self.rt.items.vector(movie)
+                vec = self.items.vector(movie)
             vec = self.vectors[movie] = (vec[0], np.array(vec[1], np.float32))
         return vec
 
@@ -111,29 +124,29 @@ class MovieWriter:
                         continue
                     vec, bias = item_step(vec, bias, user_vec, float(step[0]), lr=self.lr,
                                           reg=self.reg, weight=float(step[1]), clip=self.clip)
-                    self.rt.metrics.model_updates.labels("item").inc()
+                    self.item_steps.inc()
                 self.vectors[movie] = (bias, vec)
                 vectors_dirty[movie] = event
             self.to_broadcast.add(movie)
-        tables, put = self.rt.tables, self.rt.changelog.put
+        put = self.changelog.put
         for movie, event in stats_dirty.items():
-            await put(tables.movie_stats, movie_key(movie), encode_movie_stats(self.stats[movie]),
+            await put(self.movie_stats, movie_key(movie), encode_movie_stats(self.stats[movie]),
                       event)
         for movie, event in vectors_dirty.items():
-            await put(tables.item_factors, movie_key(movie),
-                      encode_vector(*self.vectors[movie], self.rt.model.generation), event)
-        self.rt.changelog.checkpoint()
+            await put(self.item_factors, movie_key(movie),
+                      encode_vector(*self.vectors[movie], self.current_model.generation), event)
+        self.changelog.checkpoint()
 
     async def broadcast(self) -> int:
         """Publish the state of every movie changed since the last call."""
         movies, self.to_broadcast = self.to_broadcast, set()
-        topic = self.rt.topics.item_broadcast
+        topic = self.broadcast_topic
         for movie in movies:
             stats = self.stats.get(movie) or MovieStats()
             bias, vec = self._vector(movie)
-            await self.rt.produce(topic, movie_key(movie), encode_item_state(
+            await self.producer.produce(topic, movie_key(movie), encode_item_state(
                 bias, vec, stats.popularity, stats.popularity_time, stats.plays,
-                self.rt.model.generation))
+                self.current_model.generation))
         return len(movies)
 
     def forget(self) -> None:
@@ -142,14 +155,14 @@ class MovieWriter:
         self.vectors.clear()
 
 
-def register(app, rt: Runtime, on_play=lambda movie: None) -> MovieWriter:
-    writer = MovieWriter(rt, on_play)
-    rt.on_model_swap.append(writer.forget)
-    s = rt.settings
+def register(app, writer: MovieWriter, *, movie_updates: Any, batch_size: int,
+             within_s: float) -> MovieWriter:
+    """``apply_movie_updates`` and the broadcast timer; caches dropped on a model swap."""
+    writer.current_model.on_swap(writer.forget)
 
-    @app.agent(rt.topics.movie_updates, name="apply_movie_updates")
+    @app.agent(movie_updates, name="apply_movie_updates")
     async def apply_movie_updates(stream) -> None:
-        async for batch in stream.take_events(s.ingest_batch, s.ingest_within_s):
+        async for batch in stream.take_events(batch_size, within_s):
             await writer.apply(batch)
             await asyncio.sleep(0)
 

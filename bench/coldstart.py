@@ -8,7 +8,7 @@ they would write at sign-up (``World.user_json``: ``likes``/``dislikes`` text).
 For every new user naming >= 3 catalogue movies they like, the top-20 of each
 arm is scored by the user's TRUE ratings (the world's taste, never seen by the
 models).  Every vector arm is ranked the way the service ranks
-(``recstream.serving``: ``p.q_i + b_i + blend * log1p(popularity_i)``):
+(``tables.serving``: ``p.q_i + b_i + blend * log1p(popularity_i)``):
 
 * ``popularity``   : global play counts (what an unknown user is served);
 * ``segment``      : age band x gender play counts (``segment_popularity``);
@@ -118,7 +118,7 @@ def main() -> None:
     reg = relative_reg(Q, args.reg, rows=np.flatnonzero(eligible))
 
     def served(p: np.ndarray) -> np.ndarray:
-        """The service's score (recstream.serving / models.ranking.score_users)."""
+        """The service's score (tables.serving / models.ranking.score_users)."""
         return score_users(np.asarray(p, np.float64)[None, :], Q, bias, pop_prior)[0]
 
     # The factor model itself on known users: does it beat popularity, with and without the prior?

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from aiokafka import AIOKafkaProducer  # noqa: E402
 
-from agents.commands import replay_file  # noqa: E402
+from recstream.ops.replay import replay_file  # noqa: E402
 from recstream.broker import running_tansu  # noqa: E402
 from recstream.parsing import parse_line  # noqa: E402
 from recstream.records import Rating, WatchMinute  # noqa: E402

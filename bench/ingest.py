@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agents.commands import replay_file  # noqa: E402
+from recstream.ops.replay import replay_file  # noqa: E402
 from recstream.broker import running_tansu  # noqa: E402
 
 PASSTHROUGH = '''

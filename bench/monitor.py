@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from recstream.metrics import Metrics  # noqa: E402
+from recstream.prometheus import Metrics  # noqa: E402
 from recstream.monitor import Monitor  # noqa: E402
 from recstream.parsing import parse_line  # noqa: E402
 from recstream.records import Rating, Rejected, WatchMinute  # noqa: E402

@@ -4,7 +4,7 @@ Three processes: a server, a load client and this orchestrator.  On a 2-core
 box the server is pinned to core 0 and the client to core 1 (``--no-pin`` to
 let them float).
 
-* ``--mode state`` (default): the server builds a real Runtime with
+* ``--mode state`` (default): the server builds a real WorkerParts with
   ``create_app`` (never started: no Kafka), fills its ItemIndex with M movies
   and its UserIndex with N users (random factors, a deterministic short history
   for a third of them, 5% minors), precomputes every answer with
@@ -47,6 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
+BACKGROUND: list = []  # tasks the in-process server keeps alive
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -171,8 +172,8 @@ def stop(proc: subprocess.Popen) -> None:
 
 # -- servers (subprocess roles) ----------------------------------------------------------
 def build_state(args) -> tuple[object, dict]:
-    """A real, never-started Runtime filled with random users and movies."""
-    from recstream.app import create_app, runtime_of
+    """A real, never-started WorkerParts filled with random users and movies."""
+    from recstream.app import create_app, parts_of
     from recstream.settings import Settings
     from tables.codecs import UserHistory
 
@@ -182,7 +183,7 @@ def build_state(args) -> tuple[object, dict]:
     atexit.register(shutil.rmtree, tmp, True)
     settings = Settings.from_mapping({"app_id": f"bench-serve-{os.getpid()}", "data_dir": tmp,
                                       "max_user_id": args.max_user_id})
-    rt = runtime_of(create_app(settings))
+    rt = parts_of(create_app(settings))
     rng = np.random.default_rng(args.seed)
     f, m, n = settings.n_factors, args.movies, args.users
     now = time.time()
@@ -306,7 +307,10 @@ def run_state_server(args) -> None:
     def churn() -> None:  # users changing state at --stale-rate, refreshed like the worker
         if args.stale_rate <= 0:
             return
-        from agents.refresher import refresh_once
+        from agents.refresher import AnswerRefresher
+        refresher = AnswerRefresher(users=rt.users, items=rt.items, recommender=rt.recommender,
+                                    batch=rt.settings.refresh_batch, top_k=rt.settings.top_k,
+                                    refreshed=rt.metrics.refreshed)
         rng = np.random.default_rng(args.seed + 1)
 
         async def invalidate() -> None:
@@ -317,12 +321,14 @@ def run_state_server(args) -> None:
 
         async def refresh() -> None:
             while True:
-                if not await refresh_once(rt):
+                if not await refresher.once():
                     await asyncio.sleep(rt.settings.refresh_interval_s)
         loop = asyncio.get_running_loop()
-        rt._bench_tasks = [loop.create_task(invalidate()), loop.create_task(refresh())]
+        BACKGROUND.extend([loop.create_task(invalidate()), loop.create_task(refresh())])
 
-    serve(make_routes(rt), info, churn)
+    serve(make_routes(settings=rt.settings, metrics=rt.metrics, recommender=rt.recommender,
+                      readiness=rt.readiness, user_store=rt.user_store, users=rt.users),
+          info, churn)
 
 
 def run_const_server(args) -> None:
@@ -486,7 +492,7 @@ def run_state(args, work: Path) -> dict:
 
 
 def run_worker_mode(args, work: Path) -> dict:
-    from agents.commands import replay_file
+    from recstream.ops.replay import replay_file
     from recstream.broker import running_tansu
     from recstream.sim.cli import main as sim_main
 
@@ -569,7 +575,7 @@ def run_worker_mode(args, work: Path) -> dict:
 
 
 def run_replay(args) -> None:
-    from agents.commands import replay_file
+    from recstream.ops.replay import replay_file
     asyncio.run(replay_file([args.broker], args.topic, 8, Path(args.file),
                             rate=args.ingest_rate))
 

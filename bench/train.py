@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from aiokafka import AIOKafkaProducer  # noqa: E402
 
-from agents.commands import ensure_topic  # noqa: E402
+from recstream.kafka import ensure_topic  # noqa: E402
 from models.datasets import planted_ratings  # noqa: E402
 from recstream.broker import running_tansu  # noqa: E402
 from tables.codecs import UserHistory, encode_history  # noqa: E402

@@ -27,11 +27,14 @@ Everything is pure and deterministic: arrays in, new arrays out, no state grown.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Optional
 
 import numpy as np
 
 from models._ids import top_k
+
+if TYPE_CHECKING:  # typing only: the matcher is passed in
+    from models.titles import TitleIndex
 
 AGE_BANDS = ("<18", "18-24", "25-34", "35-44", "45-54", "55+")
 _AGE_EDGES = (18, 25, 35, 45, 55)
@@ -237,3 +240,38 @@ def segment_popularity(segment_counts: Any, global_counts: Any, *, k: int = 20,
                           dtype=np.int64)
     scores[excluded] = -np.inf
     return top_k(scores, k)
+
+
+def make_profile(user: dict, *, titles: Optional[TitleIndex], row_of: dict[str, int],
+                 factors: np.ndarray, bias: np.ndarray, supported: np.ndarray,
+                 prior: Optional[tuple[np.ndarray, float]], global_mean: float,
+                 like_rating: float, dislike_rating: float, reg: float, bias_reg: float) -> dict:
+    """The ``UserProfile`` fields of one parsed user: titles matched, then folded in.
+
+    ``user`` holds the self-description's ``likes`` / ``dislikes`` texts; only items marked
+    ``supported`` anchor the fold-in.  No match: the demographic prior, or no vector.
+    """
+    named: list[str] = []
+    sides: list[tuple[list[int], list[float]]] = []
+    for text in (user["likes"], user["dislikes"]):
+        rows, weights = [], []
+        for movie, score in (titles.match(text) if titles is not None and text else []):
+            named.append(movie)
+            row = row_of.get(movie)
+            if row is not None and row < len(supported) and supported[row]:
+                rows.append(row)
+                weights.append(score)
+        sides.append((rows, weights))
+    (liked, wl), (disliked, wd) = sides
+    d = factors.shape[1]
+    out = {"named": list(dict.fromkeys(named)), "vector": [], "bias": 0.0, "source": "none"}
+    if liked or disliked:
+        p0, b0 = prior if prior is not None else (np.zeros(d, np.float32), 0.0)
+        vec, b_u = fold_in(factors[liked], factors[disliked], p0, liked_bias=bias[liked],
+                           disliked_bias=bias[disliked], liked_weight=wl, disliked_weight=wd,
+                           prior_bias=b0, global_mean=global_mean, like_rating=like_rating,
+                           dislike_rating=dislike_rating, reg=reg, bias_reg=bias_reg)
+        out.update(vector=vec.tolist(), bias=float(b_u), source="foldin")
+    elif prior is not None:
+        out.update(vector=prior[0].tolist(), bias=float(prior[1]), source="prior")
+    return out

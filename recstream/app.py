@@ -1,17 +1,30 @@
-"""The one Faust app, built by :func:`create_app`.
+"""The composition root: the one Faust app, built by :func:`create_app`.
 
-``faust -A recstream.app worker`` (and the ``recstream`` CLI) use the
-module-level ``app``, configured from the environment.  Building it connects
-to nothing: Kafka, RocksDB and the web server start with the worker.
+This is the only module that imports ``agents`` and ``web`` (the layering test allows it
+and ``recstream.cli`` nothing else): it builds the worker's parts
+(:class:`~recstream.parts.WorkerParts`), then :func:`wire_agents` and :func:`wire_web` give
+each agent and view only the collaborators it uses, and :func:`recstream.ops.register`
+adds the operator commands.  To add an agent: write its module under ``agents/`` with a
+``register(app, ...)`` taking what it needs, and call it from :func:`wire_agents`.
+
+``faust -A recstream.app worker`` (and the ``recstream`` CLI) use the module-level
+``app``, configured from the environment.  Building it connects to nothing: Kafka,
+RocksDB and the web server start with the worker.
 """
 from __future__ import annotations
 
 import faust
 
-from recstream.runtime import Runtime
+from agents import (ingest, item_follower, lifecycle, metadata, model_follower, monitoring,
+                    movies, profiles, refresher, user_writer)
+from recstream.ops import register as register_ops
+from recstream.parts import WorkerParts
 from recstream.settings import Settings
 from recstream.topics import define_topics
 from tables import define_tables
+from web.routing import OwnerRouter
+from web.served_log import ProvenancePublisher
+from web.views import register as register_web
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -38,18 +51,84 @@ def create_app(settings: Settings) -> faust.App:
     )
     tables = define_tables(app, settings)
     topics = define_topics(app, settings)
-    rt = Runtime.build(app, settings, tables, topics)
-    app.recstream = rt  # the runtime of this app, for commands and tests
+    rt = WorkerParts.build(app, settings, tables, topics)
+    app.recstream = rt  # this app's parts, for tests and benchmarks (parts_of)
 
-    from agents import register_all
-    from web.views import register as register_web
-
-    register_all(app, rt)
-    register_web(app, rt)
+    wire_agents(app, rt)
+    wire_web(app, rt)
+    register_ops(app, settings)
     return app
 
 
-def runtime_of(app: faust.App) -> Runtime:
+def wire_agents(app: faust.App, rt: WorkerParts) -> None:
+    """Each agent module gets what it reads and writes; the order is the start order."""
+    s = rt.settings
+    fetcher = metadata.register(app, metadata.CatalogFetcher(
+        settings=s, catalog=rt.tables.movie_catalog, metadata_topic=rt.topics.movie_metadata,
+        api_calls=rt.metrics.api_calls))
+    writer = user_writer.UserWriter(
+        settings=s, user_store=rt.user_store, users=rt.users, items=rt.items,
+        current_model=rt.current_model, monitor=rt.monitor, clock=rt.recommender,
+        metrics=rt.metrics, changelog=rt.changelog, producer=rt.producer,
+        movie_updates=rt.topics.movie_updates)
+    ingest.register(app, ingest.Ingest(settings=s, writer=writer, metrics=rt.metrics,
+                                       producer=rt.producer, topics=rt.topics,
+                                       consumer_of=lambda: app.consumer),
+                    topics=rt.topics, batch_size=s.ingest_batch, within_s=s.ingest_within_s)
+    profiles.register(app, profiles.ColdStart(  # new users: user API → UserProfile records
+        settings=s, users=rt.users, items=rt.items, user_store=rt.user_store,
+        current_model=rt.current_model, clock=rt.recommender,
+        movie_catalog=rt.tables.movie_catalog, user_history=rt.tables.user_history,
+        producer=rt.producer, profiles_topic=rt.topics.user_profiles, metrics=rt.metrics),
+        writer, readiness=rt.readiness)
+    movie_writer = movies.register(app, movies.MovieWriter(
+        settings=s, movie_stats=rt.tables.movie_stats, item_factors=rt.tables.item_factors,
+        items=rt.items, current_model=rt.current_model, changelog=rt.changelog,
+        producer=rt.producer, broadcast_topic=rt.topics.item_broadcast,
+        item_steps=rt.metrics.model_updates.labels("item"), on_play=fetcher.want),
+        movie_updates=rt.topics.movie_updates, batch_size=s.ingest_batch,
+        within_s=s.ingest_within_s)
+    items = item_follower.register(app, item_follower.ItemFollower(
+        items=rt.items, current_model=rt.current_model, users=rt.users,
+        recommender=rt.recommender, readiness=rt.readiness,
+        broadcast=rt.topics.item_broadcast, metadata=rt.topics.movie_metadata,
+        bootstrap_servers=s.bootstrap_servers))
+    model_follower.register(app, model_follower.ModelFollower(
+        settings=s, current_model=rt.current_model, items=rt.items, users=rt.users,
+        user_store=rt.user_store, recommender=rt.recommender, metrics=rt.metrics,
+        readiness=rt.readiness, on_swap=items.apply_ahead), worker_id=rt.worker_id)
+    refresher.register(app, refresher.AnswerRefresher(
+        users=rt.users, items=rt.items, recommender=rt.recommender, batch=s.refresh_batch,
+        top_k=s.top_k, refreshed=rt.metrics.refreshed),
+        readiness=rt.readiness, metrics=rt.metrics, interval_s=s.refresh_interval_s)
+    monitoring.register(app, monitoring.MonitoringTimers(
+        monitoring.DriftStore(monitor=rt.monitor, table=rt.tables.drift_windows,
+                              changelog=rt.changelog),
+        app=app, readiness=rt.readiness, metrics=rt.metrics, topics=rt.topics))
+
+    def forget_caches() -> None:
+        rt.user_store.forget_cache()
+        movie_writer.forget()
+
+    lifecycle.register(app, settings=s, tables=rt.tables, topics=rt.topics, users=rt.users,
+                       current_model=rt.current_model, readiness=rt.readiness,
+                       forget_caches=forget_caches)
+
+
+def wire_web(app: faust.App, rt: WorkerParts) -> None:
+    """The views get only what they read; the answer log and the router are theirs."""
+    router = OwnerRouter(app, rt.tables.user_history, partitions=rt.settings.partitions,
+                         timeout_s=rt.settings.route_timeout_s)
+    publisher = ProvenancePublisher(topic=rt.topics.recommendations, producer=rt.producer,
+                                    current_model=rt.current_model, stream_clock=rt.recommender,
+                                    worker_id=rt.worker_id,
+                                    dropped=rt.metrics.provenance_dropped)
+    register_web(app, settings=rt.settings, metrics=rt.metrics, recommender=rt.recommender,
+                 readiness=rt.readiness, user_store=rt.user_store, users=rt.users,
+                 router=router, publisher=publisher)
+
+
+def parts_of(app: faust.App) -> WorkerParts:
     return app.recstream
 
 

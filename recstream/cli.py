@@ -46,10 +46,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         from recstream.sim.cli import main as sim_main
         return sim_main(argv[1:])
     if command == "evaluate":
-        from recstream.evaluate_cli import main as evaluate_main
+        from recstream.ops.evaluate import main as evaluate_main
         return evaluate_main(argv[1:])
     if command == "compare":
-        from recstream.compare_cli import main as compare_main
+        from recstream.ops.compare import main as compare_main
         return compare_main(argv[1:])
     if command == "models":  # Faust's own `models` lists record types; ours is `registry`
         argv[0] = "registry"

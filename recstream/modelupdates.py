@@ -4,7 +4,7 @@ A promotion (``recstream models promote``, ``rollback`` or a scheduled
 retrain) updates the registry's pointer and publishes it, keyed ``serving``,
 on ``<app>-model-updates`` (one partition, compacted).  Every worker follows
 that topic from the beginning and swaps to the newest generation it sees
-(:mod:`agents.models`); the registry directory is where the arrays are read
+(:mod:`agents.model_follower`); the registry directory is where the arrays are read
 from, so it must be shared by the workers (a volume; see deploy/).
 """
 from __future__ import annotations
@@ -12,13 +12,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Iterable, Optional
 
 import numpy as np
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 
 from models.registry import Registry
+from recstream.kafka import end_offsets, ensure_topic, producer, reader
 from recstream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -100,35 +101,102 @@ class ServingModel:
         return float(self.user_bias[row]), self.user_factors[row].copy()
 
 
+class CurrentModel:
+    """The one owner of the model a worker serves, behind a narrow interface.
+
+    It holds the promoted base (:class:`ServingModel`), the running global rating mean
+    the online updater centres on (model state: it follows every rating and is replaced
+    by a promoted model's own), the users whose vectors a swap left behind (to refit),
+    and who to tell when the model changes.  Agents and views read it; only
+    :meth:`learn_rating` (the user writer) and :meth:`install` (the model follower)
+    change it.
+    """
+
+    def __init__(self, *, global_mean: float) -> None:
+        self._model = ServingModel()
+        self._global_mean = float(global_mean)
+        self._ratings = 0
+        self._listeners: list[Callable[[], None]] = []
+        self._refit: list[int] = []
+
+    @property
+    def model(self) -> ServingModel:
+        return self._model
+
+    @property
+    def generation(self) -> int:
+        return self._model.generation
+
+    @property
+    def label(self) -> str:
+        return self._model.label
+
+    @property
+    def global_mean(self) -> float:
+        return self._global_mean
+
+    def learn_rating(self, rating: float) -> None:
+        """Follow a new rating: a running mean, its step floored at 1/10,000."""
+        self._ratings += 1
+        self._global_mean += (rating - self._global_mean) / min(self._ratings + 10, 10_000)
+
+    def set_global_mean(self, value: float) -> None:
+        """Start from a known mean (a test's world, or a restored model)."""
+        self._global_mean = float(value)
+
+    def install(self, model: ServingModel, stragglers: Iterable[int] = ()) -> None:
+        """Make ``model`` the base (synchronous: no request sees half of it), then tell."""
+        self._refit.extend(stragglers)
+        if model.global_mean is not None:
+            self._global_mean = model.global_mean
+        self._model = model
+        for listener in self._listeners:
+            listener()
+
+    def on_swap(self, listener: Callable[[], None]) -> None:
+        self._listeners.append(listener)
+
+    @property
+    def refit_queue(self) -> list[int]:
+        """Users to refit against the current model (read-only view for reports and tests)."""
+        return list(self._refit)
+
+    def queue_refit(self, user: int) -> None:
+        self._refit.append(user)
+
+    @property
+    def pending_refits(self) -> int:
+        return len(self._refit)
+
+    def next_refit(self) -> Optional[int]:
+        return self._refit.pop() if self._refit else None
+
+
 def encode_pointer(pointer: dict[str, Any]) -> bytes:
     return orjson.dumps(pointer)
 
 
 async def announce(settings: Settings, pointer: dict[str, Any]) -> None:
     """Publish a registry pointer on the model-updates topic (acks=all)."""
-    from agents.commands import ensure_topic
-
     topic = topic_name(settings)
     await ensure_topic(settings.bootstrap_servers, topic, 1, settings.replication_factor)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
-    await producer.start()
+    out = producer(settings.bootstrap_servers)
+    await out.start()
     try:
-        await producer.send_and_wait(topic, encode_pointer(pointer), key=KEY)
+        await out.send_and_wait(topic, encode_pointer(pointer), key=KEY)
     finally:
-        await producer.stop()
+        await out.stop()
 
 
 async def latest_announced(settings: Settings, timeout_s: float = 10.0
                            ) -> Optional[dict[str, Any]]:
     """The newest pointer on the topic (None if nothing was ever announced)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
-                                enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = reader(settings.bootstrap_servers)
     await consumer.start()
     try:
         tp = TopicPartition(topic_name(settings), 0)
         consumer.assign([tp])
         await consumer.seek_to_beginning(tp)
-        from recstream.training_data import end_offsets  # Tansu's reported ends are wrong
         end = (await end_offsets(consumer, settings, [tp]))[tp]
         newest = None
         deadline = time.monotonic() + timeout_s

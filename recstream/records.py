@@ -57,7 +57,7 @@ class RecommendationOutcome(_Event, namespace="recstream.RecommendationOutcome")
 class UserProfile(_Event, namespace="recstream.UserProfile"):
     """What the user API told us about a new account, and the first vector made from it.
 
-    Produced by :mod:`agents.coldstart` onto the events topic keyed by user and
+    Produced by :mod:`agents.profiles` onto the events topic keyed by user and
     applied by the user writer only while the user has no vector (learned state
     is never overwritten).  ``vector`` is empty when none could be made (no
     factor model or prior yet): the user keeps the popularity fallback.
@@ -140,4 +140,4 @@ class RecommendationServed(faust.Record, serializer="json",
 
 
 EVENT_TYPES = (WatchMinute, Rating, AccountCreated, RecommendationOutcome)
-INTERNAL_EVENT_TYPES = (UserProfile,)  # produced by us onto the events topic, never parsed
+INTERNAL_EVENT_TYPES = (UserProfile,)  # produced by us onto the user-profiles topic, never parsed

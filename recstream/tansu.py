@@ -23,45 +23,14 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from faust.transport.drivers import aiokafka as kafka_driver
 from faust.types import TP
 
-PROBE_ROUNDS = 50
+from recstream.kafka import true_end_offsets
+
+__all__ = ["Transport", "true_end_offsets"]
 FETCH_MAX_WAIT_MS = 20
-
-
-async def true_end_offsets(bootstrap: str | list[str], reported: Mapping[TP, int]
-                           ) -> dict[TP, int]:
-    """The real end offset of each partition, starting from the broker's report."""
-    ends = dict(reported)
-    probe = {tp: end for tp, end in reported.items() if end > 0}
-    if not probe:
-        return ends
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
-                                enable_auto_commit=False, fetch_max_wait_ms=50,
-                                isolation_level="read_uncommitted")
-    await consumer.start()
-    try:
-        tps = {tp: TopicPartition(tp.topic, tp.partition) for tp in probe}
-        consumer.assign(list(tps.values()))
-        for tp, end in probe.items():
-            consumer.seek(tps[tp], end - 1)
-        quiet = 0
-        for _ in range(PROBE_ROUNDS):
-            batches = await consumer.getmany(timeout_ms=100, max_records=100_000)
-            if not batches:
-                quiet += 1
-                if quiet >= 2:
-                    break
-                continue
-            quiet = 0
-            for ktp, records in batches.items():
-                tp = TP(ktp.topic, ktp.partition)
-                ends[tp] = max(ends[tp], records[-1].offset + 1)
-    finally:
-        await consumer.stop()
-    return ends
 
 
 class ConsumerThread(kafka_driver.AIOKafkaConsumerThread):

@@ -3,13 +3,14 @@
 | topic                         | key   | value                 | partitions | who reads it                 |
 |-------------------------------|-------|-----------------------|------------|------------------------------|
 | <settings.topic> (movielog)   | any   | raw UTF-8 line        | N          | agents.ingest                |
-| <app>-events                  | user  | event record (JSON)   | N          | agents.ingest (re-keyed)     |
+| <app>-events                  | user  | raw movielog line     | N          | agents.ingest (re-keyed)     |
+| <app>-user-profiles           | user  | UserProfile (JSON)    | N          | agents.ingest (apply_profiles) |
 | <app>-movie-updates           | movie | MovieUpdate           | N          | agents.movies                |
-| <app>-movie-metadata          | movie | catalog JSON (raw)    | N          | agents.catalog               |
+| <app>-movie-metadata          | movie | catalog JSON (raw)    | N          | agents.metadata               |
 | <app>-item-broadcast          | movie | ItemState (raw bytes) | N          | every worker (followers)     |
 | <app>-quarantine              | none  | Rejected              | 1          | operators, data-quality jobs |
 | <app>-recommendations         | user  | RecommendationServed  | N          | downstream consumers         |
-| <app>-model-updates           | "serving" | registry pointer (JSON) | 1      | every worker (agents.models) |
+| <app>-model-updates           | "serving" | registry pointer (JSON) | 1      | every worker (agents.model_follower) |
 
 The broadcast topic is read by every worker with a plain consumer that
 assigns itself all partitions (no consumer group), so each worker holds the
@@ -29,6 +30,7 @@ from recstream.settings import Settings
 class Topics:
     movielog: faust.TopicT
     events: faust.TopicT
+    user_profiles: faust.TopicT
     movie_updates: faust.TopicT
     movie_metadata: faust.TopicT
     item_broadcast: faust.TopicT
@@ -42,6 +44,7 @@ def topic_names(settings: Settings) -> dict[str, str]:
     return {
         "movielog": settings.topic,
         "events": f"{prefix}-events",
+        "user_profiles": f"{prefix}-user-profiles",
         "movie_updates": f"{prefix}-movie-updates",
         "movie_metadata": f"{prefix}-movie-metadata",
         "item_broadcast": f"{prefix}-item-broadcast",
@@ -66,8 +69,8 @@ def define_topics(app: faust.App, settings: Settings) -> Topics:
     raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     return Topics(
         movielog=app.topic(names["movielog"], partitions=n, **raw),
-        events=app.topic(names["events"], partitions=n, key_type=bytes, key_serializer="raw",
-                         value_serializer="raw", value_type=bytes),
+        events=app.topic(names["events"], partitions=n, **raw),
+        user_profiles=app.topic(names["user_profiles"], partitions=n, **raw),
         movie_updates=app.topic(names["movie_updates"], partitions=n, key_type=bytes,
                                 key_serializer="raw", value_type=MovieUpdate),
         movie_metadata=app.topic(names["movie_metadata"], partitions=n, **raw),

@@ -7,11 +7,11 @@ codec chain.
 
 | table              | key   | value                                   | writer agent          |
 |--------------------|-------|-----------------------------------------|-----------------------|
-| user_history       | user  | UserHistory (watches, ratings, created) | agents.users          |
-| user_vectors       | user  | float32 [bias, p_u]                     | agents.users          |
+| user_history       | user  | UserHistory (watches, ratings, created) | agents.user_writer          |
+| user_vectors       | user  | float32 [bias, p_u]                     | agents.user_writer          |
 | movie_stats        | movie | MovieStats (plays, viewers, ratings)    | agents.movies         |
 | item_factors       | movie | float32 [bias, q_i] (authoritative)     | agents.movies         |
-| movie_catalog      | movie | normalised metadata (JSON)              | agents.catalog        |
+| movie_catalog      | movie | normalised metadata (JSON)              | agents.metadata       |
 | drift_windows      | partition/feature/slice | int64 histogram (LE)            | agents.monitoring     |
 """
 from __future__ import annotations

@@ -67,7 +67,7 @@ class UserHistory:
     watches: dict[str, list] = dataclasses.field(default_factory=dict)
     ratings: dict[str, list] = dataclasses.field(default_factory=dict)
     created: Optional[float] = None
-    # From the user API (agents.coldstart), once: age (None unknown), gender ("" unknown),
+    # From the user API (agents.profiles), once: age (None unknown), gender ("" unknown),
     # the movies the self-description named (never recommended back), when it was applied.
     age: Optional[int] = None
     gender: str = ""

@@ -41,7 +41,7 @@ class ItemIndex:
         self.cost = np.full(cap, np.nan)  # licence cost per play from metadata; NaN: unknown
         self.version = 0
         # The promoted model's vector of a movie (None: not in it), used for new rows
-        # instead of the init vector; set by agents.models on a swap.
+        # instead of the init vector; set by agents.model_follower on a swap.
         self.base: Callable[[str], Optional[tuple[float, np.ndarray]]] = lambda movie: None
 
     def __len__(self) -> int:

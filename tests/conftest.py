@@ -4,7 +4,7 @@ whose Kafka side is replaced by recorders (no broker, no event loop beyond the t
 ``app``/``rt`` come from :func:`recstream.app.create_app` exactly as a worker builds them;
 only the edges that would talk to Kafka are swapped:
 
-* every ``topic.send`` of ours and every ``rt.produce`` appends ``(topic field, key, value)``
+* every ``topic.send`` of ours and every ``rt.producer.produce`` appends ``(topic field, key, value)``
   to ``sent`` (encoded records are decoded back with the topic's value type);
 * every table's changelog write is recorded in ``changelog`` (and still buffered by the
   unstarted producer, which is harmless);
@@ -27,7 +27,7 @@ from recstream.settings import Settings
 if TYPE_CHECKING:  # faust is imported by the fixtures that need it, not by tests/models
     import faust
 
-    from recstream.runtime import Runtime
+    from recstream.parts import WorkerParts
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SAMPLES = DATA / "mlip-stream-samples"
@@ -93,24 +93,24 @@ def recorder() -> Recorder:
 def app(settings: Settings, recorder: Recorder, monkeypatch: pytest.MonkeyPatch) -> faust.App:
     import faust
 
-    from recstream.app import create_app, runtime_of
+    from recstream.app import create_app, parts_of
 
     app = create_app(settings)
-    rt = runtime_of(app)
+    rt = parts_of(app)
     field_of = {topic.get_topic_name(): field for field, topic in vars(rt.topics).items()}
     for field, topic in vars(rt.topics).items():
         async def send(*, key: Any = None, value: Any = None, _name: str = field,
                        **kwargs: Any) -> None:
             recorder.sent.append((_name, key, value))
         monkeypatch.setattr(topic, "send", send)
-    if hasattr(rt, "produce"):  # the fast path: already-encoded values straight to the producer
+    if hasattr(rt, "producer"):  # the fast path: already-encoded values straight to the producer
         async def produce(topic, key, value) -> None:
             record = getattr(topic, "value_type", None)
             if isinstance(value, (bytes, bytearray)) and isinstance(record, type) and \
                     issubclass(record, faust.Record):
                 value = record.loads(value)
             recorder.sent.append((field_of[topic.get_topic_name()], key, value))
-        monkeypatch.setattr(rt, "produce", produce)
+        monkeypatch.setattr(rt.producer, "produce", produce)
     for table in rt.tables.all():
         original = table.send_changelog
 
@@ -130,10 +130,10 @@ def app(settings: Settings, recorder: Recorder, monkeypatch: pytest.MonkeyPatch)
 
 
 @pytest.fixture
-def rt(app: faust.App) -> Runtime:
-    from recstream.app import runtime_of
+def rt(app: faust.App) -> WorkerParts:
+    from recstream.app import parts_of
 
-    return runtime_of(app)
+    return parts_of(app)
 
 
 @pytest.fixture

@@ -299,9 +299,9 @@ def make_routes(sampler: Sampler) -> list[web.RouteDef]:
     return [web.get("/dashboard", dashboard), web.get("/dashboard/series.json", series)]
 
 
-def register(app: Any, rt: Any, *, every_s: float = SAMPLE_EVERY_S) -> Sampler:
-    """Mount the dashboard on the worker's aiohttp app and sample with a Faust timer."""
-    sampler = Sampler(rt.metrics.registry, every_s=every_s)
+def register(app: Any, registry: Any, *, every_s: float = SAMPLE_EVERY_S) -> Sampler:
+    """Mount the dashboard on the worker's aiohttp app and sample ``registry`` with a timer."""
+    sampler = Sampler(registry, every_s=every_s)
     app.web.web_app.add_routes(make_routes(sampler))
 
     @app.timer(every_s, name="dashboard_sample")

@@ -19,11 +19,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 
 import aiohttp
 from faust.types import TP
 
-from recstream.runtime import Runtime
 from tables.codecs import user_key
 from tables.context import partition_for
 
@@ -33,9 +33,15 @@ PEER_BACKOFF_S = 2.0
 
 
 class OwnerRouter:
-    def __init__(self, rt: Runtime) -> None:
-        self.rt = rt
-        self.topic = rt.tables.user_history.changelog_topic.get_topic_name()
+    """Finds a user's owner from the group's assignment of ``user_history``; forwards once."""
+
+    def __init__(self, app: Any, user_history: Any, *, partitions: int,
+                 timeout_s: float) -> None:
+        self.app = app
+        self.table_name = user_history.name
+        self.partitions = partitions
+        self.timeout_s = timeout_s
+        self.topic = user_history.changelog_topic.get_topic_name()
         self._session: aiohttp.ClientSession | None = None
         self.down_until: dict[str, float] = {}
 
@@ -46,12 +52,12 @@ class OwnerRouter:
 
     def owner_url(self, user: int) -> str | None:
         """The owner's base URL when it is another worker, else None (answer here)."""
-        app = self.rt.app
-        partition = partition_for(user_key(user), self.rt.settings.partitions)
+        app = self.app
+        partition = partition_for(user_key(user), self.partitions)
         try:
             if TP(self.topic, partition) in app.assignor.assigned_actives():
                 return None
-            url = app.router.key_store(self.rt.tables.user_history.name, user_key(user))
+            url = app.router.key_store(self.table_name, user_key(user))
         except (KeyError, AttributeError, RuntimeError):
             return None  # no assignment known yet: answer with what we have
         mine = app.conf.canonical_url
@@ -61,7 +67,7 @@ class OwnerRouter:
 
     async def forward(self, base_url: str, path: str) -> str | None:
         if self._session is None:
-            timeout = aiohttp.ClientTimeout(total=self.rt.settings.route_timeout_s)
+            timeout = aiohttp.ClientTimeout(total=self.timeout_s)
             self._session = aiohttp.ClientSession(timeout=timeout)
         try:
             async with self._session.get(base_url + path,

@@ -18,9 +18,14 @@ from aiohttp import web
 from prometheus_async import aio
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from recstream.runtime import Runtime
+from recstream.parts import Readiness
+from recstream.prometheus import Metrics
+from recstream.settings import Settings
+from tables.memory import UserIndex
+from tables.serving import Recommender
+from tables.users import UserStore
 from web import dashboard
-from web.provenance import new_request_id, register as register_provenance
+from web.served_log import ProvenancePublisher, new_request_id, register as register_provenance
 from web.routing import ROUTED_HEADER, OwnerRouter
 
 log = logging.getLogger(__name__)
@@ -35,12 +40,14 @@ def parse_user_id(text: str, max_user_id: int) -> int | None:
     return user if user <= max_user_id else None
 
 
-def make_routes(rt: Runtime, router: OwnerRouter | None = None) -> list[web.RouteDef]:
-    metrics = rt.metrics
-    recommender = rt.recommender
-    max_user_id = rt.settings.max_user_id
+def make_routes(*, settings: Settings, metrics: Metrics, recommender: Recommender,
+                readiness: Readiness, user_store: UserStore, users: UserIndex,
+                router: OwnerRouter | None = None,
+                publisher: ProvenancePublisher | None = None) -> list[web.RouteDef]:
+    """The handlers, closed over exactly the parts they read."""
+    max_user_id = settings.max_user_id
     count = metrics.requests.labels
-    items_loaded = rt.readiness.items_loaded
+    items_loaded = readiness.items_loaded
 
     @aio.time(metrics.latency)  # prometheus-async: observes the coroutine's duration
     async def recommend(request: web.Request) -> web.Response:
@@ -80,9 +87,8 @@ def make_routes(rt: Runtime, router: OwnerRouter | None = None) -> list[web.Rout
             line, source, reason = recommender.fallback(), "error", "internal error"
         count(source).inc()
         request_id = new_request_id()
-        publisher = rt.provenance
         # A forwarded request is published by the owner that answered it.
-        if publisher is not None and source != "routed" and rt.settings.provenance:
+        if publisher is not None and source != "routed" and settings.provenance:
             publisher.record(request_id, -1 if user is None else user, line, source,
                              (time.perf_counter() - started) * 1000.0, guardrails, reason)
         return web.Response(text=line, content_type=TEXT,
@@ -92,7 +98,7 @@ def make_routes(rt: Runtime, router: OwnerRouter | None = None) -> list[web.Rout
         return web.Response(text="ok", content_type=TEXT)
 
     async def readyz(request: web.Request) -> web.Response:
-        missing = rt.readiness.missing()
+        missing = readiness.missing()
         metrics.ready.set(0 if missing else 1)
         if missing:
             return web.Response(status=503, text="not ready: " + ", ".join(missing),
@@ -105,22 +111,22 @@ def make_routes(rt: Runtime, router: OwnerRouter | None = None) -> list[web.Rout
 
     async def user_state(request: web.Request) -> web.Response:
         """Operator view of one user's state (behind ``RECSTREAM_OPERATOR_TOKEN``)."""
-        denied = _check_token(request, rt.settings.operator_token)
+        denied = _check_token(request, settings.operator_token)
         if denied is not None:
             return denied
         user = parse_user_id(request.match_info.get("user_id", ""), max_user_id)
         if user is None:
             return web.json_response({"error": "not a user id"}, status=400)
-        history = rt.user_store.peek(user)
-        row = rt.users.get_row(user)
+        history = user_store.peek(user)
+        row = users.get_row(user)
         body = {
             "user": user,
             "known": history is not None,
             "watches": history.watches if history else {},
             "ratings": history.ratings if history else {},
             "created": history.created if history else None,
-            "has_vector": bool(row >= 0 and rt.users.has_vector[row]),
-            "answer_fresh": bool(row >= 0 and rt.users.fresh[row]),
+            "has_vector": bool(row >= 0 and users.has_vector[row]),
+            "answer_fresh": bool(row >= 0 and users.fresh[row]),
         }
         return web.json_response(body, dumps=lambda obj: orjson.dumps(obj).decode())
 
@@ -144,12 +150,15 @@ def _check_token(request: web.Request, token: str) -> web.Response | None:
     return None
 
 
-def register(app, rt: Runtime) -> None:
-    """Mount the routes on the worker's aiohttp application."""
-    router = OwnerRouter(rt)
-    register_provenance(app, rt)
-    app.web.web_app.add_routes(make_routes(rt, router))
-    dashboard.register(app, rt)  # /dashboard and its sampler (web/dashboard.py)
+def register(app, *, settings: Settings, metrics: Metrics, recommender: Recommender,
+             readiness: Readiness, user_store: UserStore, users: UserIndex,
+             router: OwnerRouter, publisher: ProvenancePublisher) -> None:
+    """Mount the routes, the answer log's drain and the dashboard on the worker."""
+    register_provenance(app, publisher, readiness.users_loaded)
+    app.web.web_app.add_routes(make_routes(
+        settings=settings, metrics=metrics, recommender=recommender, readiness=readiness,
+        user_store=user_store, users=users, router=router, publisher=publisher))
+    dashboard.register(app, metrics.registry)  # /dashboard and its sampler (web/dashboard.py)
 
     @app.on_before_shutdown.connect
     async def close_router(app_=None, **kwargs) -> None:

@@ -3,9 +3,9 @@
 A small synthetic world (``recstream.sim``) serves ``GET /user/<ids>`` on a real
 aiohttp server; the worker side is the real app (``create_app``) with Kafka
 replaced by recorders (tests/conftest.py).  New accounts are created through the
-user writer; the cold-start workers fetch them, produce ``UserProfile`` events,
-and those events are fed back through the ingest agent's re-keyed path to the
-user writer, exactly as the events topic would deliver them.  Answers are judged
+user writer; the cold-start workers fetch them, produce ``UserProfile`` records,
+and those are fed back through the ingest agent's ``apply_profiles`` path to the
+user writer, exactly as the user-profiles topic would deliver them.  Answers are judged
 by the world's TRUE ratings.
 """
 from __future__ import annotations
@@ -20,10 +20,10 @@ import orjson
 import pytest
 from aiohttp import web
 
-from agents import coldstart as cs
-from agents.coldstart import ColdStart, parse_user, slug_title, users_from_response
-from agents.ingest import Ingest
-from agents.users import UserWriter
+from agents import profiles as cs
+from agents.profiles import ColdStart
+from recstream.user_api import parse_user, slug_title, users_from_response
+from agents.user_writer import UserWriter
 from recstream.parsing import parse_line
 from recstream.records import UserProfile
 from recstream.settings import Settings
@@ -34,6 +34,7 @@ from recstream.sim.world import build_synthetic
 from tables.codecs import UserHistory, decode_history, encode_history, movie_key, user_key
 from tables.context import as_event, partition_for
 from tests.conftest import free_port, sample_path
+from tests.wiring import cold_start, ingest as ingest_of, user_writer
 
 FACTORS = 8
 NOW = "2025-01-06T10:00:00"                   # stream time of the accounts created below
@@ -108,7 +109,7 @@ def load_items(rt, world, make_event, *, metadata_share: float = 0.5) -> np.ndar
                                partition=partition_for(key, rt.settings.partitions))
             with as_event(event):
                 rt.tables.movie_catalog[key] = orjson.dumps(meta)
-    rt.global_mean = float(taste.mu)
+    rt.current_model.set_global_mean(float(taste.mu))
     return plays
 
 
@@ -145,19 +146,19 @@ async def create_accounts(rt, make_event, writer: UserWriter, users: list[int]) 
 async def fetch_all(cold: ColdStart, recorder, expected: int) -> list:
     task = asyncio.create_task(cold.run())
     try:
-        await eventually(lambda: len(recorder.on("events")) >= expected)
+        await eventually(lambda: len(recorder.on("user_profiles")) >= expected)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-    return recorder.on("events")
+    return recorder.on("user_profiles")
 
 
 async def deliver(rt, make_event, writer: UserWriter, sent: list) -> None:
-    """What the events topic delivers to the partition owner's ``ingest_rekeyed``."""
-    events = [make_event(value, key=key, topic="recstream-events",
+    """What the user-profiles topic delivers to the partition owner's ``apply_profiles``."""
+    events = [make_event(value, key=key, topic="recstream-user-profiles",
                          partition=partition_for(key, rt.settings.partitions))
               for key, value in sent]
-    await Ingest(rt, writer).consume(events, forward=False)
+    await ingest_of(rt, writer).consume_profiles(events)
 
 
 def true_mean(world, uid: int, slugs: list[str]) -> float:
@@ -167,8 +168,8 @@ def true_mean(world, uid: int, slugs: list[str]) -> float:
 
 
 async def setup(rt, world, make_event):
-    writer = UserWriter(rt)
-    cold = ColdStart(rt)
+    writer = user_writer(rt)
+    cold = cold_start(rt)
     writer.on_new_user = cold.want
     load_items(rt, world, make_event)
     load_known_users(rt, world, cold)
@@ -185,7 +186,7 @@ async def test_new_accounts_get_personal_answers_better_than_the_fallback(
     new = sign_up(world, 40)
     async with user_api(world, api_port):
         await create_accounts(rt, make_event, writer, new)
-        assert cold.queue.qsize() == len(new) and not recorder.on("events")  # only queued
+        assert cold.queue.qsize() == len(new) and not recorder.on("user_profiles")  # only queued
         sent = await fetch_all(cold, recorder, len(new))
     assert calls(rt, "ok") >= 1 and calls(rt, "error") == 0
     profiles = {key: UserProfile.loads(value, serializer="json") for key, value in sent}
@@ -252,9 +253,9 @@ async def test_a_learned_vector_is_never_overwritten(rt, recorder, make_event, w
 
 
 async def test_a_vector_of_another_model_generation_is_dropped(rt, recorder, make_event):
-    writer = UserWriter(rt)
+    writer = user_writer(rt)
     profile = UserProfile(time=1.0, user=77, age=15, gender="F", vector=[0.5] * FACTORS,
-                          bias=0.1, source="foldin", generation=rt.model.generation + 1,
+                          bias=0.1, source="foldin", generation=rt.current_model.generation + 1,
                           named=["up+2009"])
     await deliver(rt, make_event, writer, [(user_key(77), profile.dumps())])
     row = rt.users.get_row(77)
@@ -277,7 +278,7 @@ async def test_unknown_users_are_a_404_and_not_asked_again(rt, recorder, make_ev
         assert cold.queue.empty()                       # not asked again
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-    assert not recorder.on("events")
+    assert not recorder.on("user_profiles")
 
 
 async def test_rate_limited_and_slow_calls_give_up_quietly_and_retry_later(
@@ -322,12 +323,12 @@ async def test_the_api_being_down_never_blocks_ingest(rt, recorder, make_event, 
         await eventually(lambda: calls(rt, "error") >= 1)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-    assert not recorder.on("events") and len(recorder.writes("user_history")) == len(users)
+    assert not recorder.on("user_profiles") and len(recorder.writes("user_history")) == len(users)
 
 
 async def test_first_sight_of_a_user_without_history_queues_one_fetch(rt, make_event, world):
-    writer = UserWriter(rt)
-    cold = ColdStart(rt)
+    writer = user_writer(rt)
+    cold = cold_start(rt)
     writer.on_new_user = cold.want
     lines = ["2025-01-06T10:00:00,501,GET /data/m/up+2009/0.mpg",
              "2025-01-06T10:00:01,501,GET /data/m/up+2009/1.mpg",
@@ -375,7 +376,7 @@ def test_titles_read_back_from_movie_ids():
 
 
 async def test_the_title_index_prefers_metadata_and_rebuilds_only_on_growth(rt, make_event, world):
-    cold = ColdStart(rt)
+    cold = cold_start(rt)
     load_items(rt, world, make_event, metadata_share=0.5)
     assert await cold.rebuild_titles()
     cat = world.catalog
@@ -404,11 +405,16 @@ def test_history_codec_keeps_old_records_readable_and_round_trips_profiles():
 
 
 async def test_a_profile_on_the_raw_movielog_is_quarantined(rt, recorder, make_event):
-    """Only the internal events topic carries profiles; the platform's topic never does."""
-    writer = UserWriter(rt)
+    """Only the internal user-profiles topic carries profiles; the platform's topic never does."""
+    writer = user_writer(rt)
     forged = UserProfile(time=1.0, user=8, vector=[9.0] * FACTORS, source="foldin").dumps()
-    await Ingest(rt, writer).consume([make_event(forged, key=user_key(8),
+    await ingest_of(rt, writer).consume([make_event(forged, key=user_key(8),
                                                  partition=own_partition(rt, 8))], forward=True)
     assert rt.users.get_row(8) < 0 and [v.reason for _, v in recorder.on("quarantine")]
     await deliver(rt, make_event, writer, [(user_key(8), b'{"not": "a profile"}')])
     assert rt.users.get_row(8) < 0 and len(recorder.on("quarantine")) == 2
+    assert recorder.on("quarantine")[-1][1].reason == "bad_profile"
+    # The re-keyed events topic carries raw lines only: a profile there is a bad line.
+    await ingest_of(rt, writer).consume([make_event(forged, key=user_key(8), topic="recstream-events",
+                                                 partition=own_partition(rt, 8))], forward=False)
+    assert rt.users.get_row(8) < 0 and len(recorder.on("quarantine")) == 3

@@ -4,12 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agents.lifecycle import load_user_vectors, restore_minor_flags
-from agents.users import UserWriter
 from recstream.records import UserProfile
 from faust.types import TP
 
 from tables.codecs import user_key
+from tests.wiring import load_vectors, restore_minors, user_writer
 
 
 @pytest.fixture(autouse=True)
@@ -21,7 +20,7 @@ def all_partitions_assigned(rt, monkeypatch):
 
 
 async def test_minor_flags_come_back_from_stored_profiles(rt, make_event):
-    writer = UserWriter(rt)
+    writer = user_writer(rt)
     batch = []
     for user, age in ((11, 15), (12, 40), (13, -1)):
         profile = UserProfile(time=10.0, user=user, age=age, gender="F", source="none")
@@ -29,10 +28,10 @@ async def test_minor_flags_come_back_from_stored_profiles(rt, make_event):
     await writer.apply(batch)
     assert rt.users.minor[rt.users.get_row(11)]
     rt.users.minor[:] = False  # a restart: the index is rebuilt from the tables
-    assert await restore_minor_flags(rt) == 1
+    assert await restore_minors(rt) == 1
     assert rt.users.minor[rt.users.get_row(11)]
     assert not rt.users.minor[rt.users.get_row(12)] and not rt.users.minor[rt.users.get_row(13)]
-    assert await restore_minor_flags(rt) == 0  # idempotent
+    assert await restore_minors(rt) == 0  # idempotent
 
 
 async def test_vectors_load_and_a_rebalance_keeps_newer_in_memory_ones(rt, make_event):
@@ -40,8 +39,8 @@ async def test_vectors_load_and_a_rebalance_keeps_newer_in_memory_ones(rt, make_
     for user in (1, 2):
         await rt.user_store.save_vector(user, 0.5, np.full(k, user, np.float32),
                                         make_event(b"", key=user_key(user)), 0)
-    assert await load_user_vectors(rt) == 2
+    assert await load_vectors(rt) == 2
     np.testing.assert_array_equal(rt.users.factors[rt.users.get_row(2)], np.full(k, 2.0))
     rt.users.set_vector(2, 0.1, np.zeros(k, np.float32))  # learnt since: newer than the table
-    assert await load_user_vectors(rt, keep_loaded=True) == 0
+    assert await load_vectors(rt, keep_loaded=True) == 0
     np.testing.assert_array_equal(rt.users.factors[rt.users.get_row(2)], np.zeros(k))

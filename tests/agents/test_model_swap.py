@@ -15,14 +15,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from agents.broadcast import ItemFollower
-from agents.models import ModelFollower, refit_some
-from agents.users import UserWriter
 from models.registry import Registry
 from recstream.records import Rating
 from tables.broadcast import encode_item_state
 from tables.codecs import decode_vector_generation, user_key
-from web.views import make_routes
+from tests.wiring import item_follower, model_follower, routes, user_writer
 
 N_ITEMS, N_USERS = 300, 200
 
@@ -66,11 +63,9 @@ def answers(rt, users) -> dict[int, str]:
 
 
 @pytest.fixture
-def rt(rt, tmp_path):
+def settings(settings, tmp_path):
     import dataclasses
-    rt.settings = dataclasses.replace(rt.settings, registry_dir=str(tmp_path / "registry"))
-    rt.recommender.settings = rt.settings
-    return rt
+    return dataclasses.replace(settings, registry_dir=str(tmp_path / "registry"))
 
 
 async def test_swap_under_concurrent_requests_is_atomic_and_fast(rt):
@@ -78,10 +73,10 @@ async def test_swap_under_concurrent_requests_is_atomic_and_fast(rt):
     users = range(1, N_USERS + 1)
     old = answers(rt, users)
     pointer = promote_model(rt, users=range(1, N_USERS // 2 + 1))
-    follower = ModelFollower(rt)
+    follower = model_follower(rt)
 
     app = web.Application()
-    app.add_routes(make_routes(rt))
+    app.add_routes(routes(rt))
     client = TestClient(TestServer(app))
     await client.start_server()
     seen: list[tuple[int, str, float]] = []
@@ -107,7 +102,7 @@ async def test_swap_under_concurrent_requests_is_atomic_and_fast(rt):
     finally:
         await client.close()
 
-    assert rt.model.generation == 1 and rt.model.version == pointer["version"]
+    assert rt.current_model.generation == 1 and rt.current_model.model.version == pointer["version"]
     new = answers(rt, users)
     changed = sum(old[u] != new[u] for u in users)
     assert changed > N_USERS // 2  # the new model really answers differently
@@ -120,29 +115,29 @@ async def test_swap_under_concurrent_requests_is_atomic_and_fast(rt):
         "recstream_model_info", {"version": pointer["version"]}) == 1
     # Users the model saw have its vectors; the others are queued for a refit.
     row = rt.users.get_row(1)
-    np.testing.assert_array_equal(rt.users.factors[row], rt.model.user_vector(1)[1])
-    assert sorted(rt.refit_queue) == list(range(N_USERS // 2 + 1, N_USERS + 1))
+    np.testing.assert_array_equal(rt.users.factors[row], rt.current_model.model.user_vector(1)[1])
+    assert sorted(rt.current_model.refit_queue) == list(range(N_USERS // 2 + 1, N_USERS + 1))
     assert "brand+new+2024" in rt.items.row_of
-    assert rt.global_mean == pytest.approx(3.6)
+    assert rt.current_model.global_mean == pytest.approx(3.6)
 
 
 async def test_stragglers_are_refit_from_their_history(rt, make_event):
     fill_online(rt)
-    writer = UserWriter(rt)
+    writer = user_writer(rt)
     liked = movies()[:5]
     batch = [(make_event(r, key=user_key(150)), r)
              for r in (Rating(time=100.0 + i, user=150, movie=m, rating=5)
                        for i, m in enumerate(liked))]
     await writer.apply(batch)
     pointer = promote_model(rt, users=range(1, 100))
-    assert await ModelFollower(rt).switch(pointer)
+    assert await model_follower(rt).switch(pointer)
     row = rt.users.get_row(150)
-    assert not rt.users.has_vector[row] and 150 in rt.refit_queue
-    refit_some(rt)
+    assert not rt.users.has_vector[row] and 150 in rt.current_model.refit_queue
+    model_follower(rt).refit_some()
     assert rt.users.has_vector[row]
     # The refit vector predicts the user's 5-star ratings far above the mean.
     items = [rt.items.row_of[m] for m in liked]
-    pred = rt.global_mean + rt.users.bias[row] + rt.items.bias[items] + \
+    pred = rt.current_model.global_mean + rt.users.bias[row] + rt.items.bias[items] + \
         rt.items.factors[items] @ rt.users.factors[row]
     assert np.all(pred > 4.0)
 
@@ -150,12 +145,12 @@ async def test_stragglers_are_refit_from_their_history(rt, make_event):
 async def test_state_learnt_under_an_older_generation_is_not_mixed_in(rt, make_event):
     fill_online(rt)
     pointer = promote_model(rt, users=range(1, 50))
-    assert await ModelFollower(rt).switch(pointer)
-    gen = rt.model.generation
+    assert await model_follower(rt).switch(pointer)
+    gen = rt.current_model.generation
     movie = movies()[0]
-    base_bias, base_vec = rt.model.item_vector(movie)
+    base_bias, base_vec = rt.current_model.model.item_vector(movie)
 
-    follower = ItemFollower(rt)
+    follower = item_follower(rt)
     topic = follower.broadcast_topic
     stale = encode_item_state(9.0, np.full(rt.settings.n_factors, 9.0, np.float32), 5.0,
                               1.0, 3, gen - 1)
@@ -177,7 +172,7 @@ async def test_state_learnt_under_an_older_generation_is_not_mixed_in(rt, make_e
                                     event, 0)
     assert rt.user_store.vector(user, event, gen) is None
     assert rt.user_store.vector(user, event, 0) is not None
-    writer = UserWriter(rt)
+    writer = user_writer(rt)
     rt.users.has_vector[rt.users.get_row(user)] = False
     rating = Rating(time=500.0, user=user, movie=movie, rating=4)
     await writer.apply([(make_event(rating, key=user_key(user)), rating)])
@@ -191,8 +186,8 @@ async def test_unreadable_artifact_keeps_serving_the_current_model(rt):
     pointer = promote_model(rt, users=range(1, 10))
     registry = Registry(rt.settings.registry_path)
     (registry.path(pointer["version"]) / "arrays.npz").write_bytes(b"not a zip")
-    assert not await ModelFollower(rt).switch(pointer)
-    assert rt.model.generation == 0
+    assert not await model_follower(rt).switch(pointer)
+    assert rt.current_model.generation == 0
     assert answers(rt, range(1, 20)) == before
     assert rt.metrics.registry.get_sample_value("recstream_model_swaps_total",
                                                 {"result": "failed"}) == 1

@@ -5,18 +5,19 @@ recorded instead of produced; the drift_windows store is the real RocksDB one.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 from faust.types import TP
 
-from agents.monitoring import DriftStore, lag_roles, publish_lag, refresh
-from agents.users import UserWriter
+from agents.user_writer import UserWriter
 from recstream.monitor import Monitor
 from recstream.parsing import parse_line
 from recstream.windows import FEATURES, RATING
 from tables.codecs import user_key
 from tables.context import partition_for
+from tests.wiring import drift_store, monitoring_timers, user_writer
 
 DAY = "2024-10-14T"
 
@@ -53,7 +54,7 @@ async def test_the_user_writer_drives_the_monitor(rt, make_event):
     rt.items.set_cost("up+2009", 1.5)
     rt.items.set_cost("cars+2006", None)  # metadata without a cost
     assert math.isnan(rt.items.cost_of("cars+2006")) and math.isnan(rt.items.cost_of("x+1"))
-    writer = UserWriter(rt)
+    writer = user_writer(rt)
     reco = "recommendation request h:8082, status 200, result: up+2009, cars+2006, 55 ms"
     await apply_lines(
         rt, make_event, writer,
@@ -85,11 +86,11 @@ async def test_drift_slices_are_written_per_partition_reloaded_and_pruned(
     changelog = rt.tables.drift_windows.changelog_topic.get_topic_name()
     monkeypatch.setattr(rt.app.assignor, "assigned_actives",
                         lambda: {TP(changelog, p) for p in range(rt.settings.partitions)})
-    writer = UserWriter(rt)
+    writer = user_writer(rt)
     await apply_lines(rt, make_event, writer,
                       line(a, "GET /rate/up+2009=4"), line(a, "GET /rate/cars+2006=2"),
                       line(b, "GET /rate/up+2009=5"))
-    store = DriftStore(rt)
+    store = drift_store(rt)
     assert await store.sync({pa, pb}, recovered=True) == 2 * len(FEATURES)
     written = {key: value for key, value in
                ((k, v) for name, k, v, _ in recorder.changelog if name == "drift_windows")}
@@ -103,8 +104,9 @@ async def test_drift_slices_are_written_per_partition_reloaded_and_pruned(
     # A new worker (fresh monitor, no event seen yet) assigned partition pa finds pa's
     # slices in the table.
     first = rt.monitor
-    rt.monitor = Monitor(rt.settings, rt.metrics, rt.items.cost_of)
-    fresh = DriftStore(rt)
+    rt = dataclasses.replace(rt, monitor=Monitor(rt.settings, rt.metrics, rt.items.cost_of))
+    writer = user_writer(rt)  # the new worker's writer feeds its own monitor
+    fresh = drift_store(rt)
     await fresh.sync({pa}, recovered=False)  # not recovered yet: nothing loaded
     assert rt.monitor.drift.slices == {}
     await fresh.sync({pa}, recovered=True)
@@ -128,10 +130,10 @@ async def test_drift_slices_are_written_per_partition_reloaded_and_pruned(
 async def test_revoked_partitions_are_forgotten(rt, make_event):
     a, b = users_in_two_partitions(rt)
     pa, pb = (partition_for(user_key(u), rt.settings.partitions) for u in (a, b))
-    writer = UserWriter(rt)
+    writer = user_writer(rt)
     await apply_lines(rt, make_event, writer, line(a, "GET /rate/up+2009=4"),
                       line(b, "GET /rate/up+2009=5"))
-    store = DriftStore(rt)
+    store = drift_store(rt)
     await store.sync({pa}, recovered=False)
     assert {p for p, _ in rt.monitor.drift.slices} == {pa}
     assert set(rt.monitor.events) == {pa}
@@ -141,30 +143,30 @@ async def test_the_refresh_timer_publishes_and_persists(rt, recorder, make_event
                                                        monkeypatch):
     a, _ = users_in_two_partitions(rt)
     pa = partition_for(user_key(a), rt.settings.partitions)
-    await apply_lines(rt, make_event, UserWriter(rt),
+    await apply_lines(rt, make_event, user_writer(rt),
                       line(a, "recommendation request h:8082, status 200, result: x+1, 700 ms"))
-    store = DriftStore(rt)
-    await refresh(rt, store)  # the consumer has not started: gauges only
+    timers = monitoring_timers(rt)
+    await timers.refresh()  # the consumer has not started: gauges only
     assert sample(rt, "recstream_availability", window="5m") == 0.0  # one slow answer
     assert recorder.writes("drift_windows") == []
     tps = {TP(rt.topics.movielog.get_topic_name(), pa), TP("elsewhere", 3)}
     monkeypatch.setattr(rt.app.consumer, "assignment", lambda: tps)
-    await refresh(rt, store)  # tables not recovered: stored slices not merged, none written
+    await timers.refresh()  # tables not recovered: stored slices not merged, none written
     assert recorder.writes("drift_windows") == []
     rt.readiness.tables_recovered.set()
-    await refresh(rt, store)
+    await timers.refresh()
     assert len(recorder.writes("drift_windows")) == len(FEATURES)
 
 
 async def test_the_lag_timer_labels_topics_by_role(rt, monkeypatch):
-    roles = lag_roles(rt)
+    timers = monitoring_timers(rt)
     movielog, updates = (TP(rt.topics.movielog.get_topic_name(), 0),
                          TP(rt.topics.movie_updates.get_topic_name(), 1))
     consumer = rt.app.consumer
     monkeypatch.setattr(consumer, "assignment", lambda: {movielog, updates})
     monkeypatch.setattr(consumer, "highwater", lambda tp: {movielog: 40, updates: 5}[tp])
     monkeypatch.setattr(consumer, "_committed_offset", {movielog: 15, updates: 5})
-    await publish_lag(rt, roles)
+    await timers.publish_lag()
     assert sample(rt, "recstream_consumer_lag", topic="movielog") == 25
     assert sample(rt, "recstream_consumer_lag", topic="movie-updates") == 0
     assert sample(rt, "recstream_consumer_lag", topic="events") == 0

@@ -12,15 +12,14 @@ import asyncio
 import numpy as np
 import pytest
 
-from agents.ingest import Ingest
-from agents.movies import MovieWriter
-from agents.users import CHECKPOINT_MINUTES, UserWriter
+from agents.user_writer import CHECKPOINT_MINUTES, UserWriter
 from models.online import init_vector, item_step, predict
 from recstream.parsing import parse_line
 from recstream.records import MovieUpdate, RecommendationOutcome, Rejected
 from tables.broadcast import decode_item_state
 from tables.codecs import decode_history, decode_movie_stats, decode_vector, user_key
 from tables.context import partition_for
+from tests.wiring import ingest as ingest_of, movie_writer, user_writer
 
 T0 = "2024-10-14T15:30:"
 
@@ -72,7 +71,7 @@ def step_vector(step: list) -> np.ndarray:
 # -- UserWriter ---------------------------------------------------------------------------
 
 async def test_a_rating_delivered_five_times_changes_state_once(rt, recorder, make_event):
-    writer = UserWriter(rt)
+    writer = user_writer(rt)
     rate = line(42, "GET /rate/up+2009=4")
     await apply_lines(rt, make_event, writer, *[rate] * 5)  # five in one batch
     for _ in range(5):  # and five redeliveries later
@@ -87,7 +86,7 @@ async def test_a_rating_delivered_five_times_changes_state_once(rt, recorder, ma
 
 
 async def test_a_minute_delivered_five_times_is_one_play(rt, recorder, make_event):
-    writer = UserWriter(rt)
+    writer = user_writer(rt)
     watch = line(7, "GET /data/m/up+2009/0.mpg")
     for _ in range(5):
         await apply_lines(rt, make_event, writer, watch)
@@ -101,9 +100,9 @@ async def test_a_minute_delivered_five_times_is_one_play(rt, recorder, make_even
 
 async def test_a_rating_sends_the_pre_update_user_vector(rt, recorder, make_event):
     s = rt.settings
-    writer = UserWriter(rt)
+    writer = user_writer(rt)
     before = init_vector(("u", 42), s.n_factors, scale=s.init_scale, seed=s.seed)
-    mean = rt.global_mean
+    mean = rt.current_model.global_mean
     await apply_lines(rt, make_event, writer, line(42, "GET /rate/up+2009=5"))
     (update,) = updates(recorder)
     assert summary(update) == ("up+2009", 0, [[5, None]], [1.0])
@@ -125,7 +124,7 @@ async def test_a_rating_sends_the_pre_update_user_vector(rt, recorder, make_even
 
 
 async def test_watch_progress_is_checkpointed_every_five_minutes(rt, recorder, make_event):
-    writer = UserWriter(rt)
+    writer = user_writer(rt)
     for minute in range(13):  # one minute per micro-batch, as a live stream delivers them
         await apply_lines(rt, make_event, writer,
                           line(9, f"GET /data/m/up+2009/{minute}.mpg", second=minute))
@@ -137,7 +136,7 @@ async def test_watch_progress_is_checkpointed_every_five_minutes(rt, recorder, m
 
 
 async def test_a_whole_watch_in_one_batch_is_written_once(rt, recorder, make_event):
-    writer = UserWriter(rt)
+    writer = user_writer(rt)
     await apply_lines(rt, make_event, writer,
                       *[line(9, f"GET /data/m/up+2009/{m}.mpg") for m in range(30)])
     assert len(recorder.writes("user_history", b"9")) == 1
@@ -145,7 +144,7 @@ async def test_a_whole_watch_in_one_batch_is_written_once(rt, recorder, make_eve
 
 
 async def test_a_completed_watch_is_an_implicit_rating_unless_rated(rt, recorder, make_event):
-    writer = UserWriter(rt)
+    writer = user_writer(rt)
     done = rt.settings.watch_complete_minutes
     await apply_lines(rt, make_event, writer,
                       line(5, "GET /data/m/up+2009/0.mpg"),
@@ -161,7 +160,7 @@ async def test_a_completed_watch_is_an_implicit_rating_unless_rated(rt, recorder
 
 
 async def test_accounts_and_outcomes(rt, recorder, make_event):
-    writer = UserWriter(rt)
+    writer = user_writer(rt)
     create = line(11, "GET /create_account")
     await apply_lines(rt, make_event, writer, create, create)
     await apply_lines(rt, make_event, writer, create)
@@ -186,7 +185,7 @@ async def test_accounts_and_outcomes(rt, recorder, make_event):
 
 async def test_writer_state_survives_a_cache_flush(rt, recorder, make_event):
     """After a rebalance the writer re-reads the table: redeliveries are still duplicates."""
-    writer = UserWriter(rt)
+    writer = user_writer(rt)
     rate = line(3, "GET /rate/up+2009=4")
     await apply_lines(rt, make_event, writer, rate, line(3, "GET /data/m/up+2009/0.mpg"))
     rt.user_store.forget_cache()
@@ -204,7 +203,7 @@ def movie_event(make_event, update: MovieUpdate):
 
 async def test_movie_writer_counts_plays_and_ratings(rt, recorder, make_event):
     played = []
-    writer = MovieWriter(rt, on_play=played.append)
+    writer = movie_writer(rt, on_play=played.append)
     m = "up+2009"
     batch = [MovieUpdate(movie=m, time=100.0, plays=2, ratings=[], steps=[]),
              MovieUpdate(movie=m, time=110.0, plays=1, ratings=[[4, None], [2, None]], steps=[]),
@@ -228,7 +227,7 @@ async def test_movie_writer_counts_plays_and_ratings(rt, recorder, make_event):
 
 async def test_movie_writer_applies_the_item_step(rt, recorder, make_event):
     s = rt.settings
-    writer = MovieWriter(rt)
+    writer = movie_writer(rt)
     m = "alien+1979"
     user_vec = np.linspace(-0.1, 0.1, s.n_factors).astype(np.float32)
     update = MovieUpdate(movie=m, time=1.0, plays=0, ratings=[[5, None]],
@@ -253,14 +252,14 @@ async def test_movie_writer_applies_the_item_step(rt, recorder, make_event):
     assert await writer.broadcast() == 1
     ((key, raw),) = recorder.on("item_broadcast")
     b, factors, pop, pop_time, plays, generation = decode_item_state(raw)
-    assert generation == rt.model.generation == 0
+    assert generation == rt.current_model.generation == 0
     assert key == m.encode() and b == pytest.approx(want_bias) and plays == 0
     np.testing.assert_allclose(factors, want_vec, rtol=1e-6)
     assert await writer.broadcast() == 0  # nothing changed since
 
 
 async def test_movie_writer_skips_values_that_are_not_updates(rt, recorder, make_event):
-    writer = MovieWriter(rt)
+    writer = movie_writer(rt)
     await writer.apply([make_event(b"junk", key=b"x", topic="recstream-movie-updates")])
     assert recorder.changelog == []
 
@@ -268,7 +267,7 @@ async def test_movie_writer_skips_values_that_are_not_updates(rt, recorder, make
 # -- Ingest -------------------------------------------------------------------------------
 
 async def test_ingest_quarantines_forwards_and_applies(rt, recorder, make_event):
-    ingest = Ingest(rt, UserWriter(rt))
+    ingest = ingest_of(rt, user_writer(rt))
     user = 42
     mine = own_partition(rt, user)
     other = (mine + 1) % rt.settings.partitions
@@ -302,7 +301,7 @@ async def test_ingest_quarantines_forwards_and_applies(rt, recorder, make_event)
 async def test_ingest_rekeys_everything_when_not_co_partitioned(rt, recorder, make_event,
                                                                monkeypatch):
     monkeypatch.setattr(rt.app.consumer, "topic_partitions", lambda topic: 2)  # movielog ≠ 4
-    ingest = Ingest(rt, UserWriter(rt))
+    ingest = ingest_of(rt, user_writer(rt))
     text = line(42, "GET /rate/up+2009=4").encode()
     await ingest.consume([make_event(text, partition=own_partition(rt, 42))], forward=True)
     assert recorder.on("events") == [(b"42", text)]
@@ -310,7 +309,7 @@ async def test_ingest_rekeys_everything_when_not_co_partitioned(rt, recorder, ma
 
 
 async def test_ingest_of_rekeyed_events_applies_in_place(rt, recorder, make_event):
-    ingest = Ingest(rt, UserWriter(rt))
+    ingest = ingest_of(rt, user_writer(rt))
     text = line(42, "GET /rate/up+2009=4").encode()
     await ingest.consume([make_event(text, topic="recstream-events",
                                      partition=own_partition(rt, 42))], forward=False)
@@ -319,11 +318,12 @@ async def test_ingest_of_rekeyed_events_applies_in_place(rt, recorder, make_even
     assert sample(rt, "recstream_lines_total", outcome="valid") == 0  # counted once, upstream
 
 
+@pytest.mark.slow  # real data or a full report: more than a few seconds
 async def test_every_real_sample_line_is_ingested_or_quarantined(rt, recorder, make_event,
                                                                 sample_lines):
     """The real sample in its users' partitions: bad lines quarantined, the rest applied,
     and a full redelivery of it changes nothing."""
-    ingest = Ingest(rt, UserWriter(rt))
+    ingest = ingest_of(rt, user_writer(rt))
     lines = sample_lines[:12_000] + sample_lines[-40:]  # CMU ratings, the McGill tail
 
     async def deliver(texts: list[str]) -> None:
@@ -415,7 +415,7 @@ async def test_reads_use_the_users_own_partition_inside_a_batch(rt, recorder, ma
     from tables.context import as_event
 
     a, b = 3, next(u for u in range(4, 100) if own_partition(rt, u) != own_partition(rt, 3))
-    writer = UserWriter(rt)
+    writer = user_writer(rt)
     await apply_lines(rt, make_event, writer, line(a, "GET /rate/up+2009=4"))
     rt.user_store.forget_cache()
     other = make_event(b"x", key=user_key(b), partition=own_partition(rt, b))

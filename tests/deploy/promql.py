@@ -3,7 +3,7 @@
 There is no PromQL parser for Python here, so expressions are tokenised just enough
 to find metric names (identifiers that are not functions, keywords, numbers or
 durations) and the label names used in matchers and grouping clauses.  Rule files
-and dashboards are checked against what ``recstream.metrics.Metrics()`` exports, so
+and dashboards are checked against what ``recstream.prometheus.Metrics()`` exports, so
 renaming a metric or a label breaks CI instead of a silent dashboard.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client.metrics import MetricWrapperBase
 
-from recstream.metrics import Metrics
+from recstream.prometheus import Metrics
 
 # Series Prometheus makes itself, per target, and labels it attaches to every series.
 SYNTHETIC_SERIES = {"up", "scrape_duration_seconds", "scrape_samples_scraped", "ALERTS"}

@@ -1,5 +1,5 @@
 """Prometheus config and rules: promtool validates and unit-tests them; every metric and
-label they name must exist in ``recstream.metrics.Metrics()``."""
+label they name must exist in ``recstream.prometheus.Metrics()``."""
 from __future__ import annotations
 
 import shutil

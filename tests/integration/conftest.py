@@ -147,7 +147,7 @@ def make_worker(broker, tmp_path):
 
 
 def produce(broker: str, topic: str, lines: list[str]) -> int:
-    from agents.commands import replay_file
+    from recstream.ops.replay import replay_file
     import tempfile
     with tempfile.NamedTemporaryFile("w", suffix=".log", delete=False) as f:
         f.write("\n".join(lines) + "\n")

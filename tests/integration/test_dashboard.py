@@ -23,7 +23,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from agents.commands import replay_file
+from recstream.ops.replay import replay_file
 from tests.brokers import free_port
 from tests.chromium import panels, render
 from tests.conftest import sample_path
@@ -34,7 +34,7 @@ REQUIRED = ("availability", "latency", "requests", "quality", "cost", "drift")
 PHASE_TIMEOUT_S = 30.0
 # The simulated platform runs in the 40 minutes before the real slice (13:43-14:21 on the
 # same day), so both share one stream clock: a jump of more than a day is not followed
-# (recstream.serving.Recommender.observe_time), and the monitor's windows are stream time.
+# (tables.serving.Recommender.observe_time), and the monitor's windows are stream time.
 SIM_START = "2022-10-07T13:00:00"
 
 

@@ -109,8 +109,8 @@ def test_kill9_and_restart_lose_no_rating(make_worker):
 def test_two_workers_answer_each_user_from_its_owner(make_worker):
     """Each worker holds half the partitions; either one answers any user the same."""
     first, second = make_worker("one"), make_worker("two")
-    wait_for(lambda: first.metric("recstream_table_keys") >= 0 and _owns_some(second), 60,
-             "the second worker to get partitions")
+    wait_for(lambda: _owns_some(first) and _owns_some(second), 60,
+             "both workers to be ready with partitions")
     lines = sample_lines()[:20243]
     produce(make_worker.broker, make_worker.topic, lines)
     total = lambda: first.metric("recstream_lines_total") + second.metric("recstream_lines_total")

@@ -22,7 +22,7 @@ from recstream.modelupdates import latest_announced
 from recstream.parsing import parse_line
 from recstream.records import Rating
 from recstream.settings import Settings
-from recstream.training_data import changelog_topic, read_changelog
+from recstream.ops.training_data import changelog_topic, read_changelog
 from tests.conftest import sample_path
 from tests.integration.conftest import ROOT, Worker, produce, wait_for
 

@@ -294,6 +294,7 @@ def test_same_seed_same_model():
 
 # -- the accuracy target ------------------------------------------------------------------------
 @pytest.mark.skipif(not (DATA / "ml-100k" / "u1.base").exists(), reason="ml-100k not present")
+@pytest.mark.slow  # real data or a full report: more than a few seconds
 def test_ml100k_five_fold_rmse_beats_surprise_svd():
     rmses = []
     for n in range(1, 6):

@@ -14,7 +14,7 @@ from models import metrics
 from models.datasets import from_arrays, load_movielog
 from models.evaluation import Split, evaluate, time_split, to_markdown
 from models.popularity_batch import PopularityModel
-from recstream.evaluate_cli import main
+from recstream.ops.evaluate import main
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "movielens"
 
@@ -182,6 +182,7 @@ def test_cli_rejects_a_missing_file(capsys):
 
 
 @pytest.mark.skipif(not (DATA / "ml-100k" / "u1.base").exists(), reason="ml-100k not present")
+@pytest.mark.slow  # real data or a full report: more than a few seconds
 def test_cli_ml100k_folds_with_demographics(capsys):
     assert main(["--ratings", str(DATA / "ml-100k"), "--format", "ml100k",
                  "--split", "folds:ml100k", "--model", "popularity", "--json"]) == 0
@@ -193,6 +194,7 @@ def test_cli_ml100k_folds_with_demographics(capsys):
 
 @pytest.mark.skipif(not (DATA / "ml-latest-small" / "ratings.csv").exists(),
                     reason="ml-latest-small not present")
+@pytest.mark.slow  # real data or a full report: more than a few seconds
 def test_ials_reaches_1_5x_popularity_on_the_time_split(capsys):
     """Guards the recorded numbers (docs/models-offline.md; defaults chosen on a validation
     window inside the training part, not here).  New users get the same time-decayed

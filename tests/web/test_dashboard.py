@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from recstream.metrics import Metrics
+from recstream.prometheus import Metrics
 from tests.chromium import panels, render_async
 from web.dashboard import PANELS, Sampler, histogram_quantile, make_routes
 

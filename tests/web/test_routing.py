@@ -6,13 +6,14 @@ from aiohttp.test_utils import TestServer
 
 import web.routing as routing
 from tests.conftest import free_port
-from web.routing import ROUTED_HEADER, OwnerRouter
+from tests.wiring import router as router_of
+from web.routing import ROUTED_HEADER
 
 
 async def test_a_failed_owner_is_skipped_for_the_backoff_then_asked_again(rt, monkeypatch):
     clock = [1000.0]
     monkeypatch.setattr(routing.time, "monotonic", lambda: clock[0])
-    router = OwnerRouter(rt)
+    router = router_of(rt)
     dead = f"http://127.0.0.1:{free_port()}"
     try:
         assert router.available(dead)
@@ -38,7 +39,7 @@ async def test_a_starting_owner_503_counts_as_down_and_a_200_clears_it(rt, monke
     app.router.add_get("/recommend/{user}", recommend)
     server = TestServer(app)
     await server.start_server()
-    router = OwnerRouter(rt)
+    router = router_of(rt)
     base = str(server.make_url("")).rstrip("/")
     clock = [50.0]
     monkeypatch.setattr(routing.time, "monotonic", lambda: clock[0])

@@ -11,11 +11,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from yarl import URL
 
-from agents.users import UserWriter
 from recstream.parsing import parse_line
 from tables.codecs import user_key
 from tables.context import partition_for
-from web.views import make_routes, parse_user_id
+from tests.wiring import routes, user_writer
+from web.views import parse_user_id
 
 N_MOVIES = 30
 MOVIES = [f"movie+{i:02d}+19{50 + i}" for i in range(N_MOVIES)]
@@ -49,7 +49,7 @@ def fill(rt) -> None:
 
 async def start(rt) -> TestClient:
     app = web.Application()
-    app.add_routes(make_routes(rt))
+    app.add_routes(routes(rt))
     client = TestClient(TestServer(app))
     await client.start_server()
     return client
@@ -171,7 +171,7 @@ async def test_no_movies_yet_is_still_200_text(empty_client, rt):
 async def test_a_rating_changes_the_next_answer(client, rt, make_event, recorder):
     """Ingest (the user writer) and serving share the process: no refresher needed."""
     before = check_answer(await get_line(client, "/recommend/1"))
-    writer = UserWriter(rt)
+    writer = user_writer(rt)
     target = before[0]
     text = f"2024-10-14T15:30:00,1,GET /rate/{target}=1"
     event = make_event(text.encode(), key=b"1",

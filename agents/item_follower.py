@@ -11,36 +11,49 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import numpy as np
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from recstream.catalog import minors_ok, is_adult
-from recstream.runtime import Runtime
+from recstream.kafka import reader
+
+from recstream.movie_api import minors_ok, is_adult
+from recstream.modelupdates import CurrentModel
+from recstream.parts import Readiness
 from tables.broadcast import decode_item_state
+from tables.memory import ItemIndex, UserIndex
+from tables.serving import Recommender
 
 log = logging.getLogger(__name__)
 
 
 class ItemFollower:
-    def __init__(self, rt: Runtime) -> None:
-        self.rt = rt
-        self.broadcast_topic = rt.topics.item_broadcast.get_topic_name()
-        self.metadata_topic = rt.topics.movie_metadata.get_topic_name()
+    """Every worker's copy of the item model: the broadcast and metadata topics, all partitions."""
+
+    def __init__(self, *, items: ItemIndex, current_model: CurrentModel, users: UserIndex,
+                 recommender: Recommender, readiness: Readiness, broadcast: Any,
+                 metadata: Any, bootstrap_servers: Any) -> None:
+        self.items, self.current_model, self.users = items, current_model, users
+        self.recommender, self.readiness = recommender, readiness
+        self.topics = (broadcast, metadata)
+        self.bootstrap_servers = bootstrap_servers
+        self.broadcast_topic = broadcast.get_topic_name()
+        self.metadata_topic = metadata.get_topic_name()
         self.applied = 0
         # Item states of a newer model generation than this worker serves yet: applied
-        # when it swaps to that generation (see agents.models).
+        # when it swaps to that generation (see agents.model_follower).
         self.ahead: dict[str, tuple[int, float, np.ndarray]] = {}
 
     def apply(self, topic: str, key: bytes, value: bytes) -> None:
         if value is None or key is None:
             return
         movie = key.decode()
-        items = self.rt.items
+        items = self.items
         if topic == self.broadcast_topic:
             bias, factors, pop, pop_time, plays, generation = decode_item_state(value)
-            current = self.rt.model.generation
+            current = self.current_model.generation
             if generation > current:
                 self.ahead[movie] = (generation, bias, factors)
             if generation != current:  # another model's factor space: popularity only
@@ -59,20 +72,18 @@ class ItemFollower:
         applied = 0
         for movie, (gen, bias, factors) in ahead.items():
             if gen == generation:
-                self.rt.items.update(movie, bias=bias, factors=factors)
+                self.items.update(movie, bias=bias, factors=factors)
                 applied += 1
             elif gen > generation:
                 self.ahead[movie] = (gen, bias, factors)
         return applied
 
     async def run(self) -> None:
-        rt = self.rt
-        await rt.readiness.model_loaded.wait()  # factors are applied by generation
-        for topic in (rt.topics.item_broadcast, rt.topics.movie_metadata):
+        readiness = self.readiness
+        await readiness.model_loaded.wait()  # factors are applied by generation
+        for topic in self.topics:
             await topic.maybe_declare()
-        consumer = AIOKafkaConsumer(bootstrap_servers=rt.settings.bootstrap_servers,
-                                    group_id=None, enable_auto_commit=False,
-                                    auto_offset_reset="earliest")
+        consumer = reader(self.bootstrap_servers)
         await consumer.start()
         try:
             tps = await self._all_partitions(consumer)
@@ -91,11 +102,11 @@ class ItemFollower:
                 if not caught_up:
                     positions = {tp: await consumer.position(tp) for tp in tps}
                     caught_up = all(positions[tp] >= end[tp] for tp in tps)
-                if caught_up and not rt.readiness.items_loaded.is_set():
-                    rt.recommender.refresh_fallback()
-                    rt.users.invalidate_all()
-                    rt.readiness.items_loaded.set()
-                    log.info("item follower caught up: %d movies", len(rt.items))
+                if caught_up and not readiness.items_loaded.is_set():
+                    self.recommender.refresh_fallback()
+                    self.users.invalidate_all()
+                    readiness.items_loaded.set()
+                    log.info("item follower caught up: %d movies", len(self.items))
                 await asyncio.sleep(0)
         finally:
             await consumer.stop()
@@ -115,8 +126,7 @@ class ItemFollower:
         return tps
 
 
-def register(app, rt: Runtime) -> ItemFollower:
-    follower = ItemFollower(rt)
+def register(app, follower: ItemFollower) -> ItemFollower:
 
     @app.task
     async def follow_items() -> None:

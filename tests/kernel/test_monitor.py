@@ -1,7 +1,7 @@
 """The monitor: availability, online quality, licence cost, drift and lag, by known answers.
 
 Events are fed the way the user writer feeds them (``feed`` mirrors
-``agents.users.UserWriter``: ``observe`` for every event, then ``watched`` /
+``agents.user_writer.UserWriter``: ``observe`` for every event, then ``watched`` /
 ``rated`` for those that changed the user's history).  T0 is a whole hour, so
 10 s / 1 min / 10 min buckets start at T0.
 """
@@ -15,7 +15,7 @@ from faust.types import TP
 
 from models.drift import psi
 from recstream import windows
-from recstream.metrics import Metrics
+from recstream.prometheus import Metrics
 from recstream.monitor import (ANSWERS, ERROR, OK, SLOW, Monitor, consumer_lag)
 from recstream.parsing import parse_line
 from recstream.records import Rating, RecommendationOutcome, WatchMinute

@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterable, Mapping
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from recstream.kafka import end_offsets, reader
 from recstream.parsing import parse_raw
 from recstream.records import Rating, Rejected, WatchMinute
 from recstream.settings import Settings
@@ -132,10 +133,8 @@ async def read_movielog(settings: Settings, hours: float, progress: Any
 
 async def _read_topic(settings: Settings, topic: str, on_record: Callable, progress: Any, *,
                       window_hours: float | None = None) -> TopicRange:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
-                                enable_auto_commit=False, auto_offset_reset="earliest",
-                                fetch_max_wait_ms=100, max_partition_fetch_bytes=8 << 20,
-                                fetch_max_bytes=64 << 20)
+    consumer = reader(settings.bootstrap_servers, fetch_max_wait_ms=100,
+                      max_partition_fetch_bytes=8 << 20, fetch_max_bytes=64 << 20)
     await consumer.start()
     try:
         if topic not in await consumer.topics():
@@ -156,20 +155,6 @@ async def _read_topic(settings: Settings, topic: str, on_record: Callable, progr
         return read
     finally:
         await consumer.stop()
-
-
-async def end_offsets(consumer: AIOKafkaConsumer, settings: Settings,
-                      tps: list[TopicPartition]) -> dict[TopicPartition, int]:
-    """End offsets to read up to; on ``tansu://`` read from the log (its report is wrong)."""
-    ends = await consumer.end_offsets(tps)
-    if not settings.broker_url.startswith("tansu://"):
-        return ends
-    from faust.types import TP  # Tansu's end offsets are wrong: read them (recstream.tansu)
-
-    from recstream.tansu import true_end_offsets
-    fixed = await true_end_offsets(settings.bootstrap_servers,
-                                   {TP(tp.topic, tp.partition): end for tp, end in ends.items()})
-    return {TopicPartition(tp.topic, tp.partition): end for tp, end in fixed.items()}
 
 
 async def _window_starts(consumer: AIOKafkaConsumer, tps: list[TopicPartition],

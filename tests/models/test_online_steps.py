@@ -110,7 +110,7 @@ RATINGS = st.one_of(st.floats(-1e300, 1e300), st.sampled_from([np.nan, np.inf, -
                 max_size=60))
 @example([(1.7e308, 1.0), (-1.7e308, 1.0)] * 20)
 def test_adversarial_steps_keep_the_halves_finite_and_bounded(stream):
-    """The service's path: the user half then the item half with its error (agents.users,
+    """The service's path: the user half then the item half with its error (agents.user_writer,
     agents.movies); the global mean is the service's own, from validated ratings."""
     p, bu = init_vector("u", 4, scale=0.1, seed=1), 0.0
     q, bi = init_vector("i", 4, scale=0.1, seed=2), 0.0

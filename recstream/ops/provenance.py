@@ -25,15 +25,15 @@ import time
 from typing import Any, Callable, Optional
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from models.registry import Registry, RegistryError
 from recstream.modelupdates import ONLINE
 from recstream.parsing import parse_line, parse_time
 from recstream.records import RecommendationOutcome
 from recstream.settings import Settings
+from recstream.kafka import end_offsets, reader
 from recstream.topics import topic_names
-from recstream.training_data import end_offsets
 from tables.codecs import user_key
 from tables.context import partition_for
 
@@ -44,8 +44,7 @@ async def scan(settings: Settings, topic: str, keep: Callable[[Optional[bytes], 
                partitions: Optional[list[int]] = None, timeout_s: float = 120.0
                ) -> list[tuple[int, int, bytes]]:
     """``(partition, offset, value)`` of every record up to the current end that ``keep`` accepts."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
-                                enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = reader(settings.bootstrap_servers)
     await consumer.start()
     found = []
     try:

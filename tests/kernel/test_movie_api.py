@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from recstream.catalog import (
+from recstream.movie_api import (
     as_bool,
     as_float,
     is_adult,

@@ -18,7 +18,8 @@ from faust.cli import argument, option
 
 from models.registry import Registry, RegistryError, gate
 from recstream.modelupdates import announce
-from recstream.runtime import Runtime
+from recstream.ops.gate import comparable
+from recstream.ops.provenance import lookup, stream_time
 from recstream.settings import Settings
 
 
@@ -30,7 +31,6 @@ def gate_metrics(registry: Registry, version: str) -> tuple[dict, Optional[dict]
         return metrics, None
     on_holdout = metrics.get("serving")
     if isinstance(on_holdout, dict) and on_holdout.get("version") == serving["version"]:
-        from recstream.training import comparable
         return comparable(metrics, on_holdout)
     return metrics, dict(registry.manifest(serving["version"]).get("metrics") or {})
 
@@ -71,8 +71,7 @@ def _when(epoch: Optional[float]) -> str:
         "%Y-%m-%d %H:%M:%SZ")
 
 
-def register(app, rt: Runtime) -> None:
-    s = rt.settings
+def register(app, s: Settings) -> None:
 
     @app.command(
         argument("action", type=click.Choice(["list", "show", "promote", "rollback",
@@ -137,8 +136,7 @@ def register(app, rt: Runtime) -> None:
         return {"rolled_back_to": pointer["version"], "pointer": pointer}
 
 
-def register_provenance(app, rt: Runtime) -> None:
-    s = rt.settings
+def register_provenance(app, s: Settings) -> None:
 
     @app.command(
         argument("request_id", required=False, default=""),
@@ -150,7 +148,6 @@ def register_provenance(app, rt: Runtime) -> None:
     )
     async def provenance(self, request_id: str, user: Optional[int], at: Optional[str]) -> None:
         """Answer → model version → training data window/offsets/hash + code version."""
-        from recstream.provenance import lookup, stream_time
         try:
             when = stream_time(at) if at else None
             result = await lookup(s, request_id=request_id, user=user, at=when)

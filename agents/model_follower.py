@@ -24,24 +24,32 @@ import asyncio
 import logging
 import sys
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
+
+from recstream.kafka import reader
 
 from models.refit import refit_user
 from models.registry import Registry
-from recstream.modelupdates import ServingModel, decode_pointer, latest_announced, topic_name
-from recstream.runtime import Runtime
+from recstream.modelupdates import (CurrentModel, ServingModel, decode_pointer,
+                                    latest_announced, topic_name)
+from recstream.prometheus import Metrics
+from recstream.parts import Readiness
+from recstream.settings import Settings
+from tables.memory import ItemIndex, UserIndex
+from tables.serving import Recommender
+from tables.users import UserStore
 
 log = logging.getLogger(__name__)
 REFIT_BATCH = 256
 BIAS_REGULARIZATION = 0.02
 
 
-def swap(rt: Runtime, model: ServingModel) -> None:
+def swap(model: ServingModel, *, items: ItemIndex, users: UserIndex,
+         current_model: CurrentModel, recommender: Recommender) -> None:
     """Install ``model`` as the base of every vector this worker serves (synchronous)."""
-    items, users = rt.items, rt.users
     items.base = model.item_vector
     for movie in model.item_row:
         if movie not in items.row_of:
@@ -63,28 +71,23 @@ def swap(rt: Runtime, model: ServingModel) -> None:
     users.bias[seen] = model.user_bias[rows[seen]]
     users.has_vector[:m] = rows >= 0
     stragglers = np.flatnonzero(had_vector & (rows < 0))
-    rt.refit_queue.extend(int(u) for u in users.user_ids[stragglers])
-
-    if model.global_mean is not None:
-        rt.global_mean = model.global_mean
-    rt.model = model
+    current_model.install(model, (int(u) for u in users.user_ids[stragglers]))
     users.invalidate_all()
-    for callback in rt.on_model_swap:
-        callback()
-    rt.recommender.refresh_fallback()
+    recommender.refresh_fallback()
 
 
-def refit_some(rt: Runtime, limit: int = REFIT_BATCH) -> int:
+def refit_some(*, settings: Settings, current_model: CurrentModel, users: UserIndex,
+               items: ItemIndex, user_store: UserStore, limit: int = REFIT_BATCH) -> int:
     """Refit up to ``limit`` queued users from their history (on the loop; ~50 µs each)."""
-    s = rt.settings
+    s = settings
     pseudo = s.rating_min + 0.8 * (s.rating_max - s.rating_min)
     done = 0
-    while rt.refit_queue and done < limit:
-        user = rt.refit_queue.pop()
+    while current_model.pending_refits and done < limit:
+        user = current_model.next_refit()
         done += 1
-        row = rt.users.get_row(user)
-        history = rt.user_store.peek(user)
-        if row < 0 or history is None or rt.users.has_vector[row]:
+        row = users.get_row(user)
+        history = user_store.peek(user)
+        if row < 0 or history is None or users.has_vector[row]:
             continue
         movies, targets, weights = [], [], []
         for movie, (rating, _) in history.ratings.items():
@@ -92,45 +95,62 @@ def refit_some(rt: Runtime, limit: int = REFIT_BATCH) -> int:
         for movie, entry in history.watches.items():
             if movie not in history.ratings and entry[0] >= s.watch_complete_minutes:
                 movies.append(movie), targets.append(pseudo), weights.append(s.implicit_weight)
-        item_rows = [rt.items.row_of.get(mv, -1) for mv in movies]
+        item_rows = [items.row_of.get(mv, -1) for mv in movies]
         keep = [i for i, r in enumerate(item_rows) if r >= 0]
         if not keep:
             continue
         idx = np.array([item_rows[i] for i in keep])
-        bias, vec = refit_user(rt.items.factors[idx], rt.items.bias[idx],
+        bias, vec = refit_user(items.factors[idx], items.bias[idx],
                                np.array([targets[i] for i in keep]),
-                               np.array([weights[i] for i in keep]), rt.global_mean,
+                               np.array([weights[i] for i in keep]), current_model.global_mean,
                                regularization=s.regularization * len(keep),
                                bias_regularization=BIAS_REGULARIZATION * len(keep))
-        rt.users.set_vector(user, bias, vec)
-        rt.users.invalidate(row)
+        users.set_vector(user, bias, vec)
+        users.invalidate(row)
     return done
 
 
 class ModelFollower:
-    def __init__(self, rt: Runtime, on_swap=lambda generation: None) -> None:
-        self.rt = rt
-        self.registry = Registry(rt.settings.registry_path)
+    """The one writer of the current model: follows announcements, swaps, refits stragglers."""
+
+    def __init__(self, *, settings: Settings, current_model: CurrentModel, items: ItemIndex,
+                 users: UserIndex, user_store: UserStore, recommender: Recommender,
+                 metrics: Metrics, readiness: Readiness,
+                 on_swap: Callable[[int], Any] = lambda generation: None) -> None:
+        self.settings, self.current_model, self.metrics = settings, current_model, metrics
+        self.readiness = readiness
+        self.items, self.users, self.user_store = items, users, user_store
+        self.recommender = recommender
+        self.registry = Registry(settings.registry_path)
         self.on_swap = on_swap
-        self.topic = topic_name(rt.settings)
+        self.topic = topic_name(settings)
+
+    def swap(self, model: ServingModel) -> None:
+        swap(model, items=self.items, users=self.users, current_model=self.current_model,
+             recommender=self.recommender)
+
+    def refit_some(self, limit: int = REFIT_BATCH) -> int:
+        return refit_some(settings=self.settings, current_model=self.current_model,
+                          users=self.users, items=self.items, user_store=self.user_store,
+                          limit=limit)
 
     async def switch(self, pointer: dict[str, Any]) -> bool:
         """Load ``pointer``'s arrays off the loop, then swap; False if they cannot be read."""
-        rt, metrics = self.rt, self.rt.metrics
+        metrics = self.metrics
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
         try:
             model = await loop.run_in_executor(None, ServingModel.load, self.registry, pointer,
-                                               rt.settings.n_factors)
+                                               self.settings.n_factors)
         except Exception:
             log.exception("cannot load model %s (generation %s) from %s", pointer.get("version"),
                           pointer.get("generation"), self.registry.root)
             metrics.model_swaps.labels("failed").inc()
             return False
-        if model.generation <= rt.model.generation:
+        if model.generation <= self.current_model.generation:
             return False  # a newer one was installed while this one loaded
-        previous = rt.model.label
-        swap(rt, model)
+        previous = self.current_model.label
+        self.swap(model)
         self.on_swap(model.generation)
         took = time.perf_counter() - started
         metrics.model_swaps.labels("ok").inc()
@@ -144,10 +164,9 @@ class ModelFollower:
 
     async def start(self) -> None:
         """Adopt the newest promoted model, then let the indexes load against it."""
-        rt = self.rt
         announced = None
         try:
-            announced = await latest_announced(rt.settings)
+            announced = await latest_announced(self.settings)
         except Exception:  # the topic may not exist yet on a fresh cluster
             log.warning("could not read %s; using the registry file only", self.topic,
                         exc_info=True)
@@ -157,17 +176,14 @@ class ModelFollower:
             if not await self.switch(newest):
                 # Keep the fleet's generation even without the arrays: vectors learnt
                 # under it stay valid; the rest start from their init vectors.
-                rt.model = ServingModel(version=f"{newest['version']}-unloaded",
-                                        generation=int(newest["generation"]))
-        rt.metrics.model_info.labels(rt.model.label).set(1)
-        rt.metrics.model_generation.set(rt.model.generation)
-        rt.readiness.model_loaded.set()
+                self.current_model.install(ServingModel(version=f"{newest['version']}-unloaded",
+                                                      generation=int(newest["generation"])))
+        self.metrics.model_info.labels(self.current_model.label).set(1)
+        self.metrics.model_generation.set(self.current_model.generation)
+        self.readiness.model_loaded.set()
 
     async def follow(self) -> None:
-        rt = self.rt
-        consumer = AIOKafkaConsumer(bootstrap_servers=rt.settings.bootstrap_servers,
-                                    group_id=None, enable_auto_commit=False,
-                                    auto_offset_reset="earliest")
+        consumer = reader(self.settings.bootstrap_servers)
         await consumer.start()
         try:
             tp = TopicPartition(self.topic, 0)
@@ -178,7 +194,7 @@ class ModelFollower:
                 newest: Optional[dict[str, Any]] = None
                 for record in batch.get(tp, []):
                     pointer = decode_pointer(record.value)
-                    if pointer and int(pointer["generation"]) > rt.model.generation and (
+                    if pointer and int(pointer["generation"]) > self.current_model.generation and (
                             newest is None or pointer["generation"] > newest["generation"]):
                         newest = pointer
                 if newest is not None:
@@ -187,9 +203,8 @@ class ModelFollower:
             await consumer.stop()
 
 
-async def retrain_once(rt: Runtime, *, timeout_s: float = 3600.0) -> str:
+async def retrain_once(s: Settings, *, timeout_s: float = 3600.0) -> str:
     """Run ``recstream train --promote`` as a child process → promoted|rejected|failed."""
-    s = rt.settings
     argv = [sys.executable, "-m", "recstream.cli", "train", "--source", "state",
             "--window-hours", str(s.retrain_window_h), "--promote", "--json"]
     started = time.monotonic()
@@ -226,9 +241,10 @@ def _last_json(text: str) -> Optional[dict[str, Any]]:
     return None
 
 
-def register(app, rt: Runtime, on_swap=lambda generation: None) -> ModelFollower:
-    follower = ModelFollower(rt, on_swap)
-    s = rt.settings
+def register(app, follower: ModelFollower, *, worker_id: str) -> ModelFollower:
+    """Following, refitting, the model-age gauge and (if configured) scheduled retraining."""
+    s, current_model, metrics = follower.settings, follower.current_model, follower.metrics
+    readiness = follower.readiness
 
     @app.task
     async def follow_models() -> None:
@@ -237,31 +253,31 @@ def register(app, rt: Runtime, on_swap=lambda generation: None) -> ModelFollower
 
     @app.task
     async def refit_users() -> None:
-        await rt.readiness.users_loaded.wait()
+        await readiness.users_loaded.wait()
         while True:
-            if rt.refit_queue:
-                refit_some(rt)
+            if current_model.pending_refits:
+                follower.refit_some()
                 await asyncio.sleep(0)
             else:
                 await asyncio.sleep(0.5)
 
     @app.timer(10.0, name="model_age")
     async def model_age() -> None:
-        promoted = rt.model.promoted_at
-        rt.metrics.model_age.set(time.time() - promoted if promoted else 0.0)
+        promoted = current_model.model.promoted_at
+        metrics.model_age.set(time.time() - promoted if promoted else 0.0)
 
     if s.retrain_every_h > 0:
         @app.task
         async def scheduled_retrain() -> None:
             interval = s.retrain_every_h * 3600.0
-            await rt.readiness.users_loaded.wait()
+            await readiness.users_loaded.wait()
             while True:
                 await asyncio.sleep(interval)
-                designated = (rt.worker_id == s.retrain_on_worker) if s.retrain_on_worker \
+                designated = (worker_id == s.retrain_on_worker) if s.retrain_on_worker \
                     else app.is_leader()
                 if not designated:
                     continue
-                result = await retrain_once(rt)
-                rt.metrics.retrains.labels(result).inc()
+                result = await retrain_once(s)
+                metrics.retrains.labels(result).inc()
 
     return follower

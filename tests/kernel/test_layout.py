@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.mark.parametrize("package, marker", [
     ("tables", "define_tables"),
     ("models", None),
-    ("agents", "register_all"),
+    ("agents", None),
     ("web", None),
     ("recstream", None),
 ])

@@ -1,26 +1,27 @@
-"""The parts one worker shares between its agents and its web views.
+"""The parts of one worker, built once by the composition root (:mod:`recstream.app`).
 
-Built once per app by :func:`recstream.app.create_app`; agents and views get
-it passed in rather than importing globals, so tests can build several.
+No agent or view receives this record: :func:`recstream.app.wire_agents` and
+:func:`~recstream.app.wire_web` hand each one only the parts it uses.  Tests reach the
+parts of their app through ``parts_of(app)`` (the ``rt`` fixture) to build one agent at a
+time the same way (tests/wiring.py).
 """
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import socket
-from typing import Any
-
 import faust
 
-from recstream.metrics import Metrics
+from recstream.prometheus import Metrics
 from recstream.monitor import Monitor
-from recstream.modelupdates import ServingModel
-from recstream.serving import Recommender
+from recstream.kafka import AppProducer
+from recstream.modelupdates import CurrentModel
 from recstream.settings import Settings
 from recstream.topics import Topics
 from tables import Tables
 from tables.changelog import ChangelogWriter
 from tables.memory import ItemIndex, UserIndex
+from tables.serving import Recommender
 from tables.users import UserStore
 
 
@@ -37,8 +38,15 @@ class Readiness:
         return [f.name for f in dataclasses.fields(self) if not getattr(self, f.name).is_set()]
 
 
-@dataclasses.dataclass
-class Runtime:
+@dataclasses.dataclass(frozen=True)
+class WorkerParts:
+    """The parts of one worker; frozen, so nobody reassigns them.
+
+    Shared state has one owner each: the served model and the running rating mean are
+    :class:`~recstream.modelupdates.CurrentModel`'s, the item and user indexes their
+    own classes', the tables their writer agents'.
+    """
+
     settings: Settings
     app: faust.App
     tables: Tables
@@ -49,34 +57,16 @@ class Runtime:
     user_store: UserStore
     recommender: Recommender
     readiness: Readiness
-    global_mean: float
     changelog: ChangelogWriter
+    producer: AppProducer
+    current_model: CurrentModel
+    # Availability, online quality, licence cost and drift from the stream.
+    monitor: Monitor
     worker_id: str = dataclasses.field(default_factory=socket.gethostname)
-    # The promoted base model (generation 0: online only); replaced whole by agents.models.
-    model: ServingModel = dataclasses.field(default_factory=ServingModel)
-    on_model_swap: list = dataclasses.field(default_factory=list)
-    # Users whose vector belongs to a replaced model the new one never saw: refit them.
-    refit_queue: list = dataclasses.field(default_factory=list)
-    provenance: Any = None  # web.provenance.ProvenancePublisher, set when the web app mounts
-    # Availability, online quality, licence cost and drift from the stream; set by build.
-    monitor: Monitor = None  # type: ignore[assignment]
-
-    @property
-    def model_version(self) -> str:
-        return self.model.label
-
-    async def produce(self, topic: faust.TopicT, key: bytes | None, value: bytes) -> None:
-        """Queue one already-encoded message on the app's producer.
-
-        Skips Faust's channel/buffer layers (per-message futures and callbacks)
-        that cost more than the work itself on the ingest path; delivery and
-        ordering are the producer's (idempotent, acks=all in production).
-        """
-        await self.app.producer.send(topic.get_topic_name(), key, value, None, None, None)
 
     @classmethod
     def build(cls, app: faust.App, settings: Settings, tables: Tables, topics: Topics
-              ) -> "Runtime":
+              ) -> "WorkerParts":
         items = ItemIndex(settings.n_factors, init_scale=settings.init_scale, seed=settings.seed)
         users = UserIndex(settings.n_factors, settings.top_k, settings.max_user_id)
         changelog = ChangelogWriter(app)
@@ -85,8 +75,9 @@ class Runtime:
         recommender = Recommender(settings, items, users, store.peek)
         midpoint = (settings.rating_min + settings.rating_max) / 2
         metrics = Metrics()
+        start_mean = midpoint + 0.1 * (settings.rating_max - settings.rating_min)
         return cls(settings=settings, app=app, tables=tables, topics=topics, metrics=metrics,
                    changelog=changelog, monitor=Monitor(settings, metrics, items.cost_of),
                    items=items, users=users, user_store=store, recommender=recommender,
-                   readiness=Readiness(), global_mean=midpoint + 0.1 * (settings.rating_max
-                                                                        - settings.rating_min))
+                   readiness=Readiness(), producer=AppProducer(app),
+                   current_model=CurrentModel(global_mean=start_mean))

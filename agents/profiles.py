@@ -7,7 +7,7 @@ user without history) it calls :meth:`ColdStart.want`, which only queues the id.
 self-description's liked / disliked titles against the catalogue
 (:class:`~models.titles.TitleIndex`), fold a vector in against the serving item
 vectors plus the demographic prior (:func:`~models.coldstart.fold_in`), and produce a
-:class:`~recstream.records.UserProfile` keyed by the user onto the events topic.
+:class:`~recstream.records.UserProfile` keyed by the user onto the user-profiles topic.
 The user writer - the one writer of ``user_vectors`` - applies it only while the
 user has no vector, and invalidates the user's answer, so the next request is
 personalised.  Nothing here writes a table.
@@ -31,18 +31,22 @@ import aiohttp
 import numpy as np
 import orjson
 
-from models.coldstart import DemographicPrior, fold_in, relative_reg
+from models.coldstart import DemographicPrior, make_profile, relative_reg
 from models.titles import TitleIndex
-from recstream.catalog import as_float
+from recstream.user_api import UserApiUnavailable, get_users, slug_title, users_from_response
 from recstream.records import UserProfile
-from recstream.runtime import Runtime
+from recstream.kafka import AppProducer
+from recstream.prometheus import Metrics
+from recstream.modelupdates import CurrentModel
+from recstream.parts import Readiness
+from recstream.settings import Settings
 from tables.codecs import decode_history, user_key
+from tables.memory import ItemIndex, UserIndex
+from tables.serving import Recommender
+from tables.users import UserStore
 
 log = logging.getLogger(__name__)
 
-LIKE_FIELDS = ("likes", "like", "liked_movies", "movies_liked", "what_movies_do_you_like")
-DISLIKE_FIELDS = ("dislikes", "dislike", "disliked_movies", "movies_disliked",
-                  "what_movies_do_you_not_like")
 RETRY_AFTER_S = 300.0      # one try per user per 5 minutes
 COMPLAIN_EVERY_S = 60.0    # at most one log line a minute about an unreachable API
 MAX_TRIES = 3
@@ -60,94 +64,18 @@ TITLES_GROWTH = 0.02       # rebuild the title index when the catalogue grew by 
 SCAN_CHUNK = 1_000         # table rows read between two yields to the event loop
 
 
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and value.strip().lower() in
-                             {"", "null", "none", "nan", "n/a"})
-
-
-def parse_user(obj: Any) -> Optional[dict]:
-    """One user object of the API → ``{user, age, gender, occupation, likes, dislikes}``.
-
-    Tolerates the API's quirks: numbers as strings, ``"null"``, missing fields,
-    other field names for the free-text answers.  ``None`` if it names no user.
-    """
-    if not isinstance(obj, dict) or ("message" in obj and "user_id" not in obj):
-        return None
-    raw_id = obj.get("user_id", obj.get("id"))
-    uid = as_float(raw_id)
-    if uid is None or uid < 0 or uid != int(uid):
-        return None
-    age = as_float(obj.get("age"))
-    gender = obj.get("gender")
-    occupation = obj.get("occupation")
-
-    def text(fields: tuple[str, ...]) -> str:
-        for f in fields:
-            v = obj.get(f)
-            if isinstance(v, list):
-                v = ", ".join(str(x) for x in v if isinstance(x, str))
-            if isinstance(v, str) and not _missing(v):
-                return v
-        return ""
-
-    return {"user": int(uid),
-            "age": int(age) if age is not None and 0 < age <= 120 else -1,
-            "gender": gender.strip().upper()[:1] if isinstance(gender, str)
-            and gender.strip().upper()[:1] in ("M", "F") else "",
-            "occupation": occupation.strip() if isinstance(occupation, str)
-            and not _missing(occupation) else "",
-            "likes": text(LIKE_FIELDS), "dislikes": text(DISLIKE_FIELDS)}
-
-
-def users_from_response(payload: Any) -> list[dict]:
-    """The user objects of an answer: one object, or a list in request order."""
-    items = payload if isinstance(payload, list) else [payload]
-    return [u for u in (parse_user(p) for p in items) if u is not None]
-
-
-def slug_title(slug: str) -> tuple[str, Optional[int]]:
-    """A title and year read back from a movie id (``monsters_+inc.+2001``)."""
-    head, _, tail = slug.rstrip("+").rpartition("+")
-    if head and len(tail) == 4 and tail.isdigit():
-        return head.replace("_", ",").replace("+", " ").strip(), int(tail)
-    return slug.replace("_", ",").replace("+", " ").strip(), None
-
-
-def make_profile(user: dict, *, titles: Optional[TitleIndex], row_of: dict[str, int],
-                 factors: np.ndarray, bias: np.ndarray, supported: np.ndarray,
-                 prior: Optional[tuple[np.ndarray, float]], global_mean: float,
-                 like_rating: float, dislike_rating: float, reg: float) -> dict:
-    """Pure: the ``UserProfile`` fields for one parsed user (runs in an executor thread)."""
-    named: list[str] = []
-    sides: list[tuple[list[int], list[float]]] = []
-    for text in (user["likes"], user["dislikes"]):
-        rows, weights = [], []
-        for movie, score in (titles.match(text) if titles is not None and text else []):
-            named.append(movie)
-            row = row_of.get(movie)
-            if row is not None and row < len(supported) and supported[row]:
-                rows.append(row)
-                weights.append(score)
-        sides.append((rows, weights))
-    (liked, wl), (disliked, wd) = sides
-    d = factors.shape[1]
-    out = {"named": list(dict.fromkeys(named)), "vector": [], "bias": 0.0, "source": "none"}
-    if liked or disliked:
-        p0, b0 = prior if prior is not None else (np.zeros(d, np.float32), 0.0)
-        vec, b_u = fold_in(factors[liked], factors[disliked], p0, liked_bias=bias[liked],
-                           disliked_bias=bias[disliked], liked_weight=wl, disliked_weight=wd,
-                           prior_bias=b0, global_mean=global_mean, like_rating=like_rating,
-                           dislike_rating=dislike_rating, reg=reg, bias_reg=BIAS_REG)
-        out.update(vector=vec.tolist(), bias=float(b_u), source="foldin")
-    elif prior is not None:
-        out.update(vector=prior[0].tolist(), bias=float(prior[1]), source="prior")
-    return out
-
-
 class ColdStart:
-    def __init__(self, rt: Runtime) -> None:
+    """Queue, fetch, match, fold in, publish; reads the indexes and tables, writes none."""
+
+    def __init__(self, *, settings: Settings, users: UserIndex, items: ItemIndex,
+                 user_store: UserStore, current_model: CurrentModel, clock: Recommender,
+                 movie_catalog: Any, user_history: Any, producer: AppProducer,
+                 profiles_topic: Any, metrics: Metrics) -> None:
         self._last_complaint = -COMPLAIN_EVERY_S
-        self.rt = rt
+        self.settings, self.users, self.items, self.user_store = settings, users, items, user_store
+        self.current_model, self.clock = current_model, clock
+        self.movie_catalog, self.user_history = movie_catalog, user_history
+        self.producer, self.profiles_topic = producer, profiles_topic
         self.queue: asyncio.Queue[int] = asyncio.Queue(maxsize=QUEUE_LIMIT)
         self.tried: dict[int, tuple[int, float]] = {}   # user -> (tries, monotonic time of last)
         self.titles: Optional[TitleIndex] = None
@@ -156,13 +84,13 @@ class ColdStart:
         self.prior = DemographicPrior(shrinkage=PRIOR_SHRINKAGE)
         self.prior_users = 0
         self.demographics: dict[int, tuple[Optional[int], str]] = {}  # this worker's users
-        self.calls = {k: rt.metrics.api_calls.labels(f"user_{k}")
+        self.calls = {k: metrics.api_calls.labels(f"user_{k}")
                       for k in ("ok", "not_found", "rate_limited", "error", "dropped")}
 
     # -- the ingest side: never blocks ---------------------------------------------------
     def want(self, user: int) -> None:
         """Queue a fetch of ``user`` unless it was tried recently or too often."""
-        if not self.rt.settings.coldstart:
+        if not self.settings.coldstart:
             return
         now = time.monotonic()
         tries, last = self.tried.get(user, (0, -RETRY_AFTER_S))
@@ -199,21 +127,21 @@ class ColdStart:
     # -- fetching ------------------------------------------------------------------------
     def _cold(self, user: int) -> bool:
         """Still worth a fetch: no vector and no profile applied yet."""
-        row = self.rt.users.get_row(user)
-        if row >= 0 and self.rt.users.has_vector[row]:
+        row = self.users.get_row(user)
+        if row >= 0 and self.users.has_vector[row]:
             return False
-        history = self.rt.user_store.peek(user)
+        history = self.user_store.peek(user)
         return history is None or history.profiled is None
 
     async def run(self) -> None:
-        s = self.rt.settings
+        s = self.settings
         await self.titles_ready.wait()
         timeout = aiohttp.ClientTimeout(total=s.api_timeout_s)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             await asyncio.gather(*(self._worker(session) for _ in range(s.coldstart_concurrency)))
 
     async def _worker(self, session: aiohttp.ClientSession) -> None:
-        limit = self.rt.settings.api_batch_size
+        limit = self.settings.api_batch_size
         while True:
             users = [await self.queue.get()]
             while len(users) < limit and not self.queue.empty():
@@ -226,26 +154,24 @@ class ColdStart:
 
     async def fetch(self, session: aiohttp.ClientSession, users: list[int]) -> int:
         """One API call for ``users``; produces their profiles → how many."""
-        s = self.rt.settings
-        url = f"{s.api_url.rstrip('/')}/user/{','.join(map(str, users))}"
+        s = self.settings
         try:
-            async with session.get(url) as response:
-                if response.status == 404:
-                    self.calls["not_found"].inc()
-                    for u in users:
-                        self._done(u, NOT_FOUND_HOLD_S)
-                    return 0
-                if response.status != 200:
-                    self.calls["rate_limited" if response.status == 429 else "error"].inc()
-                    return 0
-                payload = orjson.loads(await response.read())
-        except (aiohttp.ClientError, asyncio.TimeoutError, orjson.JSONDecodeError, OSError) as exc:
+            outcome, payload = await get_users(session, s.api_url, users)
+        except UserApiUnavailable as exc:
             self.calls["error"].inc()
             now = time.monotonic()
             if now - self._last_complaint >= COMPLAIN_EVERY_S:  # one line, not one per batch
                 self._last_complaint = now
                 log.info("user API unavailable (%s); users are retried later (counted in "
-                         "recstream_api_calls_total)", type(exc).__name__)
+                         "recstream_api_calls_total)", exc)
+            return 0
+        if outcome == "not_found":
+            self.calls["not_found"].inc()
+            for u in users:
+                self._done(u, NOT_FOUND_HOLD_S)
+            return 0
+        if outcome != "ok":
+            self.calls[outcome].inc()
             return 0
         self.calls["ok"].inc()
         wanted = set(users)
@@ -255,12 +181,12 @@ class ColdStart:
             self._done(u, RETRY_AFTER_S if u in got else NOT_FOUND_HOLD_S)
         if not found:
             return 0
-        rt = self.rt
-        items, n = rt.items, len(rt.items)
+        items, n = self.items, len(self.items)
         # Snapshots taken on the loop (growth swaps arrays in; see tables.memory).
         factors, bias, plays, ids = items.factors[:n], items.bias[:n], items.plays[:n], items.ids[:n]
-        trained = rt.model.item_row  # a promoted batch model: its items are trained anchors too
-        prior, titles, mean = self.prior, self.titles, float(rt.global_mean)
+        # A promoted batch model: its items are trained anchors too.
+        trained = self.current_model.model.item_row
+        prior, titles, mean = self.prior, self.titles, float(self.current_model.global_mean)
         ready = self.prior_users > 0 and prior.global_vector.shape[0] == factors.shape[1]
 
         def compute() -> list[dict]:
@@ -268,31 +194,32 @@ class ColdStart:
             if trained:
                 supported |= np.fromiter((m in trained for m in ids), bool, n)
             reg = relative_reg(factors, REG_RELATIVE, rows=np.flatnonzero(supported))
-            return [make_profile(u, titles=titles, row_of=items.row_of, factors=factors,
+            return [make_profile(u, bias_reg=BIAS_REG, titles=titles, row_of=items.row_of, factors=factors,
                                  bias=bias, supported=supported,
                                  prior=prior.prior(u["age"], u["gender"]) if ready else None,
                                  global_mean=mean, like_rating=float(s.rating_max),
                                  dislike_rating=float(s.rating_min), reg=reg) for u in found]
 
         made = await asyncio.get_running_loop().run_in_executor(None, compute)
-        now = rt.recommender.stream_time or time.time()
+        now = self.clock.stream_time or time.time()
         for u, fields in zip(found, made):
             self.demographics[u["user"]] = (u["age"] if u["age"] >= 0 else None, u["gender"])
             profile = UserProfile(time=now, user=u["user"], age=u["age"], gender=u["gender"],
-                                  occupation=u["occupation"], model_version=rt.model_version,
-                                  generation=rt.model.generation, **fields)
-            await rt.produce(rt.topics.events, user_key(u["user"]), profile.dumps())
+                                  occupation=u["occupation"], model_version=self.current_model.label,
+                                  generation=self.current_model.generation, **fields)
+            await self.producer.produce(self.profiles_topic, user_key(u["user"]),
+                                        profile.dumps())
         return len(found)
 
     # -- the title index and the prior, off the hot path -----------------------------------
     async def rebuild_titles(self, *, force: bool = False) -> bool:
         """Rebuild the title index if the catalogue grew; → whether it was rebuilt."""
-        items = self.rt.items
+        items = self.items
         n = len(items)
         if not force and self.titles_for >= 0 and n < self.titles_for * (1 + TITLES_GROWTH) + 1:
             return False
         meta: dict[str, tuple[str, Optional[int]]] = {}
-        for k, (key, raw) in enumerate(self.rt.tables.movie_catalog.items()):
+        for k, (key, raw) in enumerate(self.movie_catalog.items()):
             if k % SCAN_CHUNK == SCAN_CHUNK - 1:
                 await asyncio.sleep(0)
             try:
@@ -316,7 +243,7 @@ class ColdStart:
     async def load_demographics(self) -> int:
         """Demographics already stored in ``user_history`` (after a restart)."""
         count = 0
-        for k, (key, raw) in enumerate(self.rt.tables.user_history.items()):
+        for k, (key, raw) in enumerate(self.user_history.items()):
             if k % SCAN_CHUNK == SCAN_CHUNK - 1:
                 await asyncio.sleep(0)
             if not raw or b'"p":' not in raw:
@@ -329,7 +256,7 @@ class ColdStart:
 
     async def refit_prior(self) -> int:
         """Refit the demographic prior on users with a vector and known demographics."""
-        users = self.rt.users
+        users = self.users
         rows = [(users.get_row(u), a, g) for u, (a, g) in self.demographics.items()]
         rows = [(r, a, g) for r, a, g in rows if r >= 0 and users.has_vector[r]]
         if len(rows) < PRIOR_MIN_USERS:
@@ -337,7 +264,7 @@ class ColdStart:
         known = np.fromiter((r for r, _, _ in rows), np.int64, len(rows))
         have = np.flatnonzero(users.has_vector[: users.count])
         others = np.setdiff1d(have, known)
-        rng = np.random.default_rng(self.rt.settings.seed)
+        rng = np.random.default_rng(self.settings.seed)
         others = rng.choice(others, min(PRIOR_SAMPLE, others.size), replace=False)
         all_rows = np.r_[known, others].astype(np.int64)
         ages = [a for _, a, _ in rows] + [None] * others.size
@@ -349,10 +276,9 @@ class ColdStart:
         return len(rows)
 
 
-def register(app, rt: Runtime, writer) -> ColdStart:
+def register(app, cold: ColdStart, writer: Any, *, readiness: Readiness) -> ColdStart:
     """Hook the cold start into ``writer`` (the user writer) and start its tasks."""
-    cold = ColdStart(rt)
-    if not rt.settings.coldstart:
+    if not cold.settings.coldstart:
         return cold
     writer.on_new_user = cold.want
 
@@ -362,8 +288,8 @@ def register(app, rt: Runtime, writer) -> ColdStart:
 
     @app.task
     async def maintain_coldstart() -> None:
-        await rt.readiness.tables_recovered.wait()
-        await rt.readiness.items_loaded.wait()
+        await readiness.tables_recovered.wait()
+        await readiness.items_loaded.wait()
         await cold.load_demographics()
         refit_at = 0.0
         while True:

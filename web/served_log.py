@@ -17,10 +17,12 @@ import logging
 import os
 import time
 from collections import deque
+from typing import Any
 
 import orjson
 
-from recstream.runtime import Runtime
+from recstream.kafka import AppProducer
+from recstream.modelupdates import CurrentModel
 from tables.codecs import user_key
 
 log = logging.getLogger(__name__)
@@ -34,21 +36,29 @@ def new_request_id() -> str:
 
 
 class ProvenancePublisher:
-    def __init__(self, rt: Runtime, max_pending: int = MAX_PENDING) -> None:
-        self.rt = rt
+    """Answers queued by the view, published by a task to ``topic`` (see the module doc)."""
+
+    def __init__(self, *, topic: Any, producer: AppProducer, current_model: CurrentModel,
+                 stream_clock: Any, worker_id: str, dropped: Any,
+                 max_pending: int = MAX_PENDING) -> None:
+        self.topic = topic
+        self.producer = producer
+        self.current_model = current_model
+        self.stream_clock = stream_clock  # has .stream_time (the Recommender's clock)
+        self.worker_id = worker_id
         self.pending: deque = deque()
         self.max_pending = max_pending
         self.code_version = ""
         self.published = 0
-        self._dropped = rt.metrics.provenance_dropped
+        self._dropped = dropped
 
     def record(self, request_id: str, user: int, line: str, source: str, latency_ms: float,
                guardrails: list[str], fallback_reason: str = "") -> None:
         if len(self.pending) >= self.max_pending:
             self.pending.popleft()
             self._dropped.inc()
-        model = self.rt.model
-        self.pending.append((request_id, time.time(), self.rt.recommender.stream_time, user, line,
+        model = self.current_model
+        self.pending.append((request_id, time.time(), self.stream_clock.stream_time, user, line,
                              model.label, model.generation, source, latency_ms, guardrails,
                              fallback_reason))
 
@@ -58,18 +68,18 @@ class ProvenancePublisher:
         body = {"request_id": request_id, "time": at, "stream_time": stream_time, "user": user,
                 "movies": line.split(",") if line else [], "model_version": version,
                 "generation": generation, "source": source,
-                "latency_ms": round(latency_ms, 3), "worker": self.rt.worker_id,
+                "latency_ms": round(latency_ms, 3), "worker": self.worker_id,
                 "fallback_reason": reason, "guardrails": guardrails, "arm": "",
                 "code_version": self.code_version, "__faust": NAMESPACE}
         return user_key(user) if user >= 0 else b"", orjson.dumps(body)
 
     async def drain(self) -> int:
-        topic = self.rt.topics.recommendations
+        topic = self.topic
         sent = 0
         while self.pending:
             item = self.pending[0]
             key, value = self.encode(item)
-            await self.rt.produce(topic, key or None, value)
+            await self.producer.produce(topic, key or None, value)
             if self.pending and self.pending[0] is item:  # (not dropped meanwhile)
                 self.pending.popleft()
             sent += 1
@@ -77,16 +87,16 @@ class ProvenancePublisher:
         return sent
 
 
-def register(app, rt: Runtime) -> ProvenancePublisher:
-    publisher = ProvenancePublisher(rt)
-    rt.provenance = publisher
+def register(app, publisher: ProvenancePublisher, users_loaded: asyncio.Event
+             ) -> ProvenancePublisher:
+    """Drain ``publisher`` in a task once the worker's users are loaded."""
 
     @app.task
     async def publish_provenance() -> None:
-        from recstream.training import code_version
+        from recstream.version import code_version
         loop = asyncio.get_running_loop()
         publisher.code_version = await loop.run_in_executor(None, code_version)
-        await rt.readiness.users_loaded.wait()
+        await users_loaded.wait()
         while True:
             try:
                 await publisher.drain()

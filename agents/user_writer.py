@@ -12,48 +12,64 @@ extent by less than that, never lose a rating, watch start or account.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from faust.types import EventT
 
 from models.online import init_vector, user_step
 from recstream.records import (AccountCreated, MovieUpdate, Rating, RecommendationOutcome,
                                UserProfile, WatchMinute)
-from recstream.runtime import Runtime
+from recstream.kafka import AppProducer
+from recstream.prometheus import Metrics
+from recstream.modelupdates import CurrentModel
+from recstream.monitor import Monitor
+from recstream.settings import Settings
+from tables.changelog import ChangelogWriter
 from tables.codecs import UserHistory, movie_key
+from tables.memory import ItemIndex, UserIndex
+from tables.serving import Recommender
+from tables.users import UserStore
 
 CHECKPOINT_MINUTES = 5
 
 
 class UserWriter:
-    def __init__(self, rt: Runtime) -> None:
-        self.rt = rt
-        s = rt.settings
+    """Users' state and the user half of online MF; the one writer of the user tables."""
+
+    def __init__(self, *, settings: Settings, user_store: UserStore, users: UserIndex,
+                 items: ItemIndex, current_model: CurrentModel, monitor: Monitor,
+                 clock: Recommender, metrics: Metrics, changelog: ChangelogWriter,
+                 producer: AppProducer, movie_updates: Any) -> None:
+        self.settings, self.user_store, self.users, self.items = settings, user_store, users, items
+        self.current_model, self.monitor, self.metrics = current_model, monitor, metrics
+        self.clock = clock  # stream time: the Recommender's clock, one policy for all
+        self.changelog, self.producer, self.movie_updates = changelog, producer, movie_updates
+        s = settings
         self.lr, self.reg = s.learning_rate, s.regularization
         self.clip = s.max_step * (s.rating_max - s.rating_min)
         self.pseudo_rating = s.rating_min + 0.8 * (s.rating_max - s.rating_min)
-        self._n_ratings = 0
         kinds = ("WatchMinute", "Rating", "AccountCreated", "RecommendationOutcome", "UserProfile")
         # Called (never awaited) with the id of a user seen for the first time: a new
-        # account, or a first event of a user without history.  agents.coldstart queues a
+        # account, or a first event of a user without history.  agents.profiles queues a
         # user-API fetch there; the profile comes back as a UserProfile event.
         self.on_new_user = lambda user: None
-        self._applied = {k: rt.metrics.events.labels(k) for k in kinds}
-        self._unchanged = {k: rt.metrics.duplicates.labels(k) for k in kinds}
-        self._user_steps = rt.metrics.model_updates.labels("user")
+        self._applied = {k: metrics.events.labels(k) for k in kinds}
+        self._unchanged = {k: metrics.duplicates.labels(k) for k in kinds}
+        self._user_steps = metrics.model_updates.labels("user")
 
     async def apply(self, batch: list[tuple[EventT, object]]) -> None:
-        rt = self.rt
         dirty: dict[int, tuple[EventT, UserHistory]] = {}
         vectors: dict[int, EventT] = {}
         updates: dict[str, MovieUpdate] = {}
-        observe = rt.monitor.observe
+        observe = self.monitor.observe
         for event, record in batch:
             if type(record) is UserProfile:  # ours, not the platform's: no clock, no monitor
                 if not self._profile(record, event, dirty, vectors):
                     self._unchanged["UserProfile"].inc()
                 self._applied["UserProfile"].inc()
                 continue
-            rt.recommender.observe_time(record.time)
+            self.clock.observe_time(record.time)
             observe(record, event.message.partition, event)
             kind = type(record).__name__
             if isinstance(record, WatchMinute):
@@ -70,34 +86,34 @@ class UserWriter:
             self._applied[kind].inc()
             if not changed:
                 self._unchanged[kind].inc()
-        store = rt.user_store
+        store = self.user_store
         for user, (event, history) in dirty.items():
             await store.save_history(user, history, event)
         for user, event in vectors.items():
-            row = rt.users.get_row(user)
-            await store.save_vector(user, float(rt.users.bias[row]), rt.users.factors[row],
-                                    event, rt.model.generation)
-        rt.changelog.checkpoint()
-        topic = rt.topics.movie_updates
+            row = self.users.get_row(user)
+            await store.save_vector(user, float(self.users.bias[row]), self.users.factors[row],
+                                    event, self.current_model.generation)
+        self.changelog.checkpoint()
+        topic = self.movie_updates
         for movie, update in updates.items():
-            await rt.produce(topic, movie_key(movie), update.dumps())
+            await self.producer.produce(topic, movie_key(movie), update.dumps())
 
     # -- event kinds ---------------------------------------------------------------------
     def _watch(self, rec: WatchMinute, event, dirty, vectors, updates) -> bool:
-        history = self.rt.user_store.history(rec.user, event)
+        history = self.user_store.history(rec.user, event)
         if not history.watches and not history.ratings and history.created is None:
             self.on_new_user(rec.user)
         is_new = rec.movie not in history.watches
         change = history.watch(rec.movie, rec.minute, rec.time,
-                               self.rt.settings.watch_complete_minutes)
+                               self.settings.watch_complete_minutes)
         if change is None:
             return False
-        self.rt.monitor.watched(rec, is_new, change == "complete")
+        self.monitor.watched(rec, is_new, change == "complete")
         if is_new:
             _update(updates, rec.movie, rec.time).plays += 1
-            self.rt.users.invalidate(self.rt.users.row(rec.user))
+            self.users.invalidate(self.users.row(rec.user))
         if change == "complete" and rec.movie not in history.ratings:
-            self._learn(rec.user, rec.movie, self.pseudo_rating, self.rt.settings.implicit_weight,
+            self._learn(rec.user, rec.movie, self.pseudo_rating, self.settings.implicit_weight,
                         rec.time, event, vectors, updates)
         if is_new or change == "complete" or history.needs_checkpoint(rec.movie,
                                                                     CHECKPOINT_MINUTES):
@@ -105,26 +121,24 @@ class UserWriter:
         return True
 
     def _rate(self, rec: Rating, event, dirty, vectors, updates) -> bool:
-        history = self.rt.user_store.history(rec.user, event)
+        history = self.user_store.history(rec.user, event)
         change, old = history.rate(rec.movie, rec.rating, rec.time)
         if change is None:
             return False
-        self.rt.monitor.rated(rec, change == "new")
+        self.monitor.rated(rec, change == "new")
         dirty[rec.user] = (event, history)
-        self._n_ratings += 1
-        self.rt.global_mean += (rec.rating - self.rt.global_mean) / min(self._n_ratings + 10,
-                                                                        10_000)
+        self.current_model.learn_rating(rec.rating)
         _update(updates, rec.movie, rec.time).ratings.append([rec.rating, old])
         self._learn(rec.user, rec.movie, float(rec.rating), 1.0, rec.time, event, vectors,
                     updates)
         return True
 
     def _created(self, rec: AccountCreated, event, dirty) -> bool:
-        history = self.rt.user_store.history(rec.user, event)
+        history = self.user_store.history(rec.user, event)
         if history.created is not None:
             return False
         history.created = rec.time
-        self.rt.users.row(rec.user)
+        self.users.row(rec.user)
         dirty[rec.user] = (event, history)
         self.on_new_user(rec.user)
         return True
@@ -136,8 +150,7 @@ class UserWriter:
         model generation) or in the promoted batch model wins.  Idempotent: a
         redelivered profile finds ``profiled`` set and changes nothing.
         """
-        rt = self.rt
-        history = rt.user_store.history(rec.user, event)
+        history = self.user_store.history(rec.user, event)
         if history.profiled is not None:
             return False
         history.profiled = rec.time
@@ -145,23 +158,23 @@ class UserWriter:
         history.gender = rec.gender
         history.named = list(rec.named)
         dirty[rec.user] = (event, history)
-        users = rt.users
+        users = self.users
         row = users.row(rec.user)
         users.minor[row] = history.age is not None and history.age < 18
         users.invalidate(row)  # named movies and the minor flag change the answer too
-        n = rt.settings.n_factors
-        if (len(rec.vector) == n and rec.generation == rt.model.generation
+        n = self.settings.n_factors
+        if (len(rec.vector) == n and rec.generation == self.current_model.generation
                 and not users.has_vector[row]
-                and rt.user_store.vector(rec.user, event, rt.model.generation) is None
-                and rt.model.user_vector(rec.user) is None):
+                and self.user_store.vector(rec.user, event, self.current_model.generation) is None
+                and self.current_model.model.user_vector(rec.user) is None):
             users.set_vector(rec.user, rec.bias, np.asarray(rec.vector, np.float32))
             vectors[rec.user] = event
         return True
 
     def _outcome(self, rec: RecommendationOutcome) -> None:
-        if self.rt.users.get_row(rec.user) < 0:  # asked for, never seen: maybe a new account
+        if self.users.get_row(rec.user) < 0:  # asked for, never seen: maybe a new account
             self.on_new_user(rec.user)
-        m = self.rt.metrics
+        m = self.metrics
         m.outcomes.labels(str(rec.status)).inc()
         if rec.latency_ms >= 0:
             m.platform_latency.observe(rec.latency_ms / 1000.0)
@@ -169,20 +182,19 @@ class UserWriter:
     # -- the user half of an MF step ----------------------------------------------------
     def _learn(self, user: int, movie: str, value: float, weight: float, time: float,
                event, vectors, updates) -> None:
-        rt = self.rt
-        users = rt.users
+        users = self.users
         row = users.row(user)
         if not users.has_vector[row]:
-            stored = rt.user_store.vector(user, event, rt.model.generation)
+            stored = self.user_store.vector(user, event, self.current_model.generation)
             if stored is None:  # the promoted model's vector, else the init vector
-                stored = rt.model.user_vector(user) or (
-                    0.0, init_vector(("u", user), rt.settings.n_factors,
-                                     scale=rt.settings.init_scale, seed=rt.settings.seed))
+                stored = self.current_model.model.user_vector(user) or (
+                    0.0, init_vector(("u", user), self.settings.n_factors,
+                                     scale=self.settings.init_scale, seed=self.settings.seed))
             users.set_vector(user, *stored)
-        item_bias, item_vec = rt.items.vector(movie)
+        item_bias, item_vec = self.items.vector(movie)
         before = users.factors[row].copy()
         vec, bias, err = user_step(before, float(users.bias[row]), item_vec, item_bias,
-                                   rt.global_mean, value, lr=self.lr, reg=self.reg,
+                                   self.current_model.global_mean, value, lr=self.lr, reg=self.reg,
                                    weight=weight, clip=self.clip)
         users.set_vector(user, bias, vec)
         users.invalidate(row)

@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 
 import aiohttp
 import orjson
 
-from recstream.catalog import normalise, records_from_response
-from recstream.runtime import Runtime
+from recstream.movie_api import normalise, records_from_response
+from recstream.settings import Settings
 from tables.codecs import movie_key
 from tables.context import as_event
 
@@ -25,8 +26,14 @@ log = logging.getLogger(__name__)
 
 
 class CatalogFetcher:
-    def __init__(self, rt: Runtime) -> None:
-        self.rt = rt
+    """Queues movies to look up; one task fetches them in bulk and publishes the records."""
+
+    def __init__(self, *, settings: Settings, catalog: Any, metadata_topic: Any,
+                 api_calls: Any) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.metadata_topic = metadata_topic
+        self.api_calls = api_calls
         self.pending: set[str] = set()
         self.known: set[str] = set()
         self.retry_at: dict[str, float] = {}
@@ -37,15 +44,15 @@ class CatalogFetcher:
             return
         if self.retry_at.get(movie, 0.0) > time.monotonic():
             return
-        if self.rt.tables.movie_catalog.get(movie_key(movie)) is not None:
+        if self.catalog.get(movie_key(movie)) is not None:
             self.known.add(movie)
             return
         self.pending.add(movie)
-        if len(self.pending) >= self.rt.settings.api_batch_size:
+        if len(self.pending) >= self.settings.api_batch_size:
             self.wake.set()
 
     async def run(self) -> None:
-        s = self.rt.settings
+        s = self.settings
         timeout = aiohttp.ClientTimeout(total=s.api_timeout_s)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             while True:
@@ -60,9 +67,9 @@ class CatalogFetcher:
                     await self.fetch(session, batch)
 
     async def fetch(self, session: aiohttp.ClientSession, movies: list[str]) -> None:
-        s = self.rt.settings
+        s = self.settings
         url = f"{s.api_url.rstrip('/')}/movie/{','.join(movies)}"
-        metrics = self.rt.metrics.api_calls
+        metrics = self.api_calls
         try:
             async with session.get(url) as response:
                 if response.status == 404:
@@ -85,22 +92,23 @@ class CatalogFetcher:
             record = normalise(raw)
             if record["id"] in movies:
                 got.add(record["id"])
-                await self.rt.topics.movie_metadata.send(key=movie_key(record["id"]),
-                                                         value=orjson.dumps(record))
+                await self.metadata_topic.send(key=movie_key(record["id"]),
+                                               value=orjson.dumps(record))
         self.known.update(got)
         missing_retry = time.monotonic() + 10 * s.api_retry_s
         self.retry_at.update((m, missing_retry) for m in movies if m not in got)
 
 
-def register(app, rt: Runtime) -> CatalogFetcher:
-    fetcher = CatalogFetcher(rt)
+def register(app, fetcher: CatalogFetcher) -> CatalogFetcher:
+    """``write_catalog`` (the catalogue table's one writer) and the fetch task."""
+    catalog = fetcher.catalog
 
-    @app.agent(rt.topics.movie_metadata, name="write_catalog")
+    @app.agent(fetcher.metadata_topic, name="write_catalog")
     async def write_catalog(stream) -> None:
         async for event in stream.events():
             if event.key and event.value:
                 with as_event(event):
-                    rt.tables.movie_catalog[event.key] = event.value
+                    catalog[event.key] = event.value
                 fetcher.known.add(event.key.decode())
 
     @app.task

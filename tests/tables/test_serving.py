@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
-from recstream.serving import Recommender
+from tables.serving import Recommender
 from recstream.settings import Settings
 from tables.codecs import UserHistory
 from tables.memory import ItemIndex, UserIndex
@@ -257,7 +257,7 @@ def test_score_and_rank_matches_a_slow_oracle(data):
 
 
 def test_a_far_future_timestamp_does_not_move_stream_time():
-    from recstream.serving import Recommender
+    from tables.serving import Recommender
     from recstream.clock import StreamClock
     rec = Recommender.__new__(Recommender)
     rec.stream_time, rec.clock = 0.0, StreamClock()

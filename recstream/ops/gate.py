@@ -1,0 +1,231 @@
+"""The promotion gate's measurements: candidate and serving version ranked as served.
+
+``recstream train --promote`` and ``recstream models promote`` compare a candidate with
+the serving version on the same holdout users; the pass/fail rule itself is
+:func:`models.registry.gate`.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import numpy as np
+
+from models import evaluation
+from models.als import BiasedALS, ImplicitALS
+from models._ids import lookup, top_k
+from models.metrics import ndcg_at_k, recall_at_k
+from models.popularity import popularity_prior
+from models.ranking import score_users
+from recstream.ops.data_window import relevance_threshold
+from recstream.settings import Settings
+
+K = 20
+METRIC_KEYS = ("rmse", "mae", f"recall_at_{K}", f"ndcg_at_{K}", "n_test", "n_users",
+               "n_ranked_users", "n_train", "fit_seconds")
+
+
+class Fitted:
+    """A model fitted elsewhere (the serving version): ``evaluate`` must not refit it."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.predicts_ratings = getattr(model, "predicts_ratings", True)
+
+    def fit(self, *args: Any, **kwargs: Any) -> "Fitted":
+        return self
+
+    def predict_many(self, users: Iterable, items: Iterable) -> np.ndarray:
+        return self.model.predict_many(users, items)
+
+    def recommend(self, user: int, k: int = K, exclude: Iterable = ()) -> list[str]:
+        return self.model.recommend(user, k=k, exclude=exclude)
+
+
+class AsServed:
+    """Ranks the way the service ranks, so the gate compares what users would be shown.
+
+    The service scores ``p_u . q_i + b_i + blend * log1p(popularity_i)`` over every movie
+    it knows (``tables.serving``, ``models.ranking.score_users``), and answers a user
+    without a vector with the popularity order.  Ranking a model's raw ``p . q + b`` instead
+    penalises the model that knows more users (the one trained on more data ranks them by
+    MF alone, the older one falls back to popularity for them), which made the gate prefer
+    the older version.  Here both get the same item universe (the split's training items),
+    the same popularity (training counts) and the same fallback; rating predictions are the
+    model's own.
+    """
+
+    def __init__(self, model: Any, blend: float) -> None:
+        self.model = model
+        self.blend = blend
+        self.predicts_ratings = getattr(model, "predicts_ratings", True)
+
+    def fit(self, users: Iterable, items: Iterable, values: Iterable, *,
+            timestamps: Iterable | None = None) -> "AsServed":
+        self.model.fit(users, items, values, timestamps=timestamps)
+        inner = self.model.model if isinstance(self.model, Fitted) else self.model
+        self.item_ids, counts = np.unique(np.asarray(items).astype(str), return_counts=True)
+        rows = lookup(np.asarray(inner.item_ids).astype(str), self.item_ids)
+        known = rows >= 0
+        self.factors = np.zeros((self.item_ids.size, inner.item_factors.shape[1]), np.float32)
+        self.factors[known] = inner.item_factors[rows[known]]
+        self.bias = np.zeros(self.item_ids.size, np.float32)
+        self.bias[known] = inner.item_bias[rows[known]]
+        self.popularity = counts.astype(np.float64)
+        self.prior = popularity_prior(self.popularity, self.blend)
+        self.inner = inner
+        return self
+
+    def predict_many(self, users: Iterable, items: Iterable) -> np.ndarray:
+        return self.model.predict_many(users, items)
+
+    def recommend(self, user: int, k: int = K, exclude: Iterable = ()) -> list[str]:
+        row = int(lookup(np.asarray(self.inner.user_ids), np.asarray([user], np.int64))[0])
+        if row >= 0:
+            scores = score_users(self.inner.user_factors[row][None, :], self.factors,
+                                 self.bias, self.prior)[0].astype(np.float64)
+        else:
+            scores = self.popularity.copy()
+        excluded = lookup(self.item_ids, np.asarray(list(exclude), dtype=str))
+        scores[excluded[excluded >= 0]] = -np.inf
+        return self.item_ids[top_k(scores, k)].tolist()
+
+
+def score(model: Any, split: evaluation.Split, settings: Settings) -> dict[str, Any]:
+    """RMSE, MAE, Recall@20, NDCG@20 (+ counts) of ``model`` on the split's test rows."""
+    report = evaluation.evaluate(model, split, k=K,
+                                 relevance_threshold=relevance_threshold(settings))
+    return {key: report.get(key) for key in METRIC_KEYS}
+
+
+def serving_model(registry: Any) -> tuple[dict, Any, dict] | None:
+    """``(pointer, model, manifest)`` of the serving version, or None when none serves."""
+    pointer = registry.serving()
+    if not pointer:
+        return None
+    arrays, manifest = registry.load(pointer["version"])
+    kind = ImplicitALS if manifest.get("model") == "ImplicitALS" else BiasedALS
+    rating_range = (manifest.get("hyperparameters") or {}).get("rating_range")
+    params = {"rating_range": tuple(rating_range)} if kind is BiasedALS and rating_range else {}
+    return pointer, kind.from_arrays(arrays, params), manifest
+
+
+def score_serving(registry: Any, split: evaluation.Split, holdout: dict[str, Any],
+                  settings: Settings, progress: Any, candidate: Any = None
+                  ) -> dict[str, Any] | None:
+    """The serving version's metrics on the candidate's holdout (None when none serves).
+
+    Compared on the test users *both* versions were trained on (``common``): a user only
+    the candidate knows would be ranked by the serving version's popularity fallback
+    offline, but in the service they have an online vector; comparing on them measured the
+    fallback, not the model (the older version won every gate by knowing fewer users).
+    ``candidate_common`` holds the candidate's metrics on the same users.  Its training
+    window may overlap the holdout (it was trained earlier on data that included part of
+    it); that flatters it, which only makes the gate stricter, and is recorded as
+    ``window_overlaps_holdout``.
+    """
+    try:
+        current = serving_model(registry)
+    except (OSError, KeyError, ValueError) as exc:
+        pointer = registry.serving() or {}
+        return {"version": pointer.get("version"), "error": f"cannot load: {exc}"}
+    if current is None:
+        return None
+    pointer, model, manifest = current
+    progress.stage(f"scoring the serving version {pointer['version']} on the holdout")
+    window = manifest.get("window") or {}
+    known = np.asarray(model.user_ids, np.int64)
+    if candidate is not None:
+        known = np.intersect1d(known, np.asarray(candidate.user_ids, np.int64))
+    test = split.test
+    common = evaluation.Split(train=split.train, test=test.subset(np.isin(test.users, known)),
+                              name=f"{split.name}, users both versions know")
+    result = {"version": pointer["version"], "model": manifest.get("model"),
+              "window_overlaps_holdout": float(window.get("end", -np.inf)) >= holdout["cutoff"],
+              "compared_on": "test users both versions were trained on"}
+    if len(common.test) == 0:
+        return {**result, **{key: None for key in METRIC_KEYS}, "n_test": 0}
+    served = AsServed(Fitted(model), settings.popularity_blend)
+    result.update(score(served, common, settings))
+    if candidate is not None:
+        challenger = AsServed(Fitted(candidate), settings.popularity_blend)
+        result["candidate_common"] = score(challenger, common, settings)
+        result["paired"] = paired_ranking(challenger, served, common, settings)
+    return result
+
+
+def paired_ranking(candidate: "AsServed", serving: "AsServed", split: evaluation.Split,
+                   settings: Settings, *, resamples: int = 2000, seed: int = 0
+                   ) -> dict[str, Any]:
+    """Per-user Recall@20 / NDCG@20 differences (candidate - serving) with bootstrap CIs.
+
+    The same users, the same exclusions and the same relevant items for both versions, so
+    the comparison is paired: on a small holdout this separates a real regression from
+    which users happened to be in it.  95% percentile intervals of the mean difference.
+    """
+    threshold = relevance_threshold(settings)
+    seen: dict[int, set] = {}
+    for user, item in zip(split.train.users.tolist(), split.train.items.tolist()):
+        seen.setdefault(user, set()).add(item)
+    relevant: dict[int, set] = {}
+    keep = split.test.values >= threshold
+    for user, item in zip(split.test.users[keep].tolist(), split.test.items[keep].tolist()):
+        relevant.setdefault(user, set()).add(item)
+    users = sorted(relevant)
+    out: dict[str, Any] = {"users": len(users), "resamples": resamples}
+    if not users:
+        return out
+    diffs = {f"recall_at_{K}": [], f"ndcg_at_{K}": []}
+    for user in users:
+        exclude = seen.get(user, ())
+        a = candidate.recommend(user, K, exclude)
+        b = serving.recommend(user, K, exclude)
+        diffs[f"recall_at_{K}"].append(recall_at_k(a, relevant[user], K)
+                                       - recall_at_k(b, relevant[user], K))
+        diffs[f"ndcg_at_{K}"].append(ndcg_at_k(a, relevant[user], K)
+                                     - ndcg_at_k(b, relevant[user], K))
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(users), size=(resamples, len(users)))
+    for name, values in diffs.items():
+        arr = np.asarray(values, np.float64)
+        means = arr[picks].mean(axis=1)
+        out[name] = {"mean_difference": float(arr.mean()),
+                     "ci95": [float(np.quantile(means, 0.025)),
+                              float(np.quantile(means, 0.975))]}
+    return out
+
+
+def comparable(candidate: dict, serving: dict | None) -> tuple[dict, dict | None]:
+    """(candidate metrics, serving metrics) measured on the same test users.
+
+    The serving version is scored on the users both versions know (see
+    :func:`score_serving`), next to the candidate's ``candidate_common`` metrics.  With
+    no such user the versions cannot be compared: the candidate stands on its own.
+    """
+    if not serving or not serving.get("n_test") or not serving.get("candidate_common"):
+        return candidate, None
+    return {**serving["candidate_common"], "paired": serving.get("paired")}, serving
+
+
+async def promote(settings: Settings, registry: Any, version: str, model: str,
+                  candidate: dict | None, serving: dict | None, *, gate: Any, announce: Any
+                  ) -> tuple[dict[str, Any], dict | None]:
+    """Gate the candidate against the serving version; promote and announce if it passes."""
+    if model != "als":
+        return {"passed": False, "reasons": [f"{model} versions are for comparison: only als "
+                                             "versions can serve"]}, None
+    if candidate is None:
+        decision = {"passed": False, "reasons": ["no holdout metrics (too little data in the "
+                                                 "window to split)"]}
+    elif serving is not None and "error" in serving:
+        decision = {"passed": False, "reasons": [f"serving version {serving['version']} could "
+                                                 f"not be scored: {serving['error']}"]}
+    else:
+        decision = gate(*comparable(candidate, serving),
+                        tolerance=settings.gate_tolerance).as_dict()
+    if not decision["passed"]:
+        registry.record({"action": "reject", "version": version, "decision": decision,
+                         "actor": "train"})
+        return decision, None
+    pointer = registry.promote(version, decision=decision, actor="train")
+    await announce(settings, pointer)
+    return decision, pointer
