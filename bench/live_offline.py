@@ -79,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", default="ml-latest-small",
                         help="ml-100k, ml-latest-small, or a MovieLens folder")
     parser.add_argument("--quick", action="store_true", help="no tuning: default grid points")
+    parser.add_argument("--params", type=Path,
+                        help="reuse the validation-chosen params of an earlier --json report")
     parser.add_argument("--json", type=Path, help="also write every number here")
     args = parser.parse_args(argv)
     started = time.perf_counter()
@@ -87,8 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     wanted = sorted(split.relevant())
     print(f"{args.dataset}: {len(split.train):,} training / {len(split.test):,} test ratings, "
           f"{len(wanted)} test users with a rating >= 4", flush=True)
-    params = {name: ({} if args.quick else live_refs.tune(name, split))
-              for name in live_refs.GRIDS}
+    if args.params:  # chosen on this data set's validation cut by an earlier run
+        params = json.loads(args.params.read_text())["params"]
+    else:
+        params = {name: ({} if args.quick else live_refs.tune(name, split))
+                  for name in live_refs.GRIDS}
     print(f"chosen on validation: {json.dumps(params)}", flush=True)
     rows = [("popularity", score_lists(live_refs.popularity_lists(split.train, wanted), split))]
     for name, fn in live_refs.METHODS.items():
