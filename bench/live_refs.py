@@ -93,13 +93,17 @@ def ease_lists(train: Interactions, wanted: list[int], *, reg: float = 300.0,
 def live_path_lists(train: Interactions, wanted: list[int], *, factors: int = 64,
                     regularization: float = 10.0, alpha: float = 10.0,
                     popularity_weight: float = 0.0, iterations: int = 10,
-                    retrain_at: float = 1.0, seed: int = 0) -> Lists:
+                    recent_half_life: float | None = None, retrain_at: float = 1.0,
+                    seed: int = 0) -> Lists:
     """The proposed live path: batch item factors at ``retrain_at`` of the training events
     (by event time), then exact fold-in of every user's complete interaction set.
 
     Fold-in is exact and memoryless, so a user's vector after their last event is this
     one solve whatever order the events came in: replaying events one by one would give
     the same lists (bench/live_offline.py measures that cost per event).
+    ``recent_half_life`` (in the user's own interactions, None: off) halves an item's
+    confidence per that many newer interactions of the same user: tastes drift, and the
+    newest watches say most about the next one.
     """
     ordered = train.time_ordered()
     prefix = ordered.subset(np.arange(len(ordered)) < max(1, int(len(ordered) * retrain_at)))
@@ -114,6 +118,8 @@ def live_path_lists(train: Interactions, wanted: list[int], *, factors: int = 64
     factors_full = np.zeros((items.size, factors), np.float32)
     factors_full[has] = model.item_factors[known[has]]
     conf = x.multiply(has[None, :].astype(np.float32)).tocsr() * alpha
+    if recent_half_life:
+        conf = conf.multiply(_recency(train, users, items, recent_half_life)).tocsr()
     conf.eliminate_zeros()
     vectors = fold_in_users(factors_full, conf, regularization)
     counts = np.asarray(x.sum(axis=0)).ravel()
@@ -122,12 +128,27 @@ def live_path_lists(train: Interactions, wanted: list[int], *, factors: int = 64
     return _top(scores, x, users, items, [u for u in wanted if u in set(users.tolist())])
 
 
+def _recency(train: Interactions, users: np.ndarray, items: np.ndarray, half_life: float
+             ) -> sp.csr_matrix:
+    """``2^(-n / half_life)`` per (user, item), ``n`` = the user's interactions after it."""
+    order = np.lexsort((train.timestamps, train.users))
+    u = np.searchsorted(users, train.users[order])
+    i = np.searchsorted(items, train.items[order])
+    ends = np.r_[np.flatnonzero(u[1:] != u[:-1]), u.size - 1]
+    last = np.repeat(ends, np.diff(np.r_[-1, ends]))
+    newer = last - np.arange(u.size)
+    w = sp.csr_matrix((np.exp2(-newer / half_life), (u, i)), shape=(users.size, items.size))
+    w.sum_duplicates()  # a repeated (user, item) sums; capped at 1 below
+    w.data = np.minimum(w.data, 1.0)
+    return w
+
+
 GRIDS: dict[str, dict[str, list]] = {  # the same factor/alpha/reg ranges for both iALS
     "implicit-als": {"factors": [64, 128], "regularization": [0.01, 1.0, 3.0, 10.0, 30.0],
                      "alpha": [0.5, 1.0, 2.0]},
     "ease": {"reg": [100.0, 300.0, 1000.0]},
-    "live-path": {"factors": [64, 128], "regularization": [1.0, 3.0, 10.0, 30.0],
-                  "alpha": [0.5, 1.0, 2.0], "popularity_weight": [0.0, 0.1]},
+    "live-path": {"factors": [64, 128], "regularization": [3.0, 10.0, 30.0], "alpha": [1.0],
+                  "popularity_weight": [0.0], "recent_half_life": [None, 10.0]},
 }
 METHODS: dict[str, Callable[..., Lists]] = {
     "implicit-als": implicit_lists, "ease": ease_lists, "live-path": live_path_lists}
