@@ -168,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="quick mode: only the first N users (by id)")
     parser.add_argument("--tune", action="store_true",
                         help="tune the references on the validation cut (slower)")
+    parser.add_argument("--params", type=Path,
+                        help="the validation-chosen params of a bench/live_offline.py --json "
+                             "report on the same data set (read when the references are fitted)")
     parser.add_argument("--skip-train", action="store_true")
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--drain-timeout", type=float, default=3600.0)
@@ -200,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"replayed {produced:,} lines; worker counted {report['lines_total']:,.0f} after "
               f"{report['drain_seconds']:.0f}s more", flush=True)
         results["live (as replayed)"] = score_lists(service.recommend(wanted), split)
+        print(table(list(results.items()), baseline=""), flush=True)
         if not args.skip_train:
             generation = service.metric("recstream_model_generation")
             out = service.cli("train", "--promote", "--json")
@@ -214,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
                 service.settle("recstream_answers_refreshed_total")
             results["live after train --promote"] = score_lists(service.recommend(wanted),
                                                                 split)
+            print(table(list(results.items()), baseline=""), flush=True)
     except (RuntimeError, subprocess.TimeoutExpired, OSError, ValueError, IndexError) as exc:
         print(f"live_quality: cannot measure: {exc}", file=sys.stderr)
         return 1
@@ -221,8 +226,12 @@ def main(argv: list[str] | None = None) -> int:
         service.close()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    params = {name: (live_refs.tune(name, split) if args.tune else {})
-              for name in live_refs.GRIDS}
+    if args.params and args.params.exists():
+        params = json.loads(args.params.read_text())["params"]
+    else:
+        params = {name: (live_refs.tune(name, split) if args.tune else {})
+                  for name in live_refs.GRIDS}
+    print(f"reference params: {json.dumps(params)}", flush=True)
     refs = [("popularity", score_lists(live_refs.popularity_lists(split.train, wanted), split))]
     for name, fn in live_refs.METHODS.items():
         refs.append((name + " (offline)", score_lists(fn(split.train, wanted, **params[name]),
