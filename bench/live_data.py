@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from models.datasets import Interactions, from_arrays, load_ml100k, load_mlcsv
+from models.datasets import (Interactions, from_arrays, load_ml100k, load_mlcsv,
+                             load_movielog)
 from models.gate import bootstrap_mean_ci
 from models.metrics import catalogue_coverage, ndcg_at_k, recall_at_k
 
@@ -75,7 +76,10 @@ def movie_slugs(folder: Path) -> dict[str, str]:
 
 
 def load(name: str, folder: Path | None = None) -> Interactions:
-    """``ml-100k`` or ``ml-latest-small`` with items as slugs."""
+    """``ml-100k`` or ``ml-latest-small`` with items as slugs, or a movielog file's ratings
+    (e.g. a simulator world's stream: ``recstream sim --no-kafka --out FILE``)."""
+    if Path(name).is_file():
+        return load_movielog(name, signal="rating")
     folder = Path(folder or DATA / name)
     data = load_ml100k(folder) if (folder / "u.data").exists() else load_mlcsv(
         folder / "ratings.csv")

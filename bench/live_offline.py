@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.perf_counter()
     folder = Path(args.dataset) if Path(args.dataset).is_dir() else None
-    split = per_user_split(load(Path(args.dataset).name, folder))
+    name = args.dataset if Path(args.dataset).is_file() else Path(args.dataset).name
+    split = per_user_split(load(name, folder))
     wanted = sorted(split.relevant())
     print(f"{args.dataset}: {len(split.train):,} training / {len(split.test):,} test ratings, "
           f"{len(wanted)} test users with a rating >= 4", flush=True)

@@ -178,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     folder = Path(args.dataset) if Path(args.dataset).is_dir() else None
-    data = load(Path(args.dataset).name, folder)
+    name = args.dataset if Path(args.dataset).is_file() else Path(args.dataset).name
+    data = load(name, folder)
     if args.limit_users:
         data = data.subset(np.isin(data.users, np.unique(data.users)[:args.limit_users]))
     split = per_user_split(data)
