@@ -40,6 +40,10 @@ class Split:
             out.setdefault(u, set()).add(i)
         return out
 
+    def test_users(self) -> list[int]:
+        """Users with a relevant test item *and* training data (the ones the service knows)."""
+        return sorted(set(self.relevant()) & set(self.train.users.tolist()))
+
     def relevant(self) -> dict[int, set[str]]:
         out: dict[int, set[str]] = {}
         keep = self.test.values >= RELEVANT

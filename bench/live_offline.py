@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     folder = Path(args.dataset) if Path(args.dataset).is_dir() else None
     name = args.dataset if Path(args.dataset).is_file() else Path(args.dataset).name
     split = per_user_split(load(name, folder))
-    wanted = sorted(split.relevant())
+    wanted = split.test_users()
     print(f"{args.dataset}: {len(split.train):,} training / {len(split.test):,} test ratings, "
           f"{len(wanted)} test users with a rating >= 4", flush=True)
     if args.params:  # chosen on this data set's validation cut by an earlier run

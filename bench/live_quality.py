@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.limit_users:
         data = data.subset(np.isin(data.users, np.unique(data.users)[:args.limit_users]))
     split = per_user_split(data)
-    wanted = sorted(split.relevant())
+    wanted = split.test_users()
     lines = course_lines(split.train)
     work = Path(tempfile.mkdtemp(prefix="live-quality-"))
     (work / "train.log").write_text("\n".join(lines) + "\n")

@@ -157,7 +157,7 @@ METHODS: dict[str, Callable[..., Lists]] = {
 def tune(name: str, split: Split, *, log: Callable[[str], None] = print) -> dict:
     """Best grid point by validation Recall@20 (validation cut from ``split.train`` only)."""
     val = per_user_split(split.train, 0.8, "validation")
-    wanted = sorted(val.relevant())
+    wanted = val.test_users()
     grid = GRIDS[name]
     best, best_recall = {}, -1.0
     for values in itertools.product(*grid.values()):

@@ -51,3 +51,11 @@ def test_real_slugs_are_unique_and_valid():
     assert slugs.size == 1682
     assert all(isinstance(parse_line(f"2020-01-01T00:00:00,1,GET /rate/{s}=4"), Rating)
                for s in slugs)
+
+
+def test_test_users_have_training_data():
+    data = from_arrays([1, 1, 1, 1, 1, 3], ["a", "b", "c", "d", "e", "z"], [4, 4, 4, 4, 5, 5],
+                       [1, 2, 3, 4, 5, 6])
+    split = per_user_split(data, 0.8)
+    assert split.relevant() == {1: {"e"}, 3: {"z"}}  # user 3's only rating is a test rating
+    assert split.test_users() == [1]
