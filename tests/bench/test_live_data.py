@@ -6,7 +6,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bench.live_data import DATA, Split, course_lines, load, per_user_split, score_lists  # noqa: E402
+from bench.live_data import DATA, course_lines, load, per_user_split, score_lists  # noqa: E402
 from models.datasets import from_arrays  # noqa: E402
 from recstream.parsing import parse_line  # noqa: E402
 from recstream.records import Rating, WatchMinute  # noqa: E402

@@ -1,6 +1,5 @@
 """Fold-in equals the batch user half-step; EASE ranks a planted structure."""
 import numpy as np
-import scipy.sparse as sp
 
 from models.als import ImplicitALS
 from models.ease import EASE
