@@ -19,7 +19,6 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from recstream.kafka import reader
 
-from recstream.movie_api import minors_ok, is_adult
 from recstream.modelupdates import CurrentModel
 from recstream.parts import Readiness
 from tables.broadcast import decode_item_state
@@ -62,7 +61,10 @@ class ItemFollower:
                          plays=plays)
         else:
             meta = orjson.loads(value)
-            items.set_flags(movie, adult=is_adult(meta), minors_ok=minors_ok(meta))
+            # Confirmed by the movie API; flags computed from its raw object when it was
+            # normalised (recstream.movie_api).  A record without them fails closed.
+            items.set_flags(movie, adult=meta.get("safe_for_all") is not True,
+                            minors_ok=meta.get("safe_for_minors") is True)
             items.set_cost(movie, meta.get("licence_cost"))  # normalised: float or None
         self.applied += 1
 
