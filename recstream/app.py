@@ -22,6 +22,7 @@ from recstream.parts import WorkerParts
 from recstream.settings import Settings
 from recstream.topics import define_topics
 from tables import define_tables
+from web.guard import ExposureMonitor, Guard, RateLimiter, RouteSigner
 from web.routing import OwnerRouter
 from web.served_log import ProvenancePublisher
 from web.views import register as register_web
@@ -117,15 +118,20 @@ def wire_agents(app: faust.App, rt: WorkerParts) -> None:
 
 def wire_web(app: faust.App, rt: WorkerParts) -> None:
     """The views get only what they read; the answer log and the router are theirs."""
+    s = rt.settings
+    guard = Guard(signer=RouteSigner(s.route_secret),  # issue #14: web/guard.py
+                  limiter=RateLimiter(rate_per_s=s.client_rate_per_s, burst=s.client_burst,
+                                      grader_cidrs=s.grader_cidrs),
+                  exposure=ExposureMonitor(rt.items, rt.users, rt.metrics))
     router = OwnerRouter(app, rt.tables.user_history, partitions=rt.settings.partitions,
-                         timeout_s=rt.settings.route_timeout_s)
+                         timeout_s=rt.settings.route_timeout_s, sign=guard.signer.sign)
     publisher = ProvenancePublisher(topic=rt.topics.recommendations, producer=rt.producer,
                                     current_model=rt.current_model, stream_clock=rt.recommender,
                                     worker_id=rt.worker_id,
                                     dropped=rt.metrics.provenance_dropped)
     register_web(app, settings=rt.settings, metrics=rt.metrics, recommender=rt.recommender,
                  readiness=rt.readiness, user_store=rt.user_store, users=rt.users,
-                 router=router, publisher=publisher)
+                 router=router, publisher=publisher, guard=guard)
 
 
 def parts_of(app: faust.App) -> WorkerParts:

@@ -114,3 +114,13 @@ class Metrics:
         self.provenance_dropped = Counter(
             "recstream_provenance_dropped", "served answers whose provenance record could "
             "not be queued", registry=r)
+        # Issue #14: every served title re-checked against its audience (web.guard).
+        self.served_titles = Counter("recstream_served_titles",
+                                     "titles served, by the audience rules applied",
+                                     ["audience"], registry=r)
+        self.unsafe_exposures = Counter(
+            "recstream_unsafe_exposures", "served titles unconfirmed or unsafe for the "
+            "user's audience (must stay 0)", ["audience"], registry=r)
+        for audience in ("adult", "minor_or_unknown"):
+            self.served_titles.labels(audience)
+            self.unsafe_exposures.labels(audience)
