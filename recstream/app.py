@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import faust
 
+from agents import detectors
+from models.detectors import ScrapingDetector, SybilDetector
 from agents import (ingest, item_follower, lifecycle, metadata, model_follower, monitoring,
                     movies, profiles, refresher, user_writer)
 from recstream.ops import register as register_ops
@@ -55,14 +57,17 @@ def create_app(settings: Settings) -> faust.App:
     rt = WorkerParts.build(app, settings, tables, topics)
     app.recstream = rt  # this app's parts, for tests and benchmarks (parts_of)
 
-    wire_agents(app, rt)
-    wire_web(app, rt)
+    scraping = wire_agents(app, rt)
+    wire_web(app, rt, scraping=scraping)
     register_ops(app, settings)
     return app
 
 
-def wire_agents(app: faust.App, rt: WorkerParts) -> None:
-    """Each agent module gets what it reads and writes; the order is the start order."""
+def wire_agents(app: faust.App, rt: WorkerParts) -> detectors.ScrapingWatch:
+    """Each agent module gets what it reads and writes; the order is the start order.
+
+    Returns the scraping detector's feed, which the recommend view also writes to.
+    """
     s = rt.settings
     fetcher = metadata.register(app, metadata.CatalogFetcher(
         settings=s, catalog=rt.tables.movie_catalog, metadata_topic=rt.topics.movie_metadata,
@@ -72,7 +77,13 @@ def wire_agents(app: faust.App, rt: WorkerParts) -> None:
         current_model=rt.current_model, monitor=rt.monitor, clock=rt.recommender,
         metrics=rt.metrics, changelog=rt.changelog, producer=rt.producer,
         movie_updates=rt.topics.movie_updates)
-    ingest.register(app, ingest.Ingest(settings=s, writer=writer, metrics=rt.metrics,
+    # Issue #14: the live detectors look on as the writer applies each batch.
+    scraping = detectors.ScrapingWatch(detector=ScrapingDetector(), metrics=rt.metrics)
+    detectors.register(app, scraping)
+    watched = detectors.WatchedWriter(writer, detectors.SybilWatch(
+        detector=SybilDetector(min_accounts=s.sybil_min_accounts), producer=rt.producer,
+        topic=rt.topics.suspects, metrics=rt.metrics, scraping=scraping))
+    ingest.register(app, ingest.Ingest(settings=s, writer=watched, metrics=rt.metrics,
                                        producer=rt.producer, topics=rt.topics,
                                        consumer_of=lambda: app.consumer),
                     topics=rt.topics, batch_size=s.ingest_batch, within_s=s.ingest_within_s)
@@ -114,15 +125,17 @@ def wire_agents(app: faust.App, rt: WorkerParts) -> None:
     lifecycle.register(app, settings=s, tables=rt.tables, topics=rt.topics, users=rt.users,
                        current_model=rt.current_model, readiness=rt.readiness,
                        forget_caches=forget_caches)
+    return scraping
 
 
-def wire_web(app: faust.App, rt: WorkerParts) -> None:
+def wire_web(app: faust.App, rt: WorkerParts,
+             scraping: detectors.ScrapingWatch | None = None) -> None:
     """The views get only what they read; the answer log and the router are theirs."""
     s = rt.settings
     guard = Guard(signer=RouteSigner(s.route_secret),  # issue #14: web/guard.py
                   limiter=RateLimiter(rate_per_s=s.client_rate_per_s, burst=s.client_burst,
                                       grader_cidrs=s.grader_cidrs),
-                  exposure=ExposureMonitor(rt.items, rt.users, rt.metrics))
+                  exposure=ExposureMonitor(rt.items, rt.users, rt.metrics), scraping=scraping)
     router = OwnerRouter(app, rt.tables.user_history, partitions=rt.settings.partitions,
                          timeout_s=rt.settings.route_timeout_s, sign=guard.signer.sign)
     publisher = ProvenancePublisher(topic=rt.topics.recommendations, producer=rt.producer,

@@ -124,3 +124,11 @@ class Metrics:
         for audience in ("adult", "minor_or_unknown"):
             self.served_titles.labels(audience)
             self.unsafe_exposures.labels(audience)
+        self.sybil_suspected = Counter(
+            "recstream_sybil_suspected_accounts", "accounts suspected of a sybil rating wave "
+            "(their ratings are quarantined from training)", registry=r)
+        self.sybil_pushed_movies = Gauge(
+            "recstream_sybil_pushed_movies", "movies a sybil wave was seen pushing", registry=r)
+        self.scraping_flagged = Counter(
+            "recstream_scraping_flagged_clients", "clients flagged as walking user ids",
+            registry=r)

@@ -102,6 +102,8 @@ class Settings:
     client_rate_per_s: float = 0.0
     client_burst: int = 200
     grader_cidrs: str = ""
+    # Live sybil-wave detector (agents.detectors): distinct young accounts per worker.
+    sybil_min_accounts: int = 10
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -161,6 +163,7 @@ class Settings:
             (self.unconfirmed_max >= 1, "unconfirmed_max must be >= 1"),
             (self.client_rate_per_s >= 0, "client_rate_per_s must be >= 0 (0 disables it)"),
             (self.client_burst >= 1, "client_burst must be >= 1"),
+            (self.sybil_min_accounts >= 2, "sybil_min_accounts must be >= 2"),
         ]
         for ok, message in checks:
             if not ok:

@@ -96,6 +96,10 @@ class Recommender:
         safe = self.items.safe_for_minors if minor else self.items.safe_for_all
         ranked = [i for i in self.users.answers[row].tolist() if i >= 0]
         kept = [i for i in ranked if safe[i]]
+        if not kept:  # ranked before any movie was confirmed (fail closed, #14): rank again
+            self.users.store_answers(np.array([row]), self.compute([row]))
+            ranked = [i for i in self.users.answers[row].tolist() if i >= 0]
+            kept = [i for i in ranked if safe[i]]
         line = ",".join([ids[i] for i in kept])
         guardrails = ["minor_safe"] if minor else ["no_adult"]
         removed = len(ranked) - len(kept)

@@ -21,6 +21,7 @@ import ipaddress
 import secrets
 import time
 from collections import OrderedDict
+from typing import Any
 
 from recstream.prometheus import Metrics
 from tables.memory import ItemIndex, UserIndex
@@ -124,5 +125,7 @@ class Guard:
     """The three, as the recommend view uses them."""
 
     def __init__(self, *, signer: RouteSigner, limiter: RateLimiter,
-                 exposure: ExposureMonitor) -> None:
+                 exposure: ExposureMonitor, scraping: Any = None) -> None:
         self.signer, self.limiter, self.exposure = signer, limiter, exposure
+        # agents.detectors.ScrapingWatch (its request() is one append), or None
+        self.scraping = scraping

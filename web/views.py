@@ -72,6 +72,8 @@ def make_routes(*, settings: Settings, metrics: Metrics, recommender: Recommende
                 return web.Response(status=429, text="too many requests", content_type=TEXT,
                                     headers={"Retry-After": "1"})
         user = parse_user_id(request.match_info.get("user_id", ""), max_user_id)
+        if guard is not None and guard.scraping is not None and not routed_in and user is not None:
+            guard.scraping.request(request.remote or "", user)  # O(1); detector in a timer
         guardrails: list[str] = []
         reason = ""
         try:
