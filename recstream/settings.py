@@ -104,6 +104,10 @@ class Settings:
     grader_cidrs: str = ""
     # Live sybil-wave detector (agents.detectors): distinct young accounts per worker.
     sybil_min_accounts: int = 10
+    # Feedback-loop mitigation in serving (tables/mitigation.py): long-tail re-rank weight
+    # and exploration slots per answer; both 0 = off.
+    feedback_rerank_weight: float = 0.0
+    feedback_explore_slots: int = 0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -164,6 +168,9 @@ class Settings:
             (self.client_rate_per_s >= 0, "client_rate_per_s must be >= 0 (0 disables it)"),
             (self.client_burst >= 1, "client_burst must be >= 1"),
             (self.sybil_min_accounts >= 2, "sybil_min_accounts must be >= 2"),
+            (self.feedback_rerank_weight >= 0, "feedback_rerank_weight must be >= 0"),
+            (0 <= self.feedback_explore_slots <= self.top_k,
+             "feedback_explore_slots must be within [0, top_k]"),
         ]
         for ok, message in checks:
             if not ok:
