@@ -81,16 +81,30 @@ async def collect(settings: Settings, progress: Progress) -> Telemetry:
     return t.sort()
 
 
+def read_groups(path: Path) -> dict[int, str]:
+    """``user,label`` lines (a header or bad line is skipped)."""
+    out = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        user, _, label = line.partition(",")
+        if user.strip().isdigit() and label.strip():
+            out[int(user)] = label.strip()
+    return out
+
+
 def register(app: faust.App, s: Settings) -> None:
     @app.command(
         argument("kind", type=click.Choice(sorted(REPORTS))),
         option("--out", type=click.Path(dir_okay=False), default=None,
                help="also write the markdown report to this file"),
+        option("--groups", type=click.Path(exists=True, dir_okay=False), default=None,
+               help="CSV of user,label: an extra fairness attribute"),
         name="audit",
     )
-    async def audit(self, kind: str, out: Optional[str]) -> None:
+    async def audit(self, kind: str, out: Optional[str], groups: Optional[str]) -> None:
         """Fairness, feedback-loop, security or safety report from our telemetry topics."""
         telemetry = await collect(s, Progress())
+        if groups:
+            telemetry.groups = read_groups(Path(groups))
         report = REPORTS[kind](telemetry)
         print(report, flush=True)
         if out:

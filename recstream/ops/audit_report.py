@@ -32,6 +32,9 @@ class Telemetry:
     demographics: dict[int, tuple[Any, str]] = dataclasses.field(default_factory=dict)
     flags: dict[str, tuple[bool, bool]] = dataclasses.field(default_factory=dict)  # all, minors
     suspects: dict[int, set[str]] = dataclasses.field(default_factory=dict)
+    # Operator-supplied user → group labels (e.g. a community the platform knows of);
+    # users without one are "other".
+    groups: dict[int, str] = dataclasses.field(default_factory=dict)
 
     def sort(self) -> "Telemetry":
         for rows in (self.served, self.watches, self.ratings, self.accounts):
@@ -71,6 +74,9 @@ def fairness(t: Telemetry, *, bound: float = 0.2, n_boot: int = 2000, seed: int 
                        for a, _ in demo])
     attributes = {"gender": np.asarray([g or "unknown" for _, g in demo], dtype=object),
                   "age band": age_band(ages)}
+    if t.groups:
+        attributes["group"] = np.asarray([t.groups.get(int(u), "other") for u in users],
+                                         dtype=object)
     for name, groups in attributes.items():
         report = parity(conv, groups, bound=bound, n_boot=n_boot, seed=seed)
         lines += [f"## By {name}", "", "| group | answers | conversion |", "|---|---|---|"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import orjson
 
-from recstream.ops.audit import add_flags, add_line, add_served
+from recstream.ops.audit import add_flags, add_line, add_served, read_groups
 from recstream.ops.audit_report import (Telemetry, conversions, fairness, feedback_measures,
                                         safety, safety_counts, security)
 from recstream.settings import Settings
@@ -98,3 +98,12 @@ def test_readers_parse_topic_records():
     add_flags(t, orjson.dumps({"id": "b+2000"}))
     assert t.served == [(1.0, 5, ["a+2000"])]
     assert t.flags == {"a+2000": (True, False), "b+2000": (False, False)}
+
+
+def test_an_operator_group_is_audited_too(tmp_path):
+    t = world(biased=False)
+    path = tmp_path / "groups.csv"
+    path.write_text("user,group\n" + "".join(f"{u},g{u % 3}\n" for u in range(400)) + "x,y\n")
+    t.groups = read_groups(path)
+    assert len(t.groups) == 400
+    assert "## By group" in fairness(t, n_boot=200)
