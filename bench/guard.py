@@ -17,7 +17,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agents.detectors import ScrapingWatch  # noqa: E402
+from agents.attack_watch import ScrapingWatch  # noqa: E402
 from models.detectors import ScrapingDetector  # noqa: E402
 from recstream.prometheus import Metrics  # noqa: E402
 from tables.memory import ItemIndex, UserIndex  # noqa: E402

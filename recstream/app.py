@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import faust
 
-from agents import detectors
+from agents import attack_watch
 from models.detectors import ScrapingDetector, SybilDetector
 from agents import (ingest, item_follower, lifecycle, metadata, model_follower, monitoring,
                     movies, profiles, refresher, user_writer)
@@ -63,7 +63,7 @@ def create_app(settings: Settings) -> faust.App:
     return app
 
 
-def wire_agents(app: faust.App, rt: WorkerParts) -> detectors.ScrapingWatch:
+def wire_agents(app: faust.App, rt: WorkerParts) -> attack_watch.ScrapingWatch:
     """Each agent module gets what it reads and writes; the order is the start order.
 
     Returns the scraping detector's feed, which the recommend view also writes to.
@@ -78,9 +78,9 @@ def wire_agents(app: faust.App, rt: WorkerParts) -> detectors.ScrapingWatch:
         metrics=rt.metrics, changelog=rt.changelog, producer=rt.producer,
         movie_updates=rt.topics.movie_updates)
     # Issue #14: the live detectors look on as the writer applies each batch.
-    scraping = detectors.ScrapingWatch(detector=ScrapingDetector(), metrics=rt.metrics)
-    detectors.register(app, scraping)
-    watched = detectors.WatchedWriter(writer, detectors.SybilWatch(
+    scraping = attack_watch.ScrapingWatch(detector=ScrapingDetector(), metrics=rt.metrics)
+    attack_watch.register(app, scraping)
+    watched = attack_watch.WatchedWriter(writer, attack_watch.SybilWatch(
         detector=SybilDetector(min_accounts=s.sybil_min_accounts), producer=rt.producer,
         topic=rt.topics.suspects, metrics=rt.metrics, scraping=scraping))
     ingest.register(app, ingest.Ingest(settings=s, writer=watched, metrics=rt.metrics,
@@ -129,7 +129,7 @@ def wire_agents(app: faust.App, rt: WorkerParts) -> detectors.ScrapingWatch:
 
 
 def wire_web(app: faust.App, rt: WorkerParts,
-             scraping: detectors.ScrapingWatch | None = None) -> None:
+             scraping: attack_watch.ScrapingWatch | None = None) -> None:
     """The views get only what they read; the answer log and the router are theirs."""
     s = rt.settings
     guard = Guard(signer=RouteSigner(s.route_secret),  # issue #14: web/guard.py

@@ -102,7 +102,7 @@ class Settings:
     client_rate_per_s: float = 0.0
     client_burst: int = 200
     grader_cidrs: str = ""
-    # Live sybil-wave detector (agents.detectors): distinct young accounts per worker.
+    # Live sybil-wave detector (agents.attack_watch): distinct young accounts per worker.
     sybil_min_accounts: int = 10
     # Feedback-loop mitigation in serving (tables/mitigation.py): long-tail re-rank weight
     # and exploration slots per answer; both 0 = off.

@@ -130,5 +130,5 @@ class Guard:
     def __init__(self, *, signer: RouteSigner, limiter: RateLimiter,
                  exposure: ExposureMonitor, scraping: Any = None) -> None:
         self.signer, self.limiter, self.exposure = signer, limiter, exposure
-        # agents.detectors.ScrapingWatch (its request() is one append), or None
+        # agents.attack_watch.ScrapingWatch (its request() is one append), or None
         self.scraping = scraping

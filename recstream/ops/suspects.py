@@ -1,6 +1,6 @@
 """Suspected sybil ratings kept out of training (issue #14).
 
-The live detector (agents/detectors.py) publishes each suspected account once
+The live detector (agents/attack_watch.py) publishes each suspected account once
 on ``<app>-suspects`` with the movie its wave pushed.  ``recstream train``
 reads that topic whole (one partition, one small record per suspect) and drops
 the suspects' ratings *and* watches of the pushed movie from the histories

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import orjson
 
-from agents.detectors import ScrapingWatch, SybilWatch, WatchedWriter
+from agents.attack_watch import ScrapingWatch, SybilWatch, WatchedWriter
 from models.detectors import ScrapingDetector, SybilDetector
 from recstream.ops.suspects import exclude, parse_suspect
 from recstream.records import AccountCreated, Rating, RecommendationOutcome, WatchMinute
