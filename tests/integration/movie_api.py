@@ -24,8 +24,10 @@ def load_objects() -> dict[str, bytes]:
 
 
 class MovieApi:
-    def __init__(self) -> None:
-        objects = load_objects()
+    """``objects``: id → the JSON object's bytes (default: the real course objects)."""
+
+    def __init__(self, objects: dict[str, bytes] | None = None) -> None:
+        objects = load_objects() if objects is None else objects
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
