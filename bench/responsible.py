@@ -31,6 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from models.fairness import difference_ci  # noqa: E402
 from models.feedback import rerank  # noqa: E402
 from recstream.ops.audit import add_line  # noqa: E402
 from recstream.ops.audit_report import (Telemetry, conversions, fairness,  # noqa: E402
@@ -122,6 +123,7 @@ def main() -> None:
     p.add_argument("--hours", type=float, default=12.0)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--out", default="", help="also write the reports (markdown) to this dir")
+    p.add_argument("--plot", default="", help="write the figure (PNG) to this path")
     args = p.parse_args()
     settings = Settings.from_mapping({"rating_max": 10})
     out: dict = {}
@@ -138,10 +140,13 @@ def main() -> None:
                     for u, m in zip(world.population.ids.tolist(), members)}
         users, conv = conversions(t)
         report = fairness(t, n_boot=1000, seed=args.seed)
+        labels = np.asarray([t.groups.get(int(u), "rest") for u in users], dtype=object)
+        diff = difference_ci(conv, labels, "group", "rest", n_boot=1000, seed=args.seed)
         reports[f"fairness_{name}"] = report
         section = report.split("## By group")[1]
         out[name] = {"answers": len(conv), "conversion": float(conv.mean()), "sim_s": round(secs, 1),
-                     "group_section": section.strip().splitlines()[-1]}
+                     "group_section": section.strip().splitlines()[-1],
+                     "group_diff": [100 * v for v in diff]}
         print(name, json.dumps(out[name]), flush=True)
     for name, weight, slots in (("plain", 0.0, 0), ("mitigated", 0.5, 4)):
         world, lines, secs = run(args.users, args.hours, args.seed, {},
@@ -157,7 +162,39 @@ def main() -> None:
         Path(args.out).mkdir(parents=True, exist_ok=True)
         for key, text in reports.items():
             Path(args.out, f"{key}.md").write_text(text + "\n")
+    if args.plot:
+        plot(out, Path(args.plot))
     print(json.dumps(out, indent=2))
+
+
+def plot(out: dict, path: Path) -> None:
+    """Two panels: conversion by group (bias on/off, 95% CI) and the mitigation's measures."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
+    names = ["bias_on", "bias_off"]
+    diffs = [out[n]["group_diff"] for n in names]
+    a.errorbar(range(2), [d[0] for d in diffs],
+               yerr=[[d[0] - d[1] for d in diffs], [d[2] - d[0] for d in diffs]], fmt="o",
+               capsize=6)
+    a.axhline(0, color="grey", lw=0.8)
+    a.set_xticks(range(2), ["population-bias on\n(simulator's group)",
+                            "off\n(random 15% label)"])
+    a.set_ylabel("conversion: group − rest (points)")
+    a.set_title("fairness audit: difference and 95% CI")
+    keys = [("coverage", "coverage"), ("top1_share", "top-1% share"), ("gini", "Gini"),
+            ("conversion", "conversion")]
+    x = np.arange(len(keys))
+    for i, name in enumerate(("plain", "mitigated")):
+        b.bar(x + 0.38 * i, [out[name][k] for k, _ in keys], 0.38, label=name)
+    b.set_xticks(x + 0.19, [label for _, label in keys])
+    b.set_title("feedback loop: plain vs re-rank (w=0.5, 4 slots)")
+    b.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
 
 
 if __name__ == "__main__":
