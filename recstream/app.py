@@ -138,6 +138,10 @@ def wire_web(app: faust.App, rt: WorkerParts,
                   exposure=ExposureMonitor(rt.items, rt.users, rt.metrics), scraping=scraping)
     router = OwnerRouter(app, rt.tables.user_history, partitions=rt.settings.partitions,
                          timeout_s=rt.settings.route_timeout_s, sign=guard.signer.sign)
+
+    @app.timer(60.0, name="exposure_gauges")  # feedback-loop monitors (#14)
+    async def exposure_gauges() -> None:
+        guard.exposure.sample()
     publisher = ProvenancePublisher(topic=rt.topics.recommendations, producer=rt.producer,
                                     current_model=rt.current_model, stream_clock=rt.recommender,
                                     worker_id=rt.worker_id,

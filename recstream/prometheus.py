@@ -129,6 +129,10 @@ class Metrics:
             "(their ratings are quarantined from training)", registry=r)
         self.sybil_pushed_movies = Gauge(
             "recstream_sybil_pushed_movies", "movies a sybil wave was seen pushing", registry=r)
+        self.exposure = Gauge(
+            "recstream_exposure", "concentration of recent answers over the confirmed "
+            "catalogue: gini, top1_share, coverage (models/feedback.py)", ["measure"],
+            registry=r)
         self.scraping_flagged = Counter(
             "recstream_scraping_flagged_clients", "clients flagged as walking user ids",
             registry=r)

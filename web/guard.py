@@ -20,11 +20,12 @@ import hmac
 import ipaddress
 import secrets
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from typing import Any
 
 import numpy as np
 
+from models import feedback
 from recstream.prometheus import Metrics
 from tables.memory import ItemIndex, UserIndex
 
@@ -99,6 +100,8 @@ class ExposureMonitor:
     def __init__(self, items: ItemIndex, users: UserIndex, metrics: Metrics) -> None:
         self.items, self.users = items, users
         self.served, self.unsafe = metrics.served_titles, metrics.unsafe_exposures
+        self.exposed: Counter[int] = Counter()  # item row -> exposures, decayed by sample()
+        self.gauges = metrics.exposure
         audiences = ("adult", "minor_or_unknown")  # children looked up once, not per request
         self._served = {a: self.served.labels(a) for a in audiences}
         self._unsafe = {a: self.unsafe.labels(a) for a in audiences}
@@ -116,6 +119,7 @@ class ExposureMonitor:
         row_of = items.row_of
         ids = line.split(",")
         rows = [row_of.get(movie, -1) for movie in ids]
+        self.exposed.update(rows)
         bad = rows.count(-1)
         if bad < len(rows):
             bad += int(np.count_nonzero(~safe[[r for r in rows if r >= 0]]))
@@ -123,6 +127,27 @@ class ExposureMonitor:
         if bad:
             self._unsafe[audience].inc(bad)
         return bad
+
+    def sample(self, decay: float = 0.5) -> dict[str, float]:
+        """Feedback-loop gauges over the confirmed catalogue, then decay the counts.
+
+        Called by a timer (recstream.app): with one call a minute and ``decay`` 0.5 the
+        counts weigh the last few minutes of answers most (a half-life of one call).
+        """
+        n = len(self.items)
+        counts = np.zeros(n)
+        for row, c in self.exposed.items():
+            if 0 <= row < n:
+                counts[row] = c
+        catalogue = counts[self.items.safe_for_all[:n]]
+        values = {"gini": feedback.gini(catalogue), "top1_share": feedback.top_share(catalogue),
+                  "coverage": feedback.coverage(catalogue)}
+        if catalogue.sum() > 0:
+            for name, value in values.items():
+                self.gauges.labels(name).set(value)
+        self.exposed = Counter({r: c * decay for r, c in self.exposed.items() if c * decay >= 0.5})
+        return values
+
 
 class Guard:
     """The three, as the recommend view uses them."""

@@ -111,3 +111,27 @@ async def test_graders_are_never_throttled(rt):
             assert response.status == 200 and await response.text() == SAFE
     assert rt.metrics.registry.get_sample_value("recstream_unsafe_exposures_total",
                                                 {"audience": "minor_or_unknown"}) == 0
+
+
+def test_exposure_gauges_see_concentration_and_decay(rt):
+    n = rt.settings.n_factors
+    movies = [f"film+{i}+2000" for i in range(100)]
+    for movie in movies:
+        rt.items.update(movie, bias=0.0, factors=np.ones(n, np.float32))
+        rt.items.set_flags(movie, adult=False, minors_ok=True)
+    monitor = ExposureMonitor(rt.items, rt.users, rt.metrics)
+    for _ in range(50):
+        monitor.check(1, ",".join(movies[:20]))           # everyone gets the same 20
+    narrow = monitor.sample()
+    gauge = rt.metrics.registry.get_sample_value
+    assert narrow["coverage"] == 0.2 and gauge("recstream_exposure", {"measure": "coverage"}) == 0.2
+    assert narrow["gini"] == pytest.approx(0.8)
+    for k in range(50):
+        monitor.check(1, ",".join(movies[(k * 20) % 100:(k * 20) % 100 + 20]))  # spread
+    spread = monitor.sample()
+    assert spread["coverage"] == 1.0 and spread["gini"] < narrow["gini"]
+    assert gauge("recstream_exposure", {"measure": "coverage"}) == 1.0
+    for _ in range(12):  # no answers: the counts decay; the head (more exposures) goes last
+        monitor.sample()
+    assert not monitor.exposed
+    assert gauge("recstream_exposure", {"measure": "coverage"}) == 0.2  # an empty sample sets nothing
