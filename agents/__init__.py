@@ -15,5 +15,6 @@ each only the collaborators it uses.
 | refresher         | keeps answers fresh as users' state changes                    |
 | monitoring        | availability, quality, cost and drift from the stream          |
 | lifecycle         | topics, recovery, rebalances, clean shutdown                   |
+| attack_watch      | live sybil-wave and scraping detectors (#14), suspects topic   |
 """
 from __future__ import annotations

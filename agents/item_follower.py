@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,6 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from recstream.kafka import reader
 
-from recstream.movie_api import minors_ok, is_adult
 from recstream.modelupdates import CurrentModel
 from recstream.parts import Readiness
 from tables.broadcast import decode_item_state
@@ -27,6 +27,7 @@ from tables.memory import ItemIndex, UserIndex
 from tables.serving import Recommender
 
 log = logging.getLogger(__name__)
+REANSWER_S = 30.0
 
 
 class ItemFollower:
@@ -45,6 +46,10 @@ class ItemFollower:
         # Item states of a newer model generation than this worker serves yet: applied
         # when it swaps to that generation (see agents.model_follower).
         self.ahead: dict[str, tuple[int, float, np.ndarray]] = {}
+        # Movies newly confirmed by the movie API since answers were last invalidated:
+        # they may now enter answers ranked without them (at most every REANSWER_S).
+        self.confirmed = 0
+        self._reanswered_at = 0.0
 
     def apply(self, topic: str, key: bytes, value: bytes) -> None:
         if value is None or key is None:
@@ -62,7 +67,13 @@ class ItemFollower:
                          plays=plays)
         else:
             meta = orjson.loads(value)
-            items.set_flags(movie, adult=is_adult(meta), minors_ok=minors_ok(meta))
+            # Confirmed by the movie API; flags computed from its raw object when it was
+            # normalised (recstream.movie_api).  A record without them fails closed.
+            row = items.row(movie)
+            was_safe = bool(items.safe_for_all[row])
+            items.set_flags(movie, adult=meta.get("safe_for_all") is not True,
+                            minors_ok=meta.get("safe_for_minors") is True)
+            self.confirmed += bool(items.safe_for_all[row]) and not was_safe
             items.set_cost(movie, meta.get("licence_cost"))  # normalised: float or None
         self.applied += 1
 
@@ -99,6 +110,11 @@ class ItemFollower:
                             self.apply(tp.topic, record.key, record.value)
                         except (ValueError, orjson.JSONDecodeError) as exc:
                             log.warning("bad record on %s: %s", tp.topic, exc)
+                if self.confirmed and readiness.items_loaded.is_set() and \
+                        time.monotonic() - self._reanswered_at > REANSWER_S:
+                    self.confirmed, self._reanswered_at = 0, time.monotonic()
+                    self.recommender.refresh_fallback()
+                    self.users.invalidate_all()
                 if not caught_up:
                     positions = {tp: await consumer.position(tp) for tp in tps}
                     caught_up = all(positions[tp] >= end[tp] for tp in tps)

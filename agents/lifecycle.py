@@ -15,6 +15,7 @@ from recstream.parts import Readiness
 from recstream.settings import Settings
 from recstream.topics import Topics
 from tables import Tables
+from models.guardrails import ADULT, audience
 from tables.memory import UserIndex
 from tables.codecs import decode_history, decode_vector_generation
 
@@ -69,12 +70,13 @@ async def load_user_vectors(*, user_vectors: Any, users: UserIndex, current_mode
 
 
 async def restore_minor_flags(*, user_history: Any, users: UserIndex, settings: Settings) -> int:
-    """Set ``minor`` for users whose stored profile says they are under 18.
+    """Clear ``minor`` (the minors' rules) for users whose stored profile says adult.
 
-    The flag lives in memory (serving reads it on every answer) and in the
-    user's history (``a``: age, written by agents.profiles's profile); after a
-    restart or a partition move it is read back from there.  Histories without
-    a profile are skipped without decoding.
+    Every user row starts under the minors' rules (fail closed, issue #14); the
+    age lives in the user's history (``a``, written by agents.profiles's
+    profile), so after a restart or a partition move it is read back from
+    there.  Histories without a profile keep the minors' rules and are skipped
+    without decoding.
     """
     count = seen = 0
     for key, raw in user_history.items():
@@ -84,16 +86,15 @@ async def restore_minor_flags(*, user_history: Any, users: UserIndex, settings: 
         if not raw or b'"a":' not in raw:
             continue
         history = decode_history(raw)
-        if history.age is None or history.age >= 18:
-            continue
         try:
             user = int(key)
         except ValueError:
             continue
         if 0 <= user <= settings.max_user_id:
             row = users.row(user)
-            if not users.minor[row]:
-                users.minor[row] = True
+            minor = audience(history.age) != ADULT
+            if users.minor[row] != minor:
+                users.minor[row] = minor
                 users.invalidate(row)
                 count += 1
     return count

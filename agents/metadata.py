@@ -42,6 +42,8 @@ class CatalogFetcher:
     def want(self, movie: str) -> None:
         if movie in self.known or movie in self.pending:
             return
+        if len(self.pending) >= self.settings.unconfirmed_max:
+            return  # bounded: a flood of slugs waits for the next play of each
         if self.retry_at.get(movie, 0.0) > time.monotonic():
             return
         if self.catalog.get(movie_key(movie)) is not None:
@@ -83,8 +85,7 @@ class CatalogFetcher:
             metrics.labels("error").inc()
             log.info("movie API unavailable (%s); %d ids retried in %.0fs",
                      type(exc).__name__, len(movies), s.api_retry_s)
-            retry = time.monotonic() + s.api_retry_s
-            self.retry_at.update((m, retry) for m in movies)
+            self.defer(movies, s.api_retry_s)
             return
         metrics.labels("ok").inc()
         got = set()
@@ -95,8 +96,20 @@ class CatalogFetcher:
                 await self.metadata_topic.send(key=movie_key(record["id"]),
                                                value=orjson.dumps(record))
         self.known.update(got)
-        missing_retry = time.monotonic() + 10 * s.api_retry_s
-        self.retry_at.update((m, missing_retry) for m in movies if m not in got)
+        self.defer([m for m in movies if m not in got], 10 * s.api_retry_s)
+
+    def defer(self, movies: list[str], hold_s: float) -> None:
+        """Not before ``hold_s``; at most ``unconfirmed_max`` ids wait (oldest dropped).
+
+        An unconfirmed id is never served (fail closed), so forgetting one only
+        means it is asked for again the next time it is played.
+        """
+        retry, bound = time.monotonic() + hold_s, self.settings.unconfirmed_max
+        for m in movies:
+            self.retry_at.pop(m, None)  # re-inserted last: dicts keep insertion order
+            self.retry_at[m] = retry
+        while len(self.retry_at) > bound:
+            del self.retry_at[next(iter(self.retry_at))]
 
 
 def register(app, fetcher: CatalogFetcher) -> CatalogFetcher:

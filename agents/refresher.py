@@ -42,7 +42,7 @@ class AnswerRefresher:
                 items.bias[:n], rec.prior()[:n], items.safe_for_all[:n],
                 items.safe_for_minors[:n], self.top_k)
         loop = asyncio.get_running_loop()
-        answers = await loop.run_in_executor(None, Recommender.score_and_rank, *args)
+        answers = await loop.run_in_executor(None, rec.ranker, *args)  # plain or mitigated
         still_clean = np.array([r not in users.dirty for r in rows], bool)
         users.store_answers(rows_arr[still_clean], answers[still_clean])
         self.refreshed.inc(int(still_clean.sum()))

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from faust.types import EventT
 
+from models.guardrails import ADULT, audience
 from models.online import init_vector, user_step
 from recstream.records import (AccountCreated, MovieUpdate, Rating, RecommendationOutcome,
                                UserProfile, WatchMinute)
@@ -160,7 +161,7 @@ class UserWriter:
         dirty[rec.user] = (event, history)
         users = self.users
         row = users.row(rec.user)
-        users.minor[row] = history.age is not None and history.age < 18
+        users.minor[row] = audience(history.age) != ADULT  # unknown age: minors' rules
         users.invalidate(row)  # named movies and the minor flag change the answer too
         n = self.settings.n_factors
         if (len(rec.vector) == n and rec.generation == self.current_model.generation

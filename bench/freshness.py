@@ -33,6 +33,7 @@ from recstream.ops.replay import replay_file  # noqa: E402
 from recstream.broker import running_tansu  # noqa: E402
 from recstream.parsing import parse_line  # noqa: E402
 from recstream.records import Rating, WatchMinute  # noqa: E402
+from tests.integration.movie_api import MovieApi  # noqa: E402
 
 SAMPLE = ROOT.parent / "shared" / "data" / "mlip-stream-samples" / "movielog_lines.txt"
 
@@ -143,11 +144,12 @@ def main() -> None:
     args = p.parse_args()
     lines = [ln for ln in Path(args.source).read_text().split("\n") if ln.strip()]
     users = sorted({r.user for r in map(parse_line, lines) if isinstance(r, (Rating, WatchMinute))})
+    movie_api = MovieApi()  # the real course objects: only confirmed movies are served (#14)
     with tempfile.TemporaryDirectory() as tmp, broker_running(args.kafka, Path(tmp)) as url:
         broker, topic, web = url.split("://")[1], f"fresh-{os.getpid()}", free_port()
         env = {**os.environ, "RECSTREAM_BROKER": url, "RECSTREAM_TOPIC": topic,
                "RECSTREAM_APP_ID": f"fresh-{os.getpid()}", "RECSTREAM_WEB_PORT": str(web),
-               "RECSTREAM_DATA_DIR": f"{tmp}/data", "RECSTREAM_API_URL": "http://127.0.0.1:9"}
+               "RECSTREAM_DATA_DIR": f"{tmp}/data", "RECSTREAM_API_URL": movie_api.url}
         with open(f"{tmp}/worker.log", "w") as log:
             proc = subprocess.Popen([sys.executable, "-m", "recstream.cli", "worker", "-l", "warn"],
                                     env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -12,6 +12,7 @@ up to the platform's integers, as the simulator does for ml-latest-small).
 from __future__ import annotations
 
 import csv
+import json
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +78,29 @@ def movie_slugs(folder: Path) -> dict[str, str]:
         used.add(slug)
         out[movie] = slug
     return out
+
+
+def movie_objects(folder: Path) -> dict[str, bytes]:
+    """slug → a movie API object from MovieLens's own title and genres (adult: False).
+
+    Only movies the movie API confirmed are served (issue #14), so a worker replaying
+    MovieLens needs a movie API for its slugs; this is MovieLens's real metadata in the
+    course format (no overview or certification: the genre rule decides for minors).
+    """
+    slugs, genres = movie_slugs(folder), {}
+    if (folder / "u.item").exists():
+        names = [ln.split("|")[0] for ln in
+                 (folder / "u.genre").read_text(encoding="latin-1").splitlines() if ln.strip()]
+        for line in (folder / "u.item").read_text(encoding="latin-1").splitlines():
+            f = line.split("|")
+            genres[f[0]] = [n for n, flag in zip(names, f[5:]) if flag == "1"], f[1]
+    else:
+        with open(folder / "movies.csv", newline="", encoding="utf-8") as fh:
+            for r in list(csv.reader(fh))[1:]:
+                genres[r[0]] = [g for g in r[2].split("|") if g != "(no genres listed)"], r[1]
+    return {slug: json.dumps({"id": slug, "title": genres[m][1], "adult": "False",
+                              "genres": [{"name": g} for g in genres[m][0]]}).encode()
+            for m, slug in slugs.items() if m in genres}
 
 
 def load(name: str, folder: Path | None = None) -> Interactions:

@@ -38,7 +38,9 @@ import numpy as np  # noqa: E402
 from bench import live_refs  # noqa: E402
 from bench.live_data import (course_lines, load, per_user_split, score_lists,  # noqa: E402
                              table)
+from bench.live_data import DATA, movie_objects  # noqa: E402
 from models.gate import bootstrap_mean_ci  # noqa: E402
+from tests.integration.movie_api import MovieApi  # noqa: E402
 from recstream.broker import start_tansu, stop  # noqa: E402
 
 TOKEN = "live-quality"
@@ -190,6 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.dataset}: {len(split.train):,} training ratings -> {len(lines):,} lines; "
           f"{len(wanted)} test users; work dir {work}", flush=True)
     service = Service(work, args.partitions)
+    movie_api = None
+    if not Path(args.dataset).is_file():  # MovieLens: its titles and genres as the movie API
+        movie_api = MovieApi(movie_objects(Path(folder or DATA / name)))
+        service.env["RECSTREAM_API_URL"] = movie_api.url
     results: dict[str, dict] = {}
     report: dict = {"dataset": args.dataset, "limit_users": args.limit_users,
                     "lines": len(lines)}
@@ -225,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         service.close()
+        if movie_api is not None:
+            movie_api.close()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     if args.params and args.params.exists():

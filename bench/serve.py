@@ -200,6 +200,8 @@ def build_state(args) -> tuple[object, dict]:
             items.set_flags(slug, adult=True, minors_ok=False)  # 1% adult
         elif i % 7 == 0:
             items.set_flags(slug, adult=False, minors_ok=False)  # ~14% R / NC-17
+        else:  # confirmed by the movie API, fine for minors (unconfirmed is unsafe: #14)
+            items.set_flags(slug, adult=False, minors_ok=True)
     items.factors[:m] = rng.normal(0, 0.1, (m, f)).astype(np.float32)
     items.bias[:m] = rng.normal(0, 0.3, m).astype(np.float32)
     items.pop_score[:m] = rng.permutation(1000.0 / np.arange(1, m + 1) ** 0.8)

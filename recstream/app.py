@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import faust
 
+from agents import attack_watch
+from models.detectors import ScrapingDetector, SybilDetector
 from agents import (ingest, item_follower, lifecycle, metadata, model_follower, monitoring,
                     movies, profiles, refresher, user_writer)
 from recstream.ops import register as register_ops
@@ -22,6 +24,7 @@ from recstream.parts import WorkerParts
 from recstream.settings import Settings
 from recstream.topics import define_topics
 from tables import define_tables
+from web.guard import ExposureMonitor, Guard, RateLimiter, RouteSigner
 from web.routing import OwnerRouter
 from web.served_log import ProvenancePublisher
 from web.views import register as register_web
@@ -54,14 +57,17 @@ def create_app(settings: Settings) -> faust.App:
     rt = WorkerParts.build(app, settings, tables, topics)
     app.recstream = rt  # this app's parts, for tests and benchmarks (parts_of)
 
-    wire_agents(app, rt)
-    wire_web(app, rt)
+    scraping = wire_agents(app, rt)
+    wire_web(app, rt, scraping=scraping)
     register_ops(app, settings)
     return app
 
 
-def wire_agents(app: faust.App, rt: WorkerParts) -> None:
-    """Each agent module gets what it reads and writes; the order is the start order."""
+def wire_agents(app: faust.App, rt: WorkerParts) -> attack_watch.ScrapingWatch:
+    """Each agent module gets what it reads and writes; the order is the start order.
+
+    Returns the scraping detector's feed, which the recommend view also writes to.
+    """
     s = rt.settings
     fetcher = metadata.register(app, metadata.CatalogFetcher(
         settings=s, catalog=rt.tables.movie_catalog, metadata_topic=rt.topics.movie_metadata,
@@ -71,7 +77,13 @@ def wire_agents(app: faust.App, rt: WorkerParts) -> None:
         current_model=rt.current_model, monitor=rt.monitor, clock=rt.recommender,
         metrics=rt.metrics, changelog=rt.changelog, producer=rt.producer,
         movie_updates=rt.topics.movie_updates)
-    ingest.register(app, ingest.Ingest(settings=s, writer=writer, metrics=rt.metrics,
+    # Issue #14: the live detectors look on as the writer applies each batch.
+    scraping = attack_watch.ScrapingWatch(detector=ScrapingDetector(), metrics=rt.metrics)
+    attack_watch.register(app, scraping)
+    watched = attack_watch.WatchedWriter(writer, attack_watch.SybilWatch(
+        detector=SybilDetector(min_accounts=s.sybil_min_accounts), producer=rt.producer,
+        topic=rt.topics.suspects, metrics=rt.metrics, scraping=scraping))
+    ingest.register(app, ingest.Ingest(settings=s, writer=watched, metrics=rt.metrics,
                                        producer=rt.producer, topics=rt.topics,
                                        consumer_of=lambda: app.consumer),
                     topics=rt.topics, batch_size=s.ingest_batch, within_s=s.ingest_within_s)
@@ -113,19 +125,30 @@ def wire_agents(app: faust.App, rt: WorkerParts) -> None:
     lifecycle.register(app, settings=s, tables=rt.tables, topics=rt.topics, users=rt.users,
                        current_model=rt.current_model, readiness=rt.readiness,
                        forget_caches=forget_caches)
+    return scraping
 
 
-def wire_web(app: faust.App, rt: WorkerParts) -> None:
+def wire_web(app: faust.App, rt: WorkerParts,
+             scraping: attack_watch.ScrapingWatch | None = None) -> None:
     """The views get only what they read; the answer log and the router are theirs."""
+    s = rt.settings
+    guard = Guard(signer=RouteSigner(s.route_secret),  # issue #14: web/guard.py
+                  limiter=RateLimiter(rate_per_s=s.client_rate_per_s, burst=s.client_burst,
+                                      grader_cidrs=s.grader_cidrs),
+                  exposure=ExposureMonitor(rt.items, rt.users, rt.metrics), scraping=scraping)
     router = OwnerRouter(app, rt.tables.user_history, partitions=rt.settings.partitions,
-                         timeout_s=rt.settings.route_timeout_s)
+                         timeout_s=rt.settings.route_timeout_s, sign=guard.signer.sign)
+
+    @app.timer(60.0, name="exposure_gauges")  # feedback-loop monitors (#14)
+    async def exposure_gauges() -> None:
+        guard.exposure.sample()
     publisher = ProvenancePublisher(topic=rt.topics.recommendations, producer=rt.producer,
                                     current_model=rt.current_model, stream_clock=rt.recommender,
                                     worker_id=rt.worker_id,
                                     dropped=rt.metrics.provenance_dropped)
     register_web(app, settings=rt.settings, metrics=rt.metrics, recommender=rt.recommender,
                  readiness=rt.readiness, user_store=rt.user_store, users=rt.users,
-                 router=router, publisher=publisher)
+                 router=router, publisher=publisher, guard=guard)
 
 
 def parts_of(app: faust.App) -> WorkerParts:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from models import guardrails
+
 NOT_FOR_MINORS = {"R", "NC-17", "X", "18", "18+"}
 COST_FIELDS = ("licence_cost", "license_cost", "cost_per_play", "price")
 
@@ -69,6 +71,10 @@ def normalise(raw: dict) -> dict:
         "language": raw.get("original_language") if not _missing(raw.get("original_language"))
         else None,
         "licence_cost": cost,
+        # Fail-closed guardrails on the raw object (adult flag, genres, overview, keywords;
+        # certification when present): what serving may show to adults / minors (#14).
+        "safe_for_all": guardrails.safe_for_all(raw),
+        "safe_for_minors": guardrails.safe_for_minors(raw),
     }
 
 

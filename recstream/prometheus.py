@@ -114,3 +114,25 @@ class Metrics:
         self.provenance_dropped = Counter(
             "recstream_provenance_dropped", "served answers whose provenance record could "
             "not be queued", registry=r)
+        # Issue #14: every served title re-checked against its audience (web.guard).
+        self.served_titles = Counter("recstream_served_titles",
+                                     "titles served, by the audience rules applied",
+                                     ["audience"], registry=r)
+        self.unsafe_exposures = Counter(
+            "recstream_unsafe_exposures", "served titles unconfirmed or unsafe for the "
+            "user's audience (must stay 0)", ["audience"], registry=r)
+        for audience in ("adult", "minor_or_unknown"):
+            self.served_titles.labels(audience)
+            self.unsafe_exposures.labels(audience)
+        self.sybil_suspected = Counter(
+            "recstream_sybil_suspected_accounts", "accounts suspected of a sybil rating wave "
+            "(their ratings are quarantined from training)", registry=r)
+        self.sybil_pushed_movies = Gauge(
+            "recstream_sybil_pushed_movies", "movies a sybil wave was seen pushing", registry=r)
+        self.exposure = Gauge(
+            "recstream_exposure", "concentration of recent answers over the confirmed "
+            "catalogue: gini, top1_share, coverage (models/feedback.py)", ["measure"],
+            registry=r)
+        self.scraping_flagged = Counter(
+            "recstream_scraping_flagged_clients", "clients flagged as walking user ids",
+            registry=r)

@@ -8,6 +8,7 @@ inside a worker.  Tests build it with ``Settings.from_mapping({...})``.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from pathlib import Path
 from typing import Any, Mapping
@@ -89,6 +90,24 @@ class Settings:
     drift_window_s: float = 3600.0
     # Provenance of every answer on the recommendations topic.
     provenance: bool = True
+    # Issue #14 (responsible operation).  Movie ids waiting for the movie API to confirm
+    # them (agents.metadata): at most this many are remembered; the oldest are dropped.
+    unconfirmed_max: int = 100_000
+    # Routing between workers: the header is honoured only with a valid HMAC under this
+    # secret (shared by the workers; web.routing).  Empty: a secret drawn at start, so only
+    # this process's own forwards are trusted (set it for several workers).
+    route_secret: str = ""
+    # Per-client rate limit on /recommend (token bucket per client address; 0 disables).
+    # Graders are never throttled: addresses in ``grader_cidrs`` (comma-separated CIDRs).
+    client_rate_per_s: float = 0.0
+    client_burst: int = 200
+    grader_cidrs: str = ""
+    # Live sybil-wave detector (agents.attack_watch): distinct young accounts per worker.
+    sybil_min_accounts: int = 10
+    # Feedback-loop mitigation in serving (tables/mitigation.py): long-tail re-rank weight
+    # and exploration slots per answer; both 0 = off.
+    feedback_rerank_weight: float = 0.0
+    feedback_explore_slots: int = 0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -145,10 +164,24 @@ class Settings:
             (self.coldstart_concurrency >= 1, "coldstart_concurrency must be >= 1"),
             (self.attribution_window_s > 0, "attribution_window_s must be > 0"),
             (self.drift_window_s > 0, "drift_window_s must be > 0"),
+            (self.unconfirmed_max >= 1, "unconfirmed_max must be >= 1"),
+            (self.client_rate_per_s >= 0, "client_rate_per_s must be >= 0 (0 disables it)"),
+            (self.client_burst >= 1, "client_burst must be >= 1"),
+            (self.sybil_min_accounts >= 2, "sybil_min_accounts must be >= 2"),
+            (self.feedback_rerank_weight >= 0, "feedback_rerank_weight must be >= 0"),
+            (0 <= self.feedback_explore_slots <= self.top_k,
+             "feedback_explore_slots must be within [0, top_k]"),
         ]
         for ok, message in checks:
             if not ok:
                 raise SettingsError(f"invalid configuration: {message}")
+        for part in self.grader_cidrs.split(","):
+            try:
+                if part.strip():
+                    ipaddress.ip_network(part.strip(), strict=False)
+            except ValueError:
+                raise SettingsError(f"invalid configuration: grader_cidrs entry {part.strip()!r} "
+                                    "is not an address or CIDR") from None
         if self.broker and not self.broker.startswith(("kafka://", "aiokafka://", "tansu://")):
             raise SettingsError(
                 f"invalid configuration: broker {self.broker!r} must look like kafka://host:port "

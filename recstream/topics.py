@@ -11,6 +11,7 @@
 | <app>-quarantine              | none  | Rejected              | 1          | operators, data-quality jobs |
 | <app>-recommendations         | user  | RecommendationServed  | N          | downstream consumers         |
 | <app>-model-updates           | "serving" | registry pointer (JSON) | 1      | every worker (agents.model_follower) |
+| <app>-suspects                | user  | suspect (JSON)        | 1          | recstream train (excluded ratings), audits |
 
 The broadcast topic is read by every worker with a plain consumer that
 assigns itself all partitions (no consumer group), so each worker holds the
@@ -37,6 +38,7 @@ class Topics:
     quarantine: faust.TopicT
     recommendations: faust.TopicT
     model_updates: faust.TopicT
+    suspects: faust.TopicT  # issue #14: accounts the sybil detector suspects
 
 
 def topic_names(settings: Settings) -> dict[str, str]:
@@ -51,6 +53,7 @@ def topic_names(settings: Settings) -> dict[str, str]:
         "quarantine": f"{prefix}-quarantine",
         "recommendations": f"{prefix}-recommendations",
         "model_updates": f"{prefix}-model-updates",
+        "suspects": f"{prefix}-suspects",
     }
 
 
@@ -59,6 +62,7 @@ def partition_counts(settings: Settings, table_names: list[str]) -> dict[str, in
     counts = {name: settings.partitions for name in topic_names(settings).values()}
     counts[f"{settings.app_id}-quarantine"] = 1
     counts[f"{settings.app_id}-model-updates"] = 1
+    counts[f"{settings.app_id}-suspects"] = 1
     counts.update({f"{settings.app_id}-{t}-changelog": settings.partitions for t in table_names})
     return counts
 
@@ -80,4 +84,5 @@ def define_topics(app: faust.App, settings: Settings) -> Topics:
         recommendations=app.topic(names["recommendations"], partitions=n, key_type=bytes,
                                   key_serializer="raw", value_type=RecommendationServed),
         model_updates=app.topic(names["model_updates"], partitions=1, **raw, compacting=True),
+        suspects=app.topic(names["suspects"], partitions=1, **raw),
     )

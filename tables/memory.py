@@ -36,8 +36,10 @@ class ItemIndex:
         self.pop_score = np.zeros(cap, np.float64)
         self.pop_time = np.zeros(cap, np.float64)
         self.plays = np.zeros(cap, np.int64)
-        self.safe_for_all = np.ones(cap, bool)  # not adult
-        self.safe_for_minors = np.ones(cap, bool)  # not adult, not R / NC-17
+        # Fail closed (issue #14): a movie is unsafe for everyone until the movie API
+        # confirmed it (models/guardrails.py on its object, see agents/item_follower).
+        self.safe_for_all = np.zeros(cap, bool)  # confirmed, not adult
+        self.safe_for_minors = np.zeros(cap, bool)  # confirmed and age-appropriate
         self.cost = np.full(cap, np.nan)  # licence cost per play from metadata; NaN: unknown
         self.version = 0
         # The promoted model's vector of a movie (None: not in it), used for new rows
@@ -56,11 +58,8 @@ class ItemIndex:
         self.ids.append(movie)
         self.row_of[movie] = row
         for name in ("factors", "bias", "pop_score", "pop_time", "plays",
-                     "safe_for_all", "safe_for_minors"):
-            arr = grow(getattr(self, name), row)
-            if name.startswith("safe") and arr.shape[0] > getattr(self, name).shape[0]:
-                arr[getattr(self, name).shape[0]:] = True
-            setattr(self, name, arr)
+                     "safe_for_all", "safe_for_minors"):  # new rows: unconfirmed, unsafe
+            setattr(self, name, grow(getattr(self, name), row))
         if row >= self.cost.shape[0]:
             cost = np.full(2 * row + 1, np.nan)
             cost[: self.cost.shape[0]] = self.cost
@@ -139,7 +138,9 @@ class UserIndex:
         self.factors = np.zeros((cap, n_factors), np.float32)
         self.bias = np.zeros(cap, np.float32)
         self.has_vector = np.zeros(cap, bool)
-        self.minor = np.zeros(cap, bool)
+        # "Gets the minors' rules": True until the user API gave a plausible adult age
+        # (fail closed, issue #14; models.guardrails.audience).
+        self.minor = np.ones(cap, bool)
         self.answers = np.full((cap, top_k), -1, np.int32)
         self.fresh = np.zeros(cap, bool)
         self.count = 0
@@ -161,7 +162,10 @@ class UserIndex:
         self.count += 1
         self.row_of[user] = row
         for name in ("user_ids", "factors", "bias", "has_vector", "minor", "fresh"):
-            setattr(self, name, grow(getattr(self, name), row))
+            arr = grow(getattr(self, name), row)
+            if name == "minor" and arr.shape[0] > self.minor.shape[0]:
+                arr[self.minor.shape[0]:] = True
+            setattr(self, name, arr)
         if row >= self.answers.shape[0]:
             bigger = np.full((2 * self.answers.shape[0], self.top_k), -1, np.int32)
             bigger[: self.answers.shape[0]] = self.answers

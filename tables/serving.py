@@ -38,6 +38,14 @@ class Recommender:
         self.fallback_line = ""
         self._prior: Optional[np.ndarray] = None
         self._prior_at = -1.0
+        # What ranks personal answers (here and in agents.refresher): the plain top-k, or
+        # the feedback-loop mitigation when switched on (issue #14, tables/mitigation.py).
+        self.ranker = self.score_and_rank
+        if settings.feedback_rerank_weight > 0 or settings.feedback_explore_slots > 0:
+            from tables.mitigation import MitigatedRanker
+            self.ranker = MitigatedRanker(items, self.score_and_rank,
+                                          weight=settings.feedback_rerank_weight,
+                                          explore_slots=settings.feedback_explore_slots)
 
     # -- popularity -------------------------------------------------------------------
     def observe_time(self, event_time: float) -> None:
@@ -96,6 +104,10 @@ class Recommender:
         safe = self.items.safe_for_minors if minor else self.items.safe_for_all
         ranked = [i for i in self.users.answers[row].tolist() if i >= 0]
         kept = [i for i in ranked if safe[i]]
+        if not kept:  # ranked before any movie was confirmed (fail closed, #14): rank again
+            self.users.store_answers(np.array([row]), self.compute([row]))
+            ranked = [i for i in self.users.answers[row].tolist() if i >= 0]
+            kept = [i for i in ranked if safe[i]]
         line = ",".join([ids[i] for i in kept])
         guardrails = ["minor_safe"] if minor else ["no_adult"]
         removed = len(ranked) - len(kept)
@@ -125,7 +137,7 @@ class Recommender:
         n = len(self.items)
         if exclusions is None:
             exclusions = self.exclusions(rows)
-        return self.score_and_rank(
+        return self.ranker(
             self.users.factors[rows], self.users.minor[rows], exclusions,
             self.items.factors[:n], self.items.bias[:n], self.prior()[:n],
             self.items.safe_for_all[:n], self.items.safe_for_minors[:n], self.settings.top_k)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import Any, Callable
 
 import aiohttp
 from faust.types import TP
@@ -36,8 +36,9 @@ class OwnerRouter:
     """Finds a user's owner from the group's assignment of ``user_history``; forwards once."""
 
     def __init__(self, app: Any, user_history: Any, *, partitions: int,
-                 timeout_s: float) -> None:
+                 timeout_s: float, sign: Callable[[str], str] = lambda path: "1") -> None:
         self.app = app
+        self.sign = sign  # the routed header's value for a path (web.guard.RouteSigner)
         self.table_name = user_history.name
         self.partitions = partitions
         self.timeout_s = timeout_s
@@ -71,7 +72,7 @@ class OwnerRouter:
             self._session = aiohttp.ClientSession(timeout=timeout)
         try:
             async with self._session.get(base_url + path,
-                                         headers={ROUTED_HEADER: "1"}) as response:
+                                         headers={ROUTED_HEADER: self.sign(path)}) as response:
                 if response.status == 200:
                     self.down_until.pop(base_url, None)
                     return await response.text()

@@ -16,8 +16,9 @@ from recstream.settings import Settings
 
 def register(app: faust.App, settings: Settings) -> None:
     """Every operator ``@app.command`` on ``app`` (called by :func:`recstream.app.create_app`)."""
-    from recstream.ops import commands, registry_commands
+    from recstream.ops import audit, commands, registry_commands
 
     commands.register(app, settings)
     registry_commands.register(app, settings)
     registry_commands.register_provenance(app, settings)
+    audit.register(app, settings)  # issue #14: recstream audit fairness|feedback|security|safety

@@ -15,6 +15,7 @@ import numpy as np
 
 from models import evaluation
 from models.datasets import Interactions
+from recstream.ops.suspects import exclude, read_suspects
 from recstream.ops.training_data import TopicRange, read_changelog, read_movielog
 from recstream.settings import Settings
 from tables.codecs import UserHistory
@@ -30,10 +31,17 @@ class NoData(Exception):
 async def load(settings: Settings, source: str, hours: float, progress: Any
                ) -> tuple[dict[int, UserHistory], TopicRange]:
     if source == "state":
-        return await read_changelog(settings, progress)
-    if source == "movielog":
-        return await read_movielog(settings, hours, progress)
-    raise ValueError(f"unknown source {source!r}: use one of {', '.join(SOURCES)}")
+        histories, read = await read_changelog(settings, progress)
+    elif source == "movielog":
+        histories, read = await read_movielog(settings, hours, progress)
+    else:
+        raise ValueError(f"unknown source {source!r}: use one of {', '.join(SOURCES)}")
+    # Issue #14: suspected sybil ratings never reach a batch model (recstream/ops/suspects.py).
+    suspected, _ = await read_suspects(settings, progress)
+    histories, dropped = exclude(histories, suspected)
+    read.stats = {**read.stats, "suspected_accounts": len(suspected),
+                  "suspected_ratings_dropped": dropped}
+    return histories, read
 
 
 

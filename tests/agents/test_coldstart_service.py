@@ -102,6 +102,8 @@ def load_items(rt, world, make_event, *, metadata_share: float = 0.5) -> np.ndar
     for m, slug in enumerate(cat.ids):
         rt.items.update(slug, bias=float(taste.item_bias[m]), factors=taste.Q[m].astype(np.float32),
                         pop_score=float(plays[m]), pop_time=now, plays=int(plays[m]))
+        rt.items.set_flags(slug, adult=bool(cat.adult[m]),  # confirmed by the movie API
+                           minors_ok=not bool(taste.unsafe_for_minor[m]))
         if m < metadata_share * len(cat):
             key = movie_key(slug)
             meta = {"id": slug, "title": cat.titles[m], "year": int(cat.year[m]) or None}

@@ -35,6 +35,7 @@ def fill_online(rt) -> None:
     for i, movie in enumerate(movies()):
         rt.items.update(movie, bias=0.0, factors=rng.standard_normal(k).astype(np.float32),
                         pop_score=float(i), pop_time=0.0)
+        rt.items.set_flags(movie, adult=False, minors_ok=True)  # confirmed by the movie API
     for user in range(1, N_USERS + 1):
         rt.users.set_vector(user, 0.0, rng.standard_normal(k).astype(np.float32))
     rt.users.invalidate_all()

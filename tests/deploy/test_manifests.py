@@ -87,7 +87,9 @@ def container_env(container: dict[str, Any]) -> dict[str, str]:
         env.update(configmap_env())
     for item in container.get("env", []):
         value = item.get("value")
-        if value is None:  # fieldRef: a stand-in of the right shape
+        if value is None and "secretKeyRef" in item["valueFrom"]:  # a Secret's stand-in
+            value = f"secret-{item['valueFrom']['secretKeyRef']['key']}"
+        elif value is None:  # fieldRef: a stand-in of the right shape
             value = {"metadata.name": "recstream-0", "metadata.namespace": "recstream"}[
                 item["valueFrom"]["fieldRef"]["fieldPath"]]
         env[item["name"]] = re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], value)

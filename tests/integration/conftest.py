@@ -56,7 +56,8 @@ def hostport(broker_url: str) -> str:
 class Worker:
     """One ``recstream worker`` child process with its own data dir and web port."""
 
-    def __init__(self, broker: str, app_id: str, topic: str, data_dir: Path, log: Path) -> None:
+    def __init__(self, broker: str, app_id: str, topic: str, data_dir: Path, log: Path,
+                 api_url: str = "http://127.0.0.1:9") -> None:
         self.port = free_port()
         self.log_path = log
         self.env = {**os.environ, "RECSTREAM_BROKER": broker,
@@ -67,7 +68,7 @@ class Worker:
                     "RECSTREAM_REGISTRY_DIR": str(data_dir.parent / "registry"),
                     "RECSTREAM_OPERATOR_TOKEN": TOKEN,
                     "RECSTREAM_CANONICAL_URL": f"http://127.0.0.1:{self.port}",
-                    "RECSTREAM_API_URL": "http://127.0.0.1:9"}  # no API: fetches fail fast
+                    "RECSTREAM_API_URL": api_url}  # default: no API, fetches fail fast
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 120.0) -> "Worker":
@@ -125,8 +126,18 @@ class Worker:
         return self.log_path.read_text(errors="replace")[-n:] if self.log_path.exists() else ""
 
 
+@pytest.fixture(scope="session")
+def movie_api():
+    """The real course movie objects behind a movie API (only confirmed movies are served)."""
+    from tests.integration.movie_api import MovieApi
+
+    api = MovieApi()
+    yield api
+    api.close()
+
+
 @pytest.fixture
-def make_worker(broker, tmp_path):
+def make_worker(broker, tmp_path, movie_api):
     """Factory: ``make_worker(name)`` → a started worker; all stopped at teardown."""
     workers: list[Worker] = []
     run = uuid.uuid4().hex[:8]
@@ -134,7 +145,7 @@ def make_worker(broker, tmp_path):
 
     def factory(data_name: str = "data") -> Worker:
         worker = Worker(broker, app_id, topic, tmp_path / data_name,
-                        tmp_path / f"worker-{len(workers)}.log")
+                        tmp_path / f"worker-{len(workers)}.log", api_url=movie_api.url)
         workers.append(worker)
         return worker.start()
 

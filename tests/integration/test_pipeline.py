@@ -45,6 +45,9 @@ def test_replay_reaches_tables_and_endpoint(make_worker):
     oracle = expected_histories(lines)
     raters = [u for u, h in oracle.items() if len(h.ratings) >= 3][:20]
     wait_for(lambda: all(worker.user(u)["has_vector"] for u in raters), 30, "user vectors")
+    # Only movies the movie API confirmed are served (issue #14): wait for the catalogue.
+    wait_for(lambda: all(worker.get(f"/recommend/{u}")[1] for u in raters), 30,
+             "confirmed movies in every answer")
     answers = {}
     for user in raters:
         status, body = worker.get(f"/recommend/{user}")

@@ -65,10 +65,11 @@ def train(env: dict, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("broker", ["tansu"], indirect=True)
-def test_train_promotes_from_state_and_reads_the_same_ratings_from_the_log(broker, tmp_path):
+def test_train_promotes_from_state_and_reads_the_same_ratings_from_the_log(broker, tmp_path,
+                                                                           movie_api):
     run = uuid.uuid4().hex[:8]
     worker = Worker(broker, f"it-{run}", f"movielog-{run}", tmp_path / "data",
-                    tmp_path / "worker.log")
+                    tmp_path / "worker.log", api_url=movie_api.url)  # confirmed movies only
     worker.env["RECSTREAM_REGISTRY_DIR"] = str(tmp_path / "models")
     settings = Settings.from_env(worker.env)
     lines = training_lines()

@@ -15,7 +15,7 @@ from recstream.movie_api import (
 )
 
 KEYS = {"id", "title", "year", "genres", "adult", "certification", "runtime", "popularity",
-        "vote_average", "vote_count", "language", "licence_cost"}
+        "vote_average", "vote_count", "language", "licence_cost", "safe_for_all", "safe_for_minors"}
 
 # Line 1 of movies.jsonl (2019, compact JSON), verbatim.
 TWIN_DRAGONS = json.loads(
@@ -34,7 +34,7 @@ def test_known_record():
         "id": "twin+dragons+1992", "title": "Twin Dragons", "year": 1992,
         "genres": ["Comedy", "Action"], "adult": False, "certification": None, "runtime": 89,
         "popularity": 10.222076, "vote_average": 6.2, "vote_count": 72.0, "language": "cn",
-        "licence_cost": None,
+        "licence_cost": None, "safe_for_all": True, "safe_for_minors": True,
     }
 
 
@@ -78,7 +78,8 @@ def test_string_numbers_null_and_missing_fields():
     assert normalise({}) == {"id": "", "title": None, "year": None, "genres": [],
                              "adult": False, "certification": None, "runtime": None,
                              "popularity": None, "vote_average": None, "vote_count": None,
-                             "language": None, "licence_cost": None}
+                             "language": None, "licence_cost": None,
+                             "safe_for_all": False, "safe_for_minors": False}
 
 
 @pytest.mark.parametrize("value, expected", [

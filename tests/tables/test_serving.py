@@ -35,8 +35,7 @@ def items(cfg) -> ItemIndex:
     items = ItemIndex(cfg.n_factors, init_scale=cfg.init_scale, seed=cfg.seed)
     for movie, (factors, flags) in MOVIES.items():
         items.update(movie, bias=0.0, factors=np.array(factors, np.float32))
-        if flags:
-            items.set_flags(movie, **flags)
+        items.set_flags(movie, **(flags or dict(adult=False, minors_ok=True)))  # confirmed
     return items
 
 
@@ -188,7 +187,10 @@ def test_item_index_growth_keeps_rows_and_flags():
     assert len(items) == 3000 and items.factors.shape[0] >= 3000
     assert items.ids[1] == "m+1" and items.row_of["m+2999"] == 2999
     assert not items.safe_for_all[0] and not items.safe_for_minors[0]
-    assert items.safe_for_all[1:3000].all() and items.safe_for_minors[1:3000].all()
+    # Unconfirmed movies (no metadata yet) are unsafe for everyone: fail closed.
+    assert not items.safe_for_all[1:3000].any() and not items.safe_for_minors[1:3000].any()
+    items.set_flags("m+2999", adult=False, minors_ok=True)
+    assert items.safe_for_all[2999] and items.safe_for_minors[2999]
     assert items.bias[1] == 0.5 and items.plays[1] == 2 and items.pop_score[1] == 3.0
     np.testing.assert_array_equal(items.factors[1], np.ones(4))
     # Rows get their deterministic init vector, equal in every worker.

@@ -31,6 +31,7 @@ def fill(rt) -> None:
         factors = np.zeros(n, np.float32)
         factors[i % n] = 1.0 + i / 100
         rt.items.update(movie, bias=0.0, factors=factors, pop_score=float(i), pop_time=0.0)
+        rt.items.set_flags(movie, adult=False, minors_ok=True)  # confirmed by the movie API
     for movie in (ADULT, R_RATED):
         rt.items.update(movie, bias=5.0, factors=np.ones(n, np.float32), pop_score=1000.0,
                         pop_time=0.0)
@@ -39,6 +40,7 @@ def fill(rt) -> None:
     axis0 = np.zeros(n, np.float32)
     axis0[0] = 1.0
     rt.users.set_vector(1, 0.0, axis0)
+    rt.users.minor[rt.users.get_row(1)] = False  # a confirmed adult
     rt.users.invalidate(rt.users.get_row(1))
     row = rt.users.set_vector(MINOR, 0.0, axis0)
     rt.users.minor[row] = True

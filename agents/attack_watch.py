@@ -1,0 +1,116 @@
+"""Live attack detectors (issue #14) over what this worker ingests and serves.
+
+* :class:`SybilWatch` sees every parsed event the user writer applies (it wraps
+  the writer's ``apply``, so it costs no second parse and no second consumer) and
+  feeds :class:`models.detectors.SybilDetector`.  Each newly suspected account
+  goes once to ``<app>-suspects`` (keyed by user, JSON ``{user, time, movie,
+  rating, reason}``); ``recstream train`` drops the suspects' ratings of the
+  pushed movie (recstream/ops/suspects.py).
+* :class:`ScrapingWatch` gets one ``request(client, user)`` per ``/recommend``
+  call (an O(1) append) and the platform's outcome lines from the same writer
+  wrap; :class:`models.detectors.ScrapingDetector` runs on them in a timer, off
+  the request path.
+
+Scope: a worker sees the events of its own partitions, so with N workers a
+wave of A accounts shows ~A/N of them to each; ``min_accounts`` is per worker
+(docs/responsible-operation.md).  Both detectors keep bounded state.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from typing import Any
+
+import orjson
+
+from models.detectors import ScrapingDetector, SybilDetector
+from recstream.records import AccountCreated, Rating, RecommendationOutcome, WatchMinute
+from tables.codecs import user_key
+
+log = logging.getLogger(__name__)
+MAX_QUEUED_REQUESTS = 100_000  # requests waiting for the scraping timer (oldest dropped)
+
+
+class SybilWatch:
+    def __init__(self, *, detector: SybilDetector, producer: Any, topic: Any, metrics: Any,
+                 scraping: "ScrapingWatch | None" = None) -> None:
+        self.detector, self.producer, self.topic = detector, producer, topic
+        self.suspected = metrics.sybil_suspected
+        self.pushed = metrics.sybil_pushed_movies
+        self.scraping = scraping
+
+    async def observe(self, batch: list) -> int:
+        """Feed one applied batch of ``(event, record)``; publish new suspects → how many."""
+        d, new = self.detector, []
+        for _, rec in batch:
+            if isinstance(rec, WatchMinute):
+                d.watch(rec.time, rec.user, rec.movie, rec.minute)
+            elif isinstance(rec, Rating):
+                new += [(user, rec) for user in d.rate(rec.time, rec.user, rec.movie, rec.rating)]
+            elif isinstance(rec, AccountCreated):
+                d.account(rec.time, rec.user)
+            elif isinstance(rec, RecommendationOutcome) and self.scraping is not None:
+                self.scraping.outcome(rec.time, rec.user)
+        for user, rec in new:
+            value = {"user": user, "time": rec.time, "movie": rec.movie, "rating": rec.rating,
+                     "reason": "sybil_wave"}
+            await self.producer.produce(self.topic, user_key(user), orjson.dumps(value))
+        if new:
+            self.suspected.inc(len(new))
+            self.pushed.set(len(d.pushed_movies))
+            log.warning("sybil wave: %d accounts suspected (movies pushed: %s)", len(new),
+                        ", ".join(sorted({rec.movie for _, rec in new})))
+        return len(new)
+
+
+class WatchedWriter:
+    """The user writer with the detectors looking on: same ``apply``, then observe."""
+
+    def __init__(self, writer: Any, watch: SybilWatch) -> None:
+        self.writer, self.watch = writer, watch
+
+    async def apply(self, batch: list) -> Any:
+        result = await self.writer.apply(batch)
+        await self.watch.observe(batch)
+        return result
+
+    def __getattr__(self, name: str) -> Any:  # everything else is the writer's
+        return getattr(self.writer, name)
+
+
+class ScrapingWatch:
+    def __init__(self, *, detector: ScrapingDetector, metrics: Any) -> None:
+        self.detector = detector
+        self.queue: deque = deque(maxlen=MAX_QUEUED_REQUESTS)
+        self.flagged = metrics.scraping_flagged
+        self.flagged_clients: set[str] = set()
+
+    def request(self, client: str, user: int) -> None:
+        """On the request path: one append (the detector runs in :meth:`drain`)."""
+        self.queue.append((time.time(), client, user))
+
+    def outcome(self, t: float, user: int) -> None:
+        self.detector.outcome(t, user)
+
+    def drain(self) -> list[str]:
+        """Run the detector over the queued requests → clients newly flagged."""
+        queue, new = self.queue, []
+        d = self.detector
+        for _ in range(len(queue)):
+            t, client, user = queue.popleft()
+            if d.request(t, client, user) and client not in self.flagged_clients:
+                self.flagged_clients.add(client)
+                new.append(client)
+        if new:
+            self.flagged.inc(len(new))
+            log.warning("scraping suspected from %s", ", ".join(new))
+        return new
+
+
+def register(app, scraping: ScrapingWatch, *, interval_s: float = 1.0) -> None:
+    @app.timer(interval_s, name="detect_scraping")
+    async def detect_scraping() -> None:
+        scraping.drain()
+        await asyncio.sleep(0)

@@ -1,0 +1,87 @@
+"""Live detectors (issue #14) on constructed telemetry, through the app's own parts."""
+from __future__ import annotations
+
+import orjson
+
+from agents.attack_watch import ScrapingWatch, SybilWatch, WatchedWriter
+from models.detectors import ScrapingDetector, SybilDetector
+from recstream.ops.suspects import exclude, parse_suspect
+from recstream.records import AccountCreated, Rating, RecommendationOutcome, WatchMinute
+from tables.codecs import UserHistory, user_key
+from tests.wiring import user_writer
+
+PUSHED, HIT = "pushed+movie+2024", "big+hit+2024"
+
+
+def wave(t0: float, first_user: int, n: int, movie: str, *, gap_s: float, minutes: int):
+    """n young accounts created gap_s apart, each watching `minutes` of movie and rating 5."""
+    out = []
+    for i in range(n):
+        user, t = first_user + i, t0 + i * gap_s
+        out.append(AccountCreated(time=t, user=user))
+        out += [WatchMinute(time=t + 1 + m, user=user, movie=movie, minute=m)
+                for m in range(minutes)]
+        out.append(Rating(time=t + minutes + 2, user=user, movie=movie, rating=5))
+    return out
+
+
+async def test_a_sybil_wave_is_suspected_published_and_counted_honest_fans_are_not(
+        rt, recorder, make_event):
+    watch = SybilWatch(detector=SybilDetector(min_accounts=10), producer=rt.producer,
+                       topic=rt.topics.suspects, metrics=rt.metrics)
+    writer = WatchedWriter(user_writer(rt), watch)
+    # 40 honest new users who arrive an hour apart each and watch the hit before rating it.
+    honest = wave(0.0, 1000, 40, HIT, gap_s=900.0, minutes=30)
+    sybils = wave(5000.0, 2000, 30, PUSHED, gap_s=2.0, minutes=1)
+    for rec in sorted(honest + sybils, key=lambda r: r.time):
+        await writer.apply([(make_event(rec, key=user_key(rec.user)), rec)])
+    published = [parse_suspect(v) for k, v in recorder.on("suspects")]
+    users = {u for u, _ in published}
+    assert {m for _, m in published} == {PUSHED}
+    assert len(users) >= 27 and users <= set(range(2000, 2030))      # recall >= 90%, no FP
+    assert rt.metrics.registry.get_sample_value(
+        "recstream_sybil_suspected_accounts_total") == len(users)
+    assert rt.metrics.registry.get_sample_value("recstream_sybil_pushed_movies") == 1
+    assert rt.user_store.peek(1000) is not None  # the writer still applied everything
+
+
+def test_training_drops_the_suspects_ratings_of_the_pushed_movie_only():
+    h = UserHistory()
+    h.rate(PUSHED, 5, 10.0)
+    h.rate(HIT, 4, 11.0)
+    h.watch(PUSHED, 0, 9.0, 60)
+    honest = UserHistory()
+    honest.rate(PUSHED, 5, 10.0)
+    out, dropped = exclude({1: h, 2: honest}, {1: {PUSHED}, 99: {PUSHED}})
+    assert dropped == 1
+    assert set(out[1].ratings) == {HIT} and PUSHED not in out[1].watches
+    assert set(out[2].ratings) == {PUSHED}
+    assert parse_suspect(orjson.dumps({"user": 3, "movie": "m"})) == (3, "m")
+    for bad in (b"", b"[]", b"{", orjson.dumps({"user": True, "movie": "m"})):
+        assert parse_suspect(bad) is None
+
+
+def test_a_client_walking_user_ids_is_flagged_the_graders_client_is_not(rt):
+    scraping = ScrapingWatch(detector=ScrapingDetector(), metrics=rt.metrics)
+    t = 1_000.0
+    for i in range(400):  # a scraper walking ids, never echoed in the movielog
+        scraping.queue.append((t + i * 0.05, "198.51.100.9", 5000 + i))
+        # the graders' client: random users, each echoed by an outcome line
+        user = (i * 7919) % 100_000
+        scraping.queue.append((t + i * 0.05, "10.0.0.1", user))
+        scraping.outcome(t + i * 0.05 + 0.2, user)
+    scraping.outcome(t + 40.0, 1)  # the movielog has been read past every request
+    assert scraping.drain() == ["198.51.100.9"]
+    assert scraping.drain() == []  # flagged once
+    assert rt.metrics.registry.get_sample_value(
+        "recstream_scraping_flagged_clients_total") == 1
+
+
+async def test_outcome_lines_reach_the_scraping_detector_through_the_writer(rt, make_event):
+    scraping = ScrapingWatch(detector=ScrapingDetector(), metrics=rt.metrics)
+    watch = SybilWatch(detector=SybilDetector(), producer=rt.producer,
+                       topic=rt.topics.suspects, metrics=rt.metrics, scraping=scraping)
+    rec = RecommendationOutcome(time=50.0, user=7, server="x", status=200, movies=["a"],
+                                error="", latency_ms=10)
+    await WatchedWriter(user_writer(rt), watch).apply([(make_event(rec, key=user_key(7)), rec)])
+    assert scraping.detector.outcomes == {7: 50.0}
