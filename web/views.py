@@ -8,6 +8,7 @@ popularity fallback with status 200.
 """
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import time
@@ -21,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from recstream.parts import Readiness
 from recstream.prometheus import Metrics
 from recstream.settings import Settings
+from tables.arms import ArmRanker
 from tables.memory import UserIndex
 from tables.serving import Recommender
 from tables.users import UserStore
@@ -43,7 +45,8 @@ def parse_user_id(text: str, max_user_id: int) -> int | None:
 def make_routes(*, settings: Settings, metrics: Metrics, recommender: Recommender,
                 readiness: Readiness, user_store: UserStore, users: UserIndex,
                 router: OwnerRouter | None = None,
-                publisher: ProvenancePublisher | None = None) -> list[web.RouteDef]:
+                publisher: ProvenancePublisher | None = None,
+                arms: ArmRanker | None = None) -> list[web.RouteDef]:
     """The handlers, closed over exactly the parts they read."""
     max_user_id = settings.max_user_id
     count = metrics.requests.labels
@@ -61,7 +64,8 @@ def make_routes(*, settings: Settings, metrics: Metrics, recommender: Recommende
                                 headers={"Retry-After": "1"})
         user = parse_user_id(request.match_info.get("user_id", ""), max_user_id)
         guardrails: list[str] = []
-        reason = ""
+        reason = arm = ""
+        delay_ms = 0.0
         try:
             if user is None:
                 line, source, reason = recommender.fallback(), "invalid", "not a user id"
@@ -76,7 +80,10 @@ def make_routes(*, settings: Settings, metrics: Metrics, recommender: Recommende
                     source = "owner_down"
                     reason = f"partition owner {owner} unavailable"
             else:
-                line, source, guardrails = recommender.answer_with_guardrails(user)
+                if arms is not None:  # experiments (issue #13): the user's arm's ranker
+                    line, source, guardrails, arm, delay_ms = arms.answer(user)
+                else:
+                    line, source, guardrails = recommender.answer_with_guardrails(user)
                 if source == "fallback":
                     reason = "unknown user" if "empty_personal" not in guardrails else \
                         "every ranked title was filtered"
@@ -85,12 +92,15 @@ def make_routes(*, settings: Settings, metrics: Metrics, recommender: Recommende
         except Exception:  # never a stack trace to a grader; log it and degrade
             log.exception("recommend failed for %r", request.match_info.get("user_id"))
             line, source, reason = recommender.fallback(), "error", "internal error"
+        if delay_ms:  # a canary drill's deliberately slow arm (models/experiments/spec.py)
+            await asyncio.sleep(delay_ms / 1000.0)
         count(source).inc()
         request_id = new_request_id()
         # A forwarded request is published by the owner that answered it.
         if publisher is not None and source != "routed" and settings.provenance:
             publisher.record(request_id, -1 if user is None else user, line, source,
-                             (time.perf_counter() - started) * 1000.0, guardrails, reason)
+                             (time.perf_counter() - started) * 1000.0, guardrails, reason,
+                             arm=arm)
         return web.Response(text=line, content_type=TEXT,
                             headers={REQUEST_ID_HEADER: request_id})
 
@@ -152,12 +162,13 @@ def _check_token(request: web.Request, token: str) -> web.Response | None:
 
 def register(app, *, settings: Settings, metrics: Metrics, recommender: Recommender,
              readiness: Readiness, user_store: UserStore, users: UserIndex,
-             router: OwnerRouter, publisher: ProvenancePublisher) -> None:
+             router: OwnerRouter, publisher: ProvenancePublisher,
+             arms: ArmRanker | None = None) -> None:
     """Mount the routes, the answer log's drain and the dashboard on the worker."""
     register_provenance(app, publisher, readiness.users_loaded)
     app.web.web_app.add_routes(make_routes(
         settings=settings, metrics=metrics, recommender=recommender, readiness=readiness,
-        user_store=user_store, users=users, router=router, publisher=publisher))
+        user_store=user_store, users=users, router=router, publisher=publisher, arms=arms))
     dashboard.register(app, metrics.registry)  # /dashboard and its sampler (web/dashboard.py)
 
     @app.on_before_shutdown.connect
