@@ -8,7 +8,7 @@ confidence sequence (valid however often the dashboard was watched).
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -51,12 +51,15 @@ def compare(control: np.ndarray, treatment: np.ndarray, *, alpha: float,
 
 def analyse(spec: ExperimentSpec, arms: Mapping[str, ArmData], contaminated: int, *,
             control: Optional[str] = None, extra: Mapping[str, Mapping[int, float]] = {},
+            metrics: Sequence[str] = METRICS, latency: bool = True,
             alpha: float = 0.05, n_star: float = 2_000) -> dict[str, Any]:
+    """Per-arm table, effects vs control, SRM and CI over time; ``metrics`` name the arms'
+    ``per_user`` columns (telemetry by default; ground-truth columns in the course bench)."""
     base = control_arm(spec, control)
     names = [a.name for a in spec.arms]
     counts = [len(arms[n].users) if n in arms else 0 for n in names]
     srm = srm_check(counts, spec.weights) if sum(counts) > 0 else None
-    metrics = list(METRICS) + ["latency_ms"] + list(extra)
+    metrics = list(metrics) + (["latency_ms"] if latency else []) + list(extra)
     table: dict[str, dict[str, Any]] = {}
     values: dict[str, dict[str, np.ndarray]] = {}
     for n in names:
@@ -64,7 +67,8 @@ def analyse(spec: ExperimentSpec, arms: Mapping[str, ArmData], contaminated: int
             continue
         a = arms[n]
         v = per_user_metrics(a, extra)
-        v["latency_ms"] = _latency_per_user(a)
+        if latency:
+            v["latency_ms"] = a.latency_ms  # per request (a guardrail), not per user
         values[n] = v
         table[n] = {"users": len(a.users), "answers": int(len(a.latency_ms)),
                     "views": a.views, "cost_per_hour": a.cost_per_hour,
@@ -92,12 +96,6 @@ def analyse(spec: ExperimentSpec, arms: Mapping[str, ArmData], contaminated: int
 def _mean(x: np.ndarray) -> Optional[float]:
     x = x[np.isfinite(x)]
     return float(x.mean()) if len(x) else None
-
-
-def _latency_per_user(arm: ArmData) -> np.ndarray:
-    # Requests are flattened in user order in ArmData; per-user means need the split back,
-    # which the join does not keep, so latency is compared per request (a guardrail).
-    return arm.latency_ms
 
 
 def _over_time(c: ArmData, t: ArmData, cv: dict, tv: dict, metrics: list[str], *,
