@@ -17,6 +17,7 @@ import faust
 
 from agents import (experiment_follower, ingest, item_follower, lifecycle, metadata,
                     model_follower, monitoring, movies, profiles, refresher, user_writer)
+from recstream.experiment_metrics import ExperimentMetrics
 from recstream.ops import register as register_ops
 from recstream.parts import WorkerParts
 from recstream.settings import Settings
@@ -54,6 +55,8 @@ def create_app(settings: Settings) -> faust.App:
     topics = define_topics(app, settings)
     rt = WorkerParts.build(app, settings, tables, topics)
     app.recstream = rt  # this app's parts, for tests and benchmarks (parts_of)
+    # Issue #13: per-arm series, counted by the view (answers) and the monitor (views, cost).
+    rt.monitor.experiments = ExperimentMetrics(rt.metrics.registry, rt.experiments)
 
     wire_agents(app, rt)
     wire_web(app, rt)
@@ -130,7 +133,7 @@ def wire_web(app: faust.App, rt: WorkerParts) -> None:
     register_web(app, settings=rt.settings, metrics=rt.metrics, recommender=rt.recommender,
                  readiness=rt.readiness, user_store=rt.user_store, users=rt.users,
                  router=router, publisher=publisher,
-                 arms=ArmRanker(rt.recommender, rt.experiments))
+                 arms=ArmRanker(rt.recommender, rt.experiments), arm_metrics=rt.monitor.experiments)
 
 
 def parts_of(app: faust.App) -> WorkerParts:

@@ -19,6 +19,7 @@ from aiohttp import web
 from prometheus_async import aio
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from recstream.experiment_metrics import ExperimentMetrics
 from recstream.parts import Readiness
 from recstream.prometheus import Metrics
 from recstream.settings import Settings
@@ -46,7 +47,8 @@ def make_routes(*, settings: Settings, metrics: Metrics, recommender: Recommende
                 readiness: Readiness, user_store: UserStore, users: UserIndex,
                 router: OwnerRouter | None = None,
                 publisher: ProvenancePublisher | None = None,
-                arms: ArmRanker | None = None) -> list[web.RouteDef]:
+                arms: ArmRanker | None = None,
+                arm_metrics: ExperimentMetrics | None = None) -> list[web.RouteDef]:
     """The handlers, closed over exactly the parts they read."""
     max_user_id = settings.max_user_id
     count = metrics.requests.labels
@@ -95,6 +97,8 @@ def make_routes(*, settings: Settings, metrics: Metrics, recommender: Recommende
         if delay_ms:  # a canary drill's deliberately slow arm (models/experiments/spec.py)
             await asyncio.sleep(delay_ms / 1000.0)
         count(source).inc()
+        if arm and arm_metrics is not None:
+            arm_metrics.answered(user, time.perf_counter() - started)
         request_id = new_request_id()
         # A forwarded request is published by the owner that answered it.
         if publisher is not None and source != "routed" and settings.provenance:
@@ -163,12 +167,14 @@ def _check_token(request: web.Request, token: str) -> web.Response | None:
 def register(app, *, settings: Settings, metrics: Metrics, recommender: Recommender,
              readiness: Readiness, user_store: UserStore, users: UserIndex,
              router: OwnerRouter, publisher: ProvenancePublisher,
-             arms: ArmRanker | None = None) -> None:
+             arms: ArmRanker | None = None,
+             arm_metrics: ExperimentMetrics | None = None) -> None:
     """Mount the routes, the answer log's drain and the dashboard on the worker."""
     register_provenance(app, publisher, readiness.users_loaded)
     app.web.web_app.add_routes(make_routes(
         settings=settings, metrics=metrics, recommender=recommender, readiness=readiness,
-        user_store=user_store, users=users, router=router, publisher=publisher, arms=arms))
+        user_store=user_store, users=users, router=router, publisher=publisher, arms=arms,
+        arm_metrics=arm_metrics))
     dashboard.register(app, metrics.registry)  # /dashboard and its sampler (web/dashboard.py)
 
     @app.on_before_shutdown.connect

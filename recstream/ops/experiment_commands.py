@@ -25,7 +25,8 @@ from models.experiments.spec import ExperimentSpec, parse_arm
 from models.experiments.stats import Moments
 from models.experiments.telemetry import join
 from recstream.experiments import publish, read_all
-from recstream.ops import experiment_analysis, experiment_report
+from recstream.ops.experiment_analysis import analyse
+from recstream.ops.experiment_report import write
 from recstream.ops.experiment_data import load
 from recstream.ops.provenance import scan
 from recstream.settings import Settings
@@ -179,6 +180,6 @@ def register(app, s: Settings) -> None:
             data = await load(s, exp_id)
             per_arm, contaminated = join(data.served, data.watches, data.ratings, data.costs,
                                          window_s=window_s)
-            result = experiment_analysis.analyse(spec, per_arm, contaminated)
-            return str(experiment_report.write(result, Path(out)))
+            result = analyse(spec, per_arm, contaminated)
+            return str(write(result, Path(out)))
         raise ValueError(f"unknown action {action!r}: start | status | ramp | stop | report")

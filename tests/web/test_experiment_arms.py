@@ -91,3 +91,31 @@ def test_the_cost_penalty_is_cached_until_costs_change(costly):
     rt.items.set_cost("new-movie", 5.0)
     assert arms.penalty(1.0) is not first and len(arms.penalty(1.0)) == len(rt.items)
     assert np.isfinite(arms.penalty(1.0)).all()
+
+
+async def test_per_arm_series_count_answers_views_cost_and_ratings(costly):
+    from recstream.experiment_metrics import ExperimentMetrics
+    rt = costly
+    book = book_with("cheap=cost:50", "b=baseline", weights=(1.0, 0.0))
+    arm_metrics = ExperimentMetrics(rt.metrics.registry, book)
+    app = web.Application()
+    app.add_routes(routes(rt, publisher=publisher_of(rt), arms=ArmRanker(rt.recommender, book),
+                          arm_metrics=arm_metrics))
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    try:
+        for _ in range(3):
+            await client.get("/recommend/1")
+    finally:
+        await client.close()
+    value = rt.metrics.registry.get_sample_value
+    labels = {"experiment": "x", "arm": "cheap"}
+    assert value("recstream_experiment_answers_total", labels) == 3
+    assert value("recstream_experiment_seconds_count", labels) == 3
+    arm_metrics.viewed(1, True, 2.5)
+    arm_metrics.viewed(1, False, float("nan"))  # unknown cost: a view, no cost
+    arm_metrics.rated(1, 4)
+    assert value("recstream_experiment_views_total", {**labels, "recommended": "yes"}) == 1
+    assert value("recstream_experiment_views_total", {**labels, "recommended": "no"}) == 1
+    assert value("recstream_experiment_licence_cost_total", labels) == 2.5
+    assert value("recstream_experiment_rating_sum_total", labels) == 4
