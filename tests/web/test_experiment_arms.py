@@ -94,10 +94,10 @@ def test_the_cost_penalty_is_cached_until_costs_change(costly):
 
 
 async def test_per_arm_series_count_answers_views_cost_and_ratings(costly):
-    from recstream.experiment_metrics import ExperimentMetrics
     rt = costly
     book = book_with("cheap=cost:50", "b=baseline", weights=(1.0, 0.0))
-    arm_metrics = ExperimentMetrics(rt.metrics.registry, book)
+    arm_metrics = rt.monitor.experiments  # built by create_app on the worker's registry
+    arm_metrics.book = book
     app = web.Application()
     app.add_routes(routes(rt, publisher=publisher_of(rt), arms=ArmRanker(rt.recommender, book),
                           arm_metrics=arm_metrics))
