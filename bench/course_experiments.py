@@ -160,6 +160,8 @@ def main() -> None:
         later = {u: [r for r in rows if r is not min(rows, key=lambda x: x["t"])]
                  for u, rows in new_sessions.items()}
         later = {u: rows for u, rows in later.items() if rows}
+        first_sources = first_answer_sources(env, desc, described)
+        print(json.dumps({"new_describers_first_answer_source": first_sources}), flush=True)
         setup = (f"Run: `.venv/bin/python bench/course_experiments.py {' '.join(sys.argv[1:])}` — "
                  f"Tansu + `recstream worker` + `recstream sim` (seed {args.seed}, {args.users} users × "
                  f"{args.movies} movies, {args.backfill_days} days of past, new-user share "
@@ -175,7 +177,9 @@ def main() -> None:
         write_named(res_a, "course-a-self-descriptions",
                     "**(a) Self-descriptions for new users, on vs off.** Units: new accounts that wrote a "
                     "self-description, all their sessions (the first answer usually comes before their "
-                    f"profile is built). Users with a later session: {len(later)}. " + setup.replace("{e}", "desc"))
+                    f"profile is built). Users with a later session: {len(later)}. Source of each new "
+                    f"describer's first answer, by arm (from the provenance records): {first_sources}. "
+                    + setup.replace("{e}", "desc"))
         res_a2 = truth_result(desc, later, a_metrics, labelled["desc"])
         res_a2["experiment"] = "desc-later"
         write_named(res_a2, "course-a-self-descriptions-later-sessions",
@@ -203,6 +207,28 @@ def main() -> None:
                 child.kill()
         stop(tansu)
         print(f"logs in {work}", file=sys.stderr)
+
+
+def first_answer_sources(env: dict, spec: ExperimentSpec, users: set[int]) -> dict:
+    """arm → {source: count} of each user's first answer (read from the recommendations topic)."""
+    import asyncio
+    import orjson
+    from recstream.ops.provenance import scan
+    from recstream.settings import Settings
+    settings = Settings.from_env(env)
+    rows = asyncio.run(scan(settings, f"{settings.app_id}-recommendations", lambda k, v: True))
+    first: dict[int, tuple[float, str]] = {}
+    for _, _, raw in rows:
+        body = orjson.loads(raw)
+        u = body.get("user")
+        if u in users and (u not in first or body["time"] < first[u][0]):
+            first[u] = (body["time"], body["source"])
+    out: dict[str, dict[str, int]] = {}
+    for u, (_, source) in first.items():
+        arm = spec.allocation.arm_of(u)
+        out.setdefault(arm, {}).setdefault(source, 0)
+        out[arm][source] += 1
+    return out
 
 
 def write_named(result, name: str, preface: str) -> None:
