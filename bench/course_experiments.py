@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.first_minutes import free_port, read_metrics, wait_ready  # noqa: E402
-from models.experiments.spec import ExperimentSpec, parse_arm  # noqa: E402
+from models.experiments.spec import ExperimentSpec  # noqa: E402
 from models.experiments.telemetry import ArmData  # noqa: E402
 from recstream.broker import start_tansu, stop, wait_for_port  # noqa: E402
 from recstream.ops.experiment_analysis import analyse  # noqa: E402

@@ -12,6 +12,7 @@ dict lookup (the blake2b draws run once per user and book version).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from typing import Optional
 
@@ -104,7 +105,7 @@ async def publish(settings: Settings, spec: ExperimentSpec) -> ExperimentSpec:
     name = topic_name(settings)
     await ensure_topics(settings.bootstrap_servers, {name: 1}, settings.replication_factor,
                         configs={name: TOPIC_CONFIGS})
-    spec = spec.__class__(**{**spec.__dict__, "updated": time.time()})
+    spec = dataclasses.replace(spec, updated=time.time())
     out = producer(settings.bootstrap_servers)
     await out.start()
     try:

@@ -66,7 +66,7 @@ def make_routes(*, settings: Settings, metrics: Metrics, recommender: Recommende
                                 headers={"Retry-After": "1"})
         user = parse_user_id(request.match_info.get("user_id", ""), max_user_id)
         guardrails: list[str] = []
-        reason = arm = ""
+        reason = arm = teams = ""
         delay_ms = 0.0
         try:
             if user is None:
@@ -83,7 +83,7 @@ def make_routes(*, settings: Settings, metrics: Metrics, recommender: Recommende
                     reason = f"partition owner {owner} unavailable"
             else:
                 if arms is not None:  # experiments (issue #13): the user's arm's ranker
-                    line, source, guardrails, arm, delay_ms = arms.answer(user)
+                    line, source, guardrails, arm, delay_ms, teams = arms.answer(user)
                 else:
                     line, source, guardrails = recommender.answer_with_guardrails(user)
                 if source == "fallback":
@@ -104,7 +104,7 @@ def make_routes(*, settings: Settings, metrics: Metrics, recommender: Recommende
         if publisher is not None and source != "routed" and settings.provenance:
             publisher.record(request_id, -1 if user is None else user, line, source,
                              (time.perf_counter() - started) * 1000.0, guardrails, reason,
-                             arm=arm)
+                             arm=arm, teams=teams)
         return web.Response(text=line, content_type=TEXT,
                             headers={REQUEST_ID_HEADER: request_id})
 

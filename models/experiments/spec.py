@@ -11,6 +11,8 @@ Policies (``Arm.policy``) the serving path understands:
 * ``{"ranker": "baseline"}`` — the service's own ranking;
 * ``{"ranker": "cost", "cost_weight": w}`` — the cost-aware re-ranker
   (:func:`models.costaware.cost_penalty`);
+* ``{"ranker": "interleave", "a": {...}, "b": {...}}`` — team-draft interleaving of two
+  rankers (each ``baseline`` or ``cost``) into one answer, teams recorded per answer;
 * ``{"describe": true|false}`` — cold start with or without the self-description;
 * ``{"ranker": "baseline", "fault_delay_ms": d}`` — a deliberately broken arm, for
   canary drills only (it delays the answer).
@@ -25,7 +27,7 @@ from models.experiments.assignment import HOLDOUT, Allocation
 
 STATES = ("running", "stopped", "rolled_back")
 KINDS = ("ranker", "coldstart")
-RANKERS = ("baseline", "cost")
+RANKERS = ("baseline", "cost", "interleave")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -96,12 +98,19 @@ def _check_policy(kind: str, policy: dict) -> None:
         raise ValueError(f"unknown ranker {ranker!r} (one of {RANKERS})")
     if ranker == "cost" and not float(policy.get("cost_weight", -1)) >= 0:
         raise ValueError("a cost arm needs cost_weight >= 0")
+    if ranker == "interleave":
+        for side in ("a", "b"):
+            inner = policy.get(side)
+            if not isinstance(inner, dict) or inner.get("ranker") == "interleave":
+                raise ValueError(f"interleaving needs two plain rankers a and b, got {policy}")
+            _check_policy(kind, inner)
     if float(policy.get("fault_delay_ms", 0)) < 0:
         raise ValueError("fault_delay_ms must be >= 0")
 
 
 def parse_arm(text: str) -> Arm:
-    """``name=baseline``, ``name=cost:0.5``, ``name=describe:on``, ``name=slow:200`` → an :class:`Arm` (the CLI's arm syntax)."""
+    """``name=baseline``, ``name=cost:0.5``, ``name=describe:on``, ``name=slow:200``,
+    ``name=interleave:baseline/cost:0.5`` → an :class:`Arm` (the CLI's arm syntax)."""
     name, _, rest = text.partition("=")
     if not name or not rest:
         raise ValueError(f"an arm is NAME=POLICY, got {text!r}")
@@ -118,6 +127,9 @@ def _policy(text: str) -> dict:
         if arg not in ("on", "off"):
             raise ValueError("describe:on or describe:off")
         return {"describe": arg == "on"}
+    if head == "interleave":
+        a, _, b = arg.partition("/")
+        return {"ranker": "interleave", "a": _policy(a), "b": _policy(b)}
     if head == "slow":
         return {"ranker": "baseline", "fault_delay_ms": float(arg)}
     raise ValueError(f"unknown policy {text!r}")

@@ -24,6 +24,8 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
+from models.experiments.interleaving import Event, Interleaved, credit
+
 METRICS = ("conversion", "watch_through_min", "rec_rating", "cost_per_view")
 
 
@@ -34,6 +36,7 @@ class Served:
     arm: str
     movies: tuple[str, ...]
     latency_ms: float
+    teams: str = ""      # interleaved answers: the ranker ("A"/"B") of each slot
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -121,3 +124,26 @@ def watches_from_minutes(minutes: Iterable[tuple[int, str, float, int]]) -> list
             held[0] = min(held[0], t)
             held[1] = max(held[1], minute)
     return [Watch(u, m, t, mx + 1) for (u, m), (t, mx) in first.items()]
+
+
+def interleaving_winners(served: Iterable[Served], watches: Iterable[Watch],
+                         rated: Mapping[tuple[int, str], tuple[float, int]], *, window_s: float,
+                         rating_midpoint: float) -> tuple[np.ndarray, np.ndarray]:
+    """(user, winner) per interleaved answer: a watch of a slot's title within the window is
+    a pick for that slot's ranker; ratings (time, stars) break ties
+    (:func:`models.experiments.interleaving.credit`)."""
+    events: dict[int, list[Event]] = {}
+    for w in watches:
+        events.setdefault(w.user, []).append(Event(w.time, w.movie, "watch"))
+    for (user, movie), (t, stars) in rated.items():
+        events.setdefault(user, []).append(Event(t, movie, "rate", float(stars)))
+    users, winners = [], []
+    for s in served:
+        if not s.teams or len(s.teams) != len(s.movies):
+            continue
+        impression = Interleaved(s.movies, tuple(0 if t == "A" else 1 for t in s.teams))
+        c = credit(impression, s.time, events.get(s.user, ()), window_s=window_s,
+                   rating_midpoint=rating_midpoint)
+        users.append(s.user)
+        winners.append(c.winner)
+    return np.asarray(users, np.int64), np.asarray(winners, np.int64)

@@ -12,6 +12,8 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
+from models.experiments.interleaving import (per_user_scores, per_user_winners,
+                                             preference_test, score_test)
 from models.experiments.sequential import sequential_diff
 from models.experiments.spec import ExperimentSpec
 from models.experiments.stats import Moments, srm_check, welch
@@ -115,3 +117,18 @@ def _over_time(c: ArmData, t: ArmData, cv: dict, tv: dict, metrics: list[str], *
             row[m] = compare(x, y, alpha=alpha, n_star=n_star)
         out.append(row)
     return out
+
+
+def interleaving_summary(users: np.ndarray, winners: np.ndarray, *, alpha: float = 0.05
+                         ) -> Optional[dict[str, Any]]:
+    """Per-user credit t-test and per-user sign test (A = the policy's ``a`` ranker)."""
+    if len(users) == 0:
+        return None
+    scores = per_user_scores(users, winners)
+    t = score_test(scores, alpha=alpha)
+    sign = preference_test(per_user_winners(users, winners), alpha=alpha)
+    decision = {0: "A", 1: "B", -1: "no decision"}
+    return {"impressions": int(len(winners)), "users": int(len(scores)),
+            "mean_credit": t.mean, "ci": list(t.ci), "p_value": t.p_value,
+            "decision": decision[t.decision], "user_wins_a": sign.wins_a,
+            "user_wins_b": sign.wins_b, "user_ties": sign.ties, "sign_p": sign.p_value}

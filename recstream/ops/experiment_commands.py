@@ -17,15 +17,17 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+import numpy as np
+import orjson
 from faust.cli import argument, option
 
 from models.experiments.assignment import CANARY_RAMP
 from models.experiments.guardrails import Guardrail, breached, canary_step
 from models.experiments.spec import ExperimentSpec, parse_arm
 from models.experiments.stats import Moments
-from models.experiments.telemetry import join
-from recstream.experiments import publish, read_all
-from recstream.ops.experiment_analysis import analyse
+from models.experiments.telemetry import interleaving_winners, join
+from recstream.experiments import parse_label, publish, read_all
+from recstream.ops.experiment_analysis import analyse, interleaving_summary
 from recstream.ops.experiment_report import write
 from recstream.ops.experiment_data import load
 from recstream.ops.provenance import scan
@@ -57,8 +59,6 @@ def with_share(spec: ExperimentSpec, share: float, **changes: Any) -> Experiment
 async def guardrail_moments(settings: Settings, exp_id: str, since: float
                             ) -> dict[str, dict[str, Moments]]:
     """arm → guardrail → Moments of its answers published after ``since`` (wall clock)."""
-    import orjson
-    from recstream.experiments import parse_label
     tag = f"{exp_id}:".encode()
     rows = await scan(settings, topic_names(settings)["recommendations"], lambda k, v: tag in v)
     sums: dict[str, dict[str, list[float]]] = {}
@@ -70,7 +70,6 @@ async def guardrail_moments(settings: Settings, exp_id: str, since: float
         per = sums.setdefault(arm, {"latency_ms": [], "failed": []})
         per["latency_ms"].append(float(body.get("latency_ms", 0.0)))
         per["failed"].append(1.0 if body.get("source") in FAILED_SOURCES else 0.0)
-    import numpy as np
     return {arm: {g: Moments.of(np.asarray(v)) for g, v in per.items()} for arm, per in sums.items()}
 
 
@@ -181,5 +180,12 @@ def register(app, s: Settings) -> None:
             per_arm, contaminated = join(data.served, data.watches, data.ratings, data.costs,
                                          window_s=window_s)
             result = analyse(spec, per_arm, contaminated)
+            midpoint = (s.rating_min + s.rating_max) / 2.0
+            result["interleaving"] = {
+                arm.name: interleaving_summary(*interleaving_winners(
+                    [x for x in data.served if x.arm == arm.name], data.watches,
+                    {k: (data.rated_at[k], v) for k, v in data.ratings.items()},
+                    window_s=window_s, rating_midpoint=midpoint))
+                for arm in spec.arms if arm.policy.get("ranker") == "interleave"}
             return str(write(result, Path(out)))
         raise ValueError(f"unknown action {action!r}: start | status | ramp | stop | report")

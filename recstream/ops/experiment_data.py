@@ -28,6 +28,7 @@ class ExperimentData:
     watches: list[Watch]
     ratings: dict[tuple[int, str], int]
     costs: dict[str, float]
+    rated_at: dict[tuple[int, str], float] = dataclasses.field(default_factory=dict)
 
 
 def served_of(values: list[bytes], experiment: str) -> list[Served]:
@@ -38,12 +39,13 @@ def served_of(values: list[bytes], experiment: str) -> list[Served]:
         if arm is None or body.get("user", -1) < 0:
             continue
         out.append(Served(int(body["user"]), float(body.get("stream_time") or body["time"]), arm,
-                          tuple(body.get("movies") or ()), float(body.get("latency_ms", 0.0))))
+                          tuple(body.get("movies") or ()), float(body.get("latency_ms", 0.0)),
+                          str(body.get("teams") or "")))
     return out
 
 
 def events_of(values: list[bytes], users: set[int], settings: Settings
-              ) -> tuple[list[Watch], dict[tuple[int, str], int]]:
+              ) -> tuple[list[Watch], dict[tuple[int, str], int], dict[tuple[int, str], float]]:
     minutes, ratings = [], {}
     latest: dict[tuple[int, str], float] = {}
     for raw in values:
@@ -58,7 +60,7 @@ def events_of(values: list[bytes], users: set[int], settings: Settings
             if event.time >= latest.get(key, float("-inf")):
                 latest[key] = event.time
                 ratings[key] = event.rating
-    return watches_from_minutes(minutes), ratings
+    return watches_from_minutes(minutes), ratings, latest
 
 
 def costs_of(values: list[bytes]) -> dict[str, float]:
@@ -81,6 +83,6 @@ async def load(settings: Settings, experiment: str) -> ExperimentData:
     served = served_of([v for _, _, v in answers], experiment)
     users = {s.user for s in served}
     lines = await scan(settings, names["movielog"], lambda k, v: b"/data/m/" in v or b"/rate/" in v)
-    watches, ratings = events_of([v for _, _, v in lines], users, settings)
+    watches, ratings, rated_at = events_of([v for _, _, v in lines], users, settings)
     meta = await scan(settings, names["movie_metadata"], lambda k, v: True)
-    return ExperimentData(served, watches, ratings, costs_of([v for _, _, v in meta]))
+    return ExperimentData(served, watches, ratings, costs_of([v for _, _, v in meta]), rated_at)

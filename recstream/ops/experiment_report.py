@@ -141,6 +141,18 @@ def markdown(result: dict[str, Any], images: dict[str, Path], out_dir: Path,
                 f"[{_fmt(e['ci'][0])}, {_fmt(e['ci'][1])}] | {_fmt(e['p_value'], 3)} | "
                 f"[{_fmt(e['seq_ci'][0])}, {_fmt(e['seq_ci'][1])}] |")
     lines.append("")
+    for arm, il in (result.get("interleaving") or {}).items():
+        if il is None:
+            lines += [f"**Interleaving `{arm}`:** no interleaved answers yet.", ""]
+            continue
+        policy = result["arms"][arm]
+        lines += [f"## Interleaving: arm `{arm}` (A = `{json.dumps(policy['a'])}`, "
+                  f"B = `{json.dumps(policy['b'])}`)", "",
+                  f"{il['impressions']} interleaved answers from {il['users']} users. Mean "
+                  f"per-user credit (+1 = every answer won by A) {il['mean_credit']:+.4f}, 95% CI "
+                  f"[{il['ci'][0]:+.4f}, {il['ci'][1]:+.4f}], p = {il['p_value']:.3g}: "
+                  f"**{il['decision']}**. Users preferring A / B / tied: {il['user_wins_a']} / "
+                  f"{il['user_wins_b']} / {il['user_ties']} (sign test p = {il['sign_p']:.3g}).", ""]
     for key, title in (("effects", "Effects"), ("over_time", "CI over time"), ("arms", "Arms")):
         if key in images:
             lines += [f"![{title}]({images[key].relative_to(out_dir).as_posix()})", ""]

@@ -93,3 +93,28 @@ def test_join_per_user_metrics_by_hand():
 def test_watches_collapse_minutes():
     ws = watches_from_minutes([(1, "m", 10.0, 3), (1, "m", 5.0, 0), (1, "m", 20.0, 7)])
     assert ws == [Watch(1, "m", 5.0, 8)]
+
+
+def test_interleave_policy_syntax_and_validation():
+    arm = parse_arm("il=interleave:baseline/cost:2")
+    assert arm.policy == {"ranker": "interleave", "a": {"ranker": "baseline"},
+                          "b": {"ranker": "cost", "cost_weight": 2.0}}
+    spec(arms=(arm, parse_arm("c=baseline")))
+    nested = Arm("il", {"ranker": "interleave", "a": arm.policy, "b": {"ranker": "baseline"}})
+    with pytest.raises(ValueError):
+        spec(arms=(nested, parse_arm("c=baseline")))
+
+
+def test_interleaving_credit_from_later_watches_and_ratings():
+    from models.experiments.interleaving import A, B, TIE
+    from models.experiments.telemetry import interleaving_winners
+    served = [Served(1, 100.0, "il", ("x", "y", "z"), 1.0, "ABA"),   # y watched: B wins
+              Served(2, 100.0, "il", ("x", "y"), 1.0, "AB"),         # x and y watched, x rated 5
+              Served(3, 100.0, "il", ("x", "y"), 1.0, "AB"),         # nothing in the window
+              Served(4, 100.0, "il", ("x",), 1.0, "")]               # not interleaved: skipped
+    watches = [Watch(1, "y", 150.0, 3), Watch(2, "x", 120.0, 5), Watch(2, "y", 130.0, 5),
+               Watch(3, "x", 5000.0, 5)]
+    rated = {(2, "x"): (200.0, 5)}
+    users, winners = interleaving_winners(served, watches, rated, window_s=600.0,
+                                          rating_midpoint=3.0)
+    assert users.tolist() == [1, 2, 3] and winners.tolist() == [B, A, TIE]

@@ -62,3 +62,22 @@ def test_canary_specs_put_the_treatment_first_and_ramp_it():
     assert later.weights == (0.05, 0.95) and later.version == 2
     with pytest.raises(ValueError):
         new_spec("c", "ranker", ["a=baseline"], None, 1.0, True)
+
+
+def test_interleaving_summary_decides_for_the_ranker_users_pick(tmp_path):
+    from models.experiments.interleaving import A, B
+    from recstream.ops.experiment_analysis import interleaving_summary
+    from recstream.ops.experiment_report import markdown
+    rng = np.random.default_rng(3)
+    users = np.repeat(np.arange(200), 3)
+    winners = np.where(rng.random(600) < 0.65, A, B)  # A wins 65% of impressions
+    summary = interleaving_summary(users, winners)
+    assert summary["decision"] == "A" and summary["ci"][0] > 0 and summary["users"] == 200
+    assert interleaving_summary(np.zeros(0), np.zeros(0)) is None
+    spec, served, watches, ratings, costs = synthetic(200)
+    arms, contaminated = join(served, watches, ratings, costs)
+    result = analyse(spec, arms, contaminated)
+    result["arms"]["cheap"] = {"ranker": "interleave", "a": {"ranker": "baseline"},
+                               "b": {"ranker": "cost", "cost_weight": 1.0}}
+    result["interleaving"] = {"cheap": summary}
+    assert "**A**" in markdown(result, {}, tmp_path)

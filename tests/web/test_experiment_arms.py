@@ -119,3 +119,21 @@ async def test_per_arm_series_count_answers_views_cost_and_ratings(costly):
     assert value("recstream_experiment_views_total", {**labels, "recommended": "no"}) == 1
     assert value("recstream_experiment_licence_cost_total", labels) == 2.5
     assert value("recstream_experiment_rating_sum_total", labels) == 4
+
+
+async def test_an_interleaved_arm_drafts_both_rankers_and_records_the_teams(costly):
+    rt = costly
+    plain = rt.recommender.answer(1)[0].split(",")
+    book = book_with("il=interleave:baseline/cost:50", "b=baseline", weights=(1.0, 0.0))
+    cheap = ArmRanker(rt.recommender, book).cost_line(1, 50.0).split(",")
+    (line,), publisher = await serve(rt, book, ["/recommend/1"])
+    got = line.split(",")
+    body = publisher.encode(publisher.pending[0])[1]
+    import orjson
+    teams = orjson.loads(body)["teams"]
+    assert len(teams) == len(got) == len(set(got)) and set(teams) == {"A", "B"}
+    for movie, team in zip(got, teams):
+        assert movie in (plain if team == "A" else cheap)
+    # Each team contributes its rankers' titles in order (team draft).
+    a_items = [m for m, t in zip(got, teams) if t == "A"]
+    assert a_items == [m for m in plain if m in a_items]
