@@ -120,12 +120,14 @@ def markdown(result: dict[str, Any], images: dict[str, Path], out_dir: Path,
                      f"{result['contaminated']}.")
     lines += ["", "## Arms", ""]
     metrics = result["metrics"]
-    head = ["arm", "users", "answers", "views"] + metrics + ["cost/hour", "p99 ms"]
+    served = any(row["answers"] for row in result["table"].values())  # telemetry, not truth
+    head = ["arm", "users"] + (["answers", "views"] if served else []) + metrics + \
+        (["cost/hour", "p99 ms"] if served else [])
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, row in result["table"].items():
-        cells = [name, row["users"], row["answers"], row["views"]] + \
-            [_fmt(row.get(m)) for m in metrics] + [_fmt(row["cost_per_hour"]),
-                                                   _fmt(row["latency_p99_ms"])]
+        cells = [name, row["users"]] + ([row["answers"], row["views"]] if served else []) + \
+            [_fmt(row.get(m)) for m in metrics] + \
+            ([_fmt(row["cost_per_hour"]), _fmt(row["latency_p99_ms"])] if served else [])
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     lines += ["", "## Effects (treatment − control, per user)", "",
               "| arm | metric | control | treatment | effect | 95% CI | p | anytime-valid CI |",
