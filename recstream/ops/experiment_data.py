@@ -17,7 +17,7 @@ from models.experiments.telemetry import Served, Watch, watches_from_minutes
 from recstream.experiments import parse_label
 from recstream.ops.provenance import scan
 from recstream.parsing import parse_raw
-from recstream.records import Rating, WatchMinute
+from recstream.records import Rating, RecommendationOutcome, WatchMinute
 from recstream.settings import Settings
 from recstream.topics import topic_names
 
@@ -44,9 +44,24 @@ def served_of(values: list[bytes], experiment: str) -> list[Served]:
     return out
 
 
+def shown_at(served: list[Served], outcomes: dict[tuple[int, tuple], list[float]]
+             ) -> list[Served]:
+    """Each answer timed by the platform's outcome line for it (same user, same list, first at
+    or after the worker's stream clock), which is when the user saw it; a worker that lags
+    behind the stream stamps its answers with an older stream time."""
+    out = []
+    for s in served:
+        times = outcomes.get((s.user, s.movies), ())
+        later = [t for t in times if t >= s.time]
+        out.append(dataclasses.replace(s, time=min(later)) if later else s)
+    return out
+
+
 def events_of(values: list[bytes], users: set[int], settings: Settings
-              ) -> tuple[list[Watch], dict[tuple[int, str], int], dict[tuple[int, str], float]]:
+              ) -> tuple[list[Watch], dict[tuple[int, str], int], dict[tuple[int, str], float],
+                         dict[tuple[int, tuple], list[float]]]:
     minutes, ratings = [], {}
+    outcomes: dict[tuple[int, tuple], list[float]] = {}
     latest: dict[tuple[int, str], float] = {}
     for raw in values:
         event = parse_raw(raw, rating_min=settings.rating_min, rating_max=settings.rating_max,
@@ -60,7 +75,9 @@ def events_of(values: list[bytes], users: set[int], settings: Settings
             if event.time >= latest.get(key, float("-inf")):
                 latest[key] = event.time
                 ratings[key] = event.rating
-    return watches_from_minutes(minutes), ratings, latest
+        elif isinstance(event, RecommendationOutcome) and event.status == 200:
+            outcomes.setdefault((event.user, tuple(event.movies)), []).append(event.time)
+    return watches_from_minutes(minutes), ratings, latest, outcomes
 
 
 def costs_of(values: list[bytes]) -> dict[str, float]:
@@ -82,7 +99,9 @@ async def load(settings: Settings, experiment: str) -> ExperimentData:
     answers = await scan(settings, names["recommendations"], lambda k, v: tag in v)
     served = served_of([v for _, _, v in answers], experiment)
     users = {s.user for s in served}
-    lines = await scan(settings, names["movielog"], lambda k, v: b"/data/m/" in v or b"/rate/" in v)
-    watches, ratings, rated_at = events_of([v for _, _, v in lines], users, settings)
+    lines = await scan(settings, names["movielog"], lambda k, v: b"/data/m/" in v or
+                       b"/rate/" in v or b"recommendation request" in v)
+    watches, ratings, rated_at, outcomes = events_of([v for _, _, v in lines], users, settings)
+    served = shown_at(served, outcomes)
     meta = await scan(settings, names["movie_metadata"], lambda k, v: True)
     return ExperimentData(served, watches, ratings, costs_of([v for _, _, v in meta]), rated_at)

@@ -1,6 +1,8 @@
 """The experiment analysis and its markdown report, on synthetic joined data."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -81,3 +83,22 @@ def test_interleaving_summary_decides_for_the_ranker_users_pick(tmp_path):
                                "b": {"ranker": "cost", "cost_weight": 1.0}}
     result["interleaving"] = {"cheap": summary}
     assert "**A**" in markdown(result, {}, tmp_path)
+
+
+def test_answers_are_timed_by_the_platforms_outcome_line():
+    from recstream.ops.experiment_data import events_of, served_of, shown_at
+    from recstream.settings import Settings
+    import orjson
+    body = {"user": 5, "stream_time": 1000.0, "time": 1.0, "arm": "e:a,f:b", "movies": ["m1", "m2"],
+            "latency_ms": 3.0, "teams": "AB"}
+    served = served_of([orjson.dumps(body)], "e")
+    assert served[0].arm == "a" and served[0].teams == "AB"
+    lines = [b"2025-01-06T10:00:00,5,recommendation request r:8082, status 200, result: m1, m2, 12 ms",
+             b"2025-01-06T10:05:00,5,GET /data/m/m1/0.mpg", b"2025-01-06T10:06:00,5,GET /rate/m1=4",
+             b"2025-01-06T10:05:00,6,GET /data/m/m1/0.mpg"]
+    watches, ratings, rated_at, outcomes = events_of(lines, {5}, Settings.from_mapping({}))
+    assert [(w.user, w.movie) for w in watches] == [(5, "m1")] and ratings == {(5, "m1"): 4}
+    timed = shown_at(served, outcomes)
+    assert timed[0].time == list(outcomes.values())[0][0] > 1000.0
+    unseen = dataclasses.replace(served[0], movies=("x",))  # no outcome line: stream time kept
+    assert shown_at([unseen], outcomes)[0].time == 1000.0
