@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import aiohttp
 import numpy as np
@@ -70,7 +70,9 @@ class ColdStart:
     def __init__(self, *, settings: Settings, users: UserIndex, items: ItemIndex,
                  user_store: UserStore, current_model: CurrentModel, clock: Recommender,
                  movie_catalog: Any, user_history: Any, producer: AppProducer,
-                 profiles_topic: Any, metrics: Metrics) -> None:
+                 profiles_topic: Any, metrics: Metrics,
+                 describes: Callable[[int], bool] = lambda user: True) -> None:
+        self.describes = describes  # issue #13: False = this user's arm ignores the description
         self._last_complaint = -COMPLAIN_EVERY_S
         self.settings, self.users, self.items, self.user_store = settings, users, items, user_store
         self.current_model, self.clock = current_model, clock
@@ -175,7 +177,8 @@ class ColdStart:
             return 0
         self.calls["ok"].inc()
         wanted = set(users)
-        found = [u for u in users_from_response(payload) if u["user"] in wanted]
+        found = [u if self.describes(u["user"]) else dict(u, likes="", dislikes="")
+                 for u in users_from_response(payload) if u["user"] in wanted]
         got = {u["user"] for u in found}
         for u in users:  # answered: found ones are profiled, the others have no profile
             self._done(u, RETRY_AFTER_S if u in got else NOT_FOUND_HOLD_S)

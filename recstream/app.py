@@ -15,15 +15,17 @@ from __future__ import annotations
 
 import faust
 
-from agents import attack_watch
+from agents import (attack_watch, experiment_follower, ingest, item_follower, lifecycle,
+                    metadata, model_follower, monitoring, movies, profiles, refresher,
+                    user_writer)
 from models.detectors import ScrapingDetector, SybilDetector
-from agents import (ingest, item_follower, lifecycle, metadata, model_follower, monitoring,
-                    movies, profiles, refresher, user_writer)
+from recstream.experiment_metrics import ExperimentMetrics
 from recstream.ops import register as register_ops
 from recstream.parts import WorkerParts
 from recstream.settings import Settings
 from recstream.topics import define_topics
 from tables import define_tables
+from tables.arms import ArmRanker
 from web.guard import ExposureMonitor, Guard, RateLimiter, RouteSigner
 from web.routing import OwnerRouter
 from web.served_log import ProvenancePublisher
@@ -56,6 +58,8 @@ def create_app(settings: Settings) -> faust.App:
     topics = define_topics(app, settings)
     rt = WorkerParts.build(app, settings, tables, topics)
     app.recstream = rt  # this app's parts, for tests and benchmarks (parts_of)
+    # Issue #13: per-arm series, counted by the view (answers) and the monitor (views, cost).
+    rt.monitor.experiments = ExperimentMetrics(rt.metrics.registry, rt.experiments)
 
     scraping = wire_agents(app, rt)
     wire_web(app, rt, scraping=scraping)
@@ -91,7 +95,8 @@ def wire_agents(app: faust.App, rt: WorkerParts) -> attack_watch.ScrapingWatch:
         settings=s, users=rt.users, items=rt.items, user_store=rt.user_store,
         current_model=rt.current_model, clock=rt.recommender,
         movie_catalog=rt.tables.movie_catalog, user_history=rt.tables.user_history,
-        producer=rt.producer, profiles_topic=rt.topics.user_profiles, metrics=rt.metrics),
+        producer=rt.producer, profiles_topic=rt.topics.user_profiles, metrics=rt.metrics,
+        describes=rt.experiments.describes),
         writer, readiness=rt.readiness)
     movie_writer = movies.register(app, movies.MovieWriter(
         settings=s, movie_stats=rt.tables.movie_stats, item_factors=rt.tables.item_factors,
@@ -109,6 +114,8 @@ def wire_agents(app: faust.App, rt: WorkerParts) -> attack_watch.ScrapingWatch:
         settings=s, current_model=rt.current_model, items=rt.items, users=rt.users,
         user_store=rt.user_store, recommender=rt.recommender, metrics=rt.metrics,
         readiness=rt.readiness, on_swap=items.apply_ahead), worker_id=rt.worker_id)
+    experiment_follower.register(app, experiment_follower.ExperimentFollower(
+        settings=s, book=rt.experiments))
     refresher.register(app, refresher.AnswerRefresher(
         users=rt.users, items=rt.items, recommender=rt.recommender, batch=s.refresh_batch,
         top_k=s.top_k, refreshed=rt.metrics.refreshed),
@@ -148,7 +155,8 @@ def wire_web(app: faust.App, rt: WorkerParts,
                                     dropped=rt.metrics.provenance_dropped)
     register_web(app, settings=rt.settings, metrics=rt.metrics, recommender=rt.recommender,
                  readiness=rt.readiness, user_store=rt.user_store, users=rt.users,
-                 router=router, publisher=publisher, guard=guard)
+                 router=router, publisher=publisher, guard=guard,
+                 arms=ArmRanker(rt.recommender, rt.experiments), arm_metrics=rt.monitor.experiments)
 
 
 def parts_of(app: faust.App) -> WorkerParts:

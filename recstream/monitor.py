@@ -76,6 +76,7 @@ class Monitor:
         self._requests = [metrics.platform_requests.labels(r) for r in RESULTS]
         self._cost = {True: metrics.licence_cost.labels("recommended"),
                       False: metrics.licence_cost.labels("other")}
+        self.experiments = None  # issue #13: ExperimentMetrics (per-arm views, cost, ratings)
 
     # -- the writer path ---------------------------------------------------------------
     def observe(self, record, partition: int = 0, event=None) -> None:
@@ -174,6 +175,8 @@ class Monitor:
         row = hour.row(t, now)
         cost = self.cost_of(movie)
         known = cost >= 0.0  # NaN (no metadata yet) is not counted
+        if self.experiments is not None:
+            self.experiments.viewed(rec.user, attributed, cost)
         if known:
             self._cost[attributed].inc(cost)
         if row is not None:
@@ -191,6 +194,8 @@ class Monitor:
         if new:
             entry = self.recent.get(rec.user)
             if entry is not None and rec.movie in entry.watched:
+                if self.experiments is not None:
+                    self.experiments.rated(rec.user, rec.rating)
                 row = self.hour.row(rec.time, self.now)
                 if row is not None:
                     row[RATING_SUM] += rec.rating

@@ -14,6 +14,7 @@ import faust
 
 from recstream.prometheus import Metrics
 from recstream.monitor import Monitor
+from recstream.experiments import ExperimentBook
 from recstream.kafka import AppProducer
 from recstream.modelupdates import CurrentModel
 from recstream.settings import Settings
@@ -63,6 +64,8 @@ class WorkerParts:
     # Availability, online quality, licence cost and drift from the stream.
     monitor: Monitor
     worker_id: str = dataclasses.field(default_factory=socket.gethostname)
+    # Issue #13: the experiments this worker serves (followed from <app>-experiments).
+    experiments: ExperimentBook = dataclasses.field(default_factory=ExperimentBook)
 
     @classmethod
     def build(cls, app: faust.App, settings: Settings, tables: Tables, topics: Topics

@@ -137,6 +137,7 @@ class RecommendationServed(faust.Record, serializer="json",
     arm: str = ""
     code_version: str = ""
     stream_time: float = 0.0  # newest movielog event time the worker had seen (stream clock)
+    teams: str = ""  # interleaving arms (issue #13): the ranker of each slot, "ABBA…"
 
 
 EVENT_TYPES = (WatchMinute, Rating, AccountCreated, RecommendationOutcome)

@@ -12,6 +12,7 @@
 | <app>-recommendations         | user  | RecommendationServed  | N          | downstream consumers         |
 | <app>-model-updates           | "serving" | registry pointer (JSON) | 1      | every worker (agents.model_follower) |
 | <app>-suspects                | user  | suspect (JSON)        | 1          | recstream train (excluded ratings), audits |
+| <app>-experiments             | exp id | ExperimentSpec (JSON) | 1          | every worker (agents.experiment_follower; created and compacted by recstream.experiments) |
 
 The broadcast topic is read by every worker with a plain consumer that
 assigns itself all partitions (no consumer group), so each worker holds the

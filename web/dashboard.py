@@ -86,6 +86,9 @@ PANELS: tuple[Panel, ...] = (
         Source("gauge", "recstream_drift_psi"),), refs=((0.1, "moderate"), (0.25, "major"))),
     Panel("lag", "Consumer lag", "messages", (
         Source("gauge", "recstream_consumer_lag"),)),
+    Panel("experiments", "Experiments: answers and views per arm", "per_second", (
+        Source("rate", "recstream_experiment_answers"),
+        Source("rate", "recstream_experiment_views", axis="right")), right_unit="per_second"),
     Panel("model", "Serving model", "count", (
         Source("gauge", "recstream_model_generation", "generation"),
         Source("gauge", "recstream_model_age_seconds", "age", axis="right"),

@@ -53,23 +53,25 @@ class ProvenancePublisher:
         self._dropped = dropped
 
     def record(self, request_id: str, user: int, line: str, source: str, latency_ms: float,
-               guardrails: list[str], fallback_reason: str = "") -> None:
+               guardrails: list[str], fallback_reason: str = "", *, arm: str = "",
+               teams: str = "") -> None:
         if len(self.pending) >= self.max_pending:
             self.pending.popleft()
             self._dropped.inc()
         model = self.current_model
         self.pending.append((request_id, time.time(), self.stream_clock.stream_time, user, line,
                              model.label, model.generation, source, latency_ms, guardrails,
-                             fallback_reason))
+                             fallback_reason, arm, teams))
 
     def encode(self, item: tuple) -> tuple[bytes, bytes]:
         (request_id, at, stream_time, user, line, version, generation, source, latency_ms,
-         guardrails, reason) = item
+         guardrails, reason) = item[:11]
+        arm, teams = item[11:13] if len(item) > 12 else ("", "")
         body = {"request_id": request_id, "time": at, "stream_time": stream_time, "user": user,
                 "movies": line.split(",") if line else [], "model_version": version,
                 "generation": generation, "source": source,
                 "latency_ms": round(latency_ms, 3), "worker": self.worker_id,
-                "fallback_reason": reason, "guardrails": guardrails, "arm": "",
+                "fallback_reason": reason, "guardrails": guardrails, "arm": arm, "teams": teams,
                 "code_version": self.code_version, "__faust": NAMESPACE}
         return user_key(user) if user >= 0 else b"", orjson.dumps(body)
 

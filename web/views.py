@@ -8,6 +8,7 @@ popularity fallback with status 200.
 """
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import time
@@ -18,9 +19,11 @@ from aiohttp import web
 from prometheus_async import aio
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from recstream.experiment_metrics import ExperimentMetrics
 from recstream.parts import Readiness
 from recstream.prometheus import Metrics
 from recstream.settings import Settings
+from tables.arms import ArmRanker
 from tables.memory import UserIndex
 from tables.serving import Recommender
 from tables.users import UserStore
@@ -45,7 +48,9 @@ def make_routes(*, settings: Settings, metrics: Metrics, recommender: Recommende
                 readiness: Readiness, user_store: UserStore, users: UserIndex,
                 router: OwnerRouter | None = None,
                 publisher: ProvenancePublisher | None = None,
-                guard: Guard | None = None) -> list[web.RouteDef]:
+                guard: Guard | None = None,
+                arms: ArmRanker | None = None,
+                arm_metrics: ExperimentMetrics | None = None) -> list[web.RouteDef]:
     """The handlers, closed over exactly the parts they read."""
     max_user_id = settings.max_user_id
     count = metrics.requests.labels
@@ -75,7 +80,8 @@ def make_routes(*, settings: Settings, metrics: Metrics, recommender: Recommende
         if guard is not None and guard.scraping is not None and not routed_in and user is not None:
             guard.scraping.request(request.remote or "", user)  # O(1); detector in a timer
         guardrails: list[str] = []
-        reason = ""
+        reason = arm = teams = ""
+        delay_ms = 0.0
         try:
             if user is None:
                 line, source, reason = recommender.fallback(), "invalid", "not a user id"
@@ -90,7 +96,10 @@ def make_routes(*, settings: Settings, metrics: Metrics, recommender: Recommende
                     source = "owner_down"
                     reason = f"partition owner {owner} unavailable"
             else:
-                line, source, guardrails = recommender.answer_with_guardrails(user)
+                if arms is not None:  # experiments (issue #13): the user's arm's ranker
+                    line, source, guardrails, arm, delay_ms, teams = arms.answer(user)
+                else:
+                    line, source, guardrails = recommender.answer_with_guardrails(user)
                 if source == "fallback":
                     reason = "unknown user" if "empty_personal" not in guardrails else \
                         "every ranked title was filtered"
@@ -99,14 +108,19 @@ def make_routes(*, settings: Settings, metrics: Metrics, recommender: Recommende
         except Exception:  # never a stack trace to a grader; log it and degrade
             log.exception("recommend failed for %r", request.match_info.get("user_id"))
             line, source, reason = recommender.fallback(), "error", "internal error"
+        if delay_ms:  # a canary drill's deliberately slow arm (models/experiments/spec.py)
+            await asyncio.sleep(delay_ms / 1000.0)
         count(source).inc()
         if guard is not None and source != "routed":  # the owner that answered counts it
             guard.exposure.check(user, line)
+        if arm and arm_metrics is not None:
+            arm_metrics.answered(user, time.perf_counter() - started)
         request_id = new_request_id()
         # A forwarded request is published by the owner that answered it.
         if publisher is not None and source != "routed" and settings.provenance:
             publisher.record(request_id, -1 if user is None else user, line, source,
-                             (time.perf_counter() - started) * 1000.0, guardrails, reason)
+                             (time.perf_counter() - started) * 1000.0, guardrails, reason,
+                             arm=arm, teams=teams)
         return web.Response(text=line, content_type=TEXT,
                             headers={REQUEST_ID_HEADER: request_id})
 
@@ -169,12 +183,15 @@ def _check_token(request: web.Request, token: str) -> web.Response | None:
 def register(app, *, settings: Settings, metrics: Metrics, recommender: Recommender,
              readiness: Readiness, user_store: UserStore, users: UserIndex,
              router: OwnerRouter, publisher: ProvenancePublisher,
-             guard: Guard | None = None) -> None:
+             guard: Guard | None = None,
+             arms: ArmRanker | None = None,
+             arm_metrics: ExperimentMetrics | None = None) -> None:
     """Mount the routes, the answer log's drain and the dashboard on the worker."""
     register_provenance(app, publisher, readiness.users_loaded)
     app.web.web_app.add_routes(make_routes(
         settings=settings, metrics=metrics, recommender=recommender, readiness=readiness,
-        user_store=user_store, users=users, router=router, publisher=publisher, guard=guard))
+        user_store=user_store, users=users, router=router, publisher=publisher, guard=guard,
+        arms=arms, arm_metrics=arm_metrics))
     dashboard.register(app, metrics.registry)  # /dashboard and its sampler (web/dashboard.py)
 
     @app.on_before_shutdown.connect

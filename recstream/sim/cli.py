@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--recommender", default="", metavar="URL",
                    help="service base URL (default http://127.0.0.1:<web_port>) or builtin:random|popularity|oracle")
     t.add_argument("--max-lines", type=int, default=0, help="stop after this many lines")
+    t.add_argument("--new-user-share", type=float, default=0.02,
+                   help="arrivals that are first visits of new accounts (cold-start experiments)")
     t.add_argument("--backfill-days", type=float, default=0.0, metavar="D",
                    help="first write D days of organic history before --start at full speed (0 = none, "
                         "the default; 30 is what `recstream run` should pass)")
@@ -86,7 +88,7 @@ def options_from_args(args: argparse.Namespace) -> SimOptions:
     return SimOptions(
         seed=args.seed, users=args.users, movies=args.movies, movielens=args.movielens, catalog=args.catalog,
         users_file=args.users_file, speed=args.speed, fast=args.fast, rate=args.rate, duration=args.duration,
-        start=args.start, backfill_days=args.backfill_days, backfill_lines=args.backfill_lines,
+        start=args.start, new_user_share=args.new_user_share, backfill_days=args.backfill_days, backfill_lines=args.backfill_lines,
         rating_min=int(lo), rating_max=int(hi), recommender=args.recommender,
         out=args.out, kafka=not args.no_kafka, truth=args.truth, truth_oracle=not args.no_oracle,
         api_port=args.api_port, api=not args.no_api, json_quirks=not args.clean_json,

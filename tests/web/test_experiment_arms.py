@@ -1,0 +1,139 @@
+"""The view serves each user's arm and labels the provenance record with it."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from models.experiments.spec import ExperimentSpec, parse_arm
+from recstream.experiments import ExperimentBook
+from tables.arms import ArmRanker
+from tests.web.test_views import MOVIES, fill
+from tests.wiring import publisher as publisher_of, routes
+
+
+def book_with(*arms: str, weights=(1.0, 1.0)) -> ExperimentBook:
+    book = ExperimentBook()
+    book.apply(ExperimentSpec("x", "ranker", tuple(parse_arm(a) for a in arms), weights))
+    return book
+
+
+@pytest.fixture
+def costly(rt):
+    """Every title but the five cheapest costs 100 per play, so the cost arm avoids them."""
+    fill(rt)
+    for i, movie in enumerate(MOVIES):
+        rt.items.set_cost(movie, 1.0 if i < 5 else 100.0)
+    return rt
+
+
+async def serve(rt, book, paths):
+    publisher = publisher_of(rt)
+    app = web.Application()
+    app.add_routes(routes(rt, publisher=publisher, arms=ArmRanker(rt.recommender, book)))
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    try:
+        lines = [await (await client.get(p)).text() for p in paths]
+    finally:
+        await client.close()
+    return lines, publisher
+
+
+async def test_baseline_arm_is_the_service_answer_and_is_labelled(costly):
+    rt = costly
+    plain = rt.recommender.answer(1)[0]
+    (line,), publisher = await serve(rt, book_with("control=baseline", "b=baseline",
+                                                   weights=(1.0, 0.0)), ["/recommend/1"])
+    assert line == plain
+    body = publisher.encode(publisher.pending[0])[1]
+    assert b'"arm":"x:control"' in body
+
+
+async def test_cost_arm_prefers_cheap_titles_within_the_guardrails(costly):
+    rt = costly
+    plain = rt.recommender.answer(1)[0].split(",")
+    (line,), publisher = await serve(rt, book_with("cheap=cost:50", "b=baseline",
+                                                   weights=(1.0, 0.0)), ["/recommend/1"])
+    got = line.split(",")
+    cheap = set(MOVIES[:5])
+    assert set(got[:5]) == cheap and set(plain[:5]) != cheap
+    assert "adult" not in " ".join(got)  # the unsafe titles stay out
+    assert len(got) == len(plain)
+    assert b'"arm":"x:cheap"' in publisher.encode(publisher.pending[0])[1]
+
+
+async def test_a_slow_arm_is_slow_and_its_latency_is_recorded(costly):
+    rt = costly
+    started = time.perf_counter()
+    _, publisher = await serve(rt, book_with("slow=slow:150", "b=baseline", weights=(1.0, 0.0)),
+                               ["/recommend/1"])
+    assert time.perf_counter() - started >= 0.15
+    assert publisher.pending[0][8] >= 150.0  # latency_ms in the provenance record
+
+
+async def test_unknown_users_get_the_fallback_but_keep_their_arm_label(costly):
+    rt = costly
+    (line,), publisher = await serve(rt, book_with("cheap=cost:50", "b=baseline",
+                                                   weights=(1.0, 0.0)), ["/recommend/424242"])
+    assert line == rt.recommender.fallback()
+    assert b'"arm":"x:cheap"' in publisher.encode(publisher.pending[0])[1]
+
+
+def test_the_cost_penalty_is_cached_until_costs_change(costly):
+    rt = costly
+    arms = ArmRanker(rt.recommender, ExperimentBook())
+    first = arms.penalty(1.0)
+    assert arms.penalty(1.0) is first
+    rt.items.set_cost("new-movie", 5.0)
+    assert arms.penalty(1.0) is not first and len(arms.penalty(1.0)) == len(rt.items)
+    assert np.isfinite(arms.penalty(1.0)).all()
+
+
+async def test_per_arm_series_count_answers_views_cost_and_ratings(costly):
+    rt = costly
+    book = book_with("cheap=cost:50", "b=baseline", weights=(1.0, 0.0))
+    arm_metrics = rt.monitor.experiments  # built by create_app on the worker's registry
+    arm_metrics.book = book
+    app = web.Application()
+    app.add_routes(routes(rt, publisher=publisher_of(rt), arms=ArmRanker(rt.recommender, book),
+                          arm_metrics=arm_metrics))
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    try:
+        for _ in range(3):
+            await client.get("/recommend/1")
+    finally:
+        await client.close()
+    value = rt.metrics.registry.get_sample_value
+    labels = {"experiment": "x", "arm": "cheap"}
+    assert value("recstream_experiment_answers_total", labels) == 3
+    assert value("recstream_experiment_seconds_count", labels) == 3
+    arm_metrics.viewed(1, True, 2.5)
+    arm_metrics.viewed(1, False, float("nan"))  # unknown cost: a view, no cost
+    arm_metrics.rated(1, 4)
+    assert value("recstream_experiment_views_total", {**labels, "recommended": "yes"}) == 1
+    assert value("recstream_experiment_views_total", {**labels, "recommended": "no"}) == 1
+    assert value("recstream_experiment_licence_cost_total", labels) == 2.5
+    assert value("recstream_experiment_rating_sum_total", labels) == 4
+
+
+async def test_an_interleaved_arm_drafts_both_rankers_and_records_the_teams(costly):
+    rt = costly
+    plain = rt.recommender.answer(1)[0].split(",")
+    book = book_with("il=interleave:baseline/cost:50", "b=baseline", weights=(1.0, 0.0))
+    cheap = ArmRanker(rt.recommender, book).cost_line(1, 50.0).split(",")
+    (line,), publisher = await serve(rt, book, ["/recommend/1"])
+    got = line.split(",")
+    body = publisher.encode(publisher.pending[0])[1]
+    import orjson
+    teams = orjson.loads(body)["teams"]
+    assert len(teams) == len(got) == len(set(got)) and set(teams) == {"A", "B"}
+    for movie, team in zip(got, teams):
+        assert movie in (plain if team == "A" else cheap)
+    # Each team contributes its rankers' titles in order (team draft).
+    a_items = [m for m, t in zip(got, teams) if t == "A"]
+    assert a_items == [m for m in plain if m in a_items]
