@@ -26,11 +26,10 @@ from tables.serving import Recommender
 from tables.users import UserStore
 from web import dashboard
 from web.served_log import ProvenancePublisher, new_request_id, register as register_provenance
-from web.routing import ROUTED_HEADER, OwnerRouter
+from web.routing import REQUEST_ID_HEADER, ROUTED_HEADER, OwnerRouter
 
 log = logging.getLogger(__name__)
 TEXT = "text/plain"
-REQUEST_ID_HEADER = "X-Request-Id"
 
 
 def parse_user_id(text: str, max_user_id: int) -> int | None:
@@ -62,6 +61,7 @@ def make_routes(*, settings: Settings, metrics: Metrics, recommender: Recommende
         user = parse_user_id(request.match_info.get("user_id", ""), max_user_id)
         guardrails: list[str] = []
         reason = ""
+        owner_request_id = ""
         try:
             if user is None:
                 line, source, reason = recommender.fallback(), "invalid", "not a user id"
@@ -70,7 +70,7 @@ def make_routes(*, settings: Settings, metrics: Metrics, recommender: Recommende
                 routed = await router.forward(owner, request.path) \
                     if router.available(owner) else None
                 if routed is not None:
-                    line, source = routed, "routed"
+                    (line, owner_request_id), source = routed, "routed"
                 else:  # what this worker holds of the user (or the fallback)
                     line, _, guardrails = recommender.answer_with_guardrails(user)
                     source = "owner_down"
@@ -86,8 +86,9 @@ def make_routes(*, settings: Settings, metrics: Metrics, recommender: Recommende
             log.exception("recommend failed for %r", request.match_info.get("user_id"))
             line, source, reason = recommender.fallback(), "error", "internal error"
         count(source).inc()
-        request_id = new_request_id()
-        # A forwarded request is published by the owner that answered it.
+        # A forwarded request is published by the owner that answered it, under
+        # the id it sent back: the client gets that id, so it can be traced.
+        request_id = owner_request_id or new_request_id()
         if publisher is not None and source != "routed" and settings.provenance:
             publisher.record(request_id, -1 if user is None else user, line, source,
                              (time.perf_counter() - started) * 1000.0, guardrails, reason)
