@@ -4,6 +4,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 
+import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 
@@ -130,6 +131,13 @@ def test_two_workers_answer_each_user_from_its_owner(make_worker):
     routed = first.metric('recstream_requests_total{source="routed"}') + \
         second.metric('recstream_requests_total{source="routed"}')
     assert routed >= len(users), "requests for the other worker's users were not routed"
+    # Every id a client got, forwarded or not, was published by the worker that answered.
+    given = {first.request_id(f"/recommend/{u}") for u in users} | \
+        {second.request_id(f"/recommend/{u}") for u in users}
+    topic = f"{make_worker.app_id}-recommendations"
+    published = lambda: {orjson.loads(v)["request_id"]
+                         for v in consume_all(hostport(make_worker.broker), topic)}
+    wait_for(lambda: not (given - published()), 30, "every request id given to be published")
 
 
 def _owns_some(worker) -> bool:
