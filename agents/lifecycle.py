@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import atexit
 import gc
 import logging
 import shutil
@@ -10,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from recstream.clean_exit import clean_marker
 from recstream.modelupdates import CurrentModel
 from recstream.parts import Readiness
 from recstream.settings import Settings
@@ -147,10 +147,6 @@ def restore_log_level() -> None:
         root.setLevel(min(levels))
 
 
-def clean_marker(app) -> Path:
-    return Path(app.conf.tabledir).parent / "clean-shutdown"
-
-
 def discard_state_after_crash(app) -> bool:
     """Wipe the local table stores unless the last run shut down cleanly.
 
@@ -201,9 +197,7 @@ def register(app, *, settings: Settings, tables: Tables, topics: Topics, users: 
     def before_worker_starts(app_=None, **kwargs) -> None:
         if not starting_a_worker():
             return
-        discard_state_after_crash(app)
-        atexit.register(lambda: clean_marker(app).parent.exists()
-                        and clean_marker(app).touch())
+        discard_state_after_crash(app)  # recstream.clean_exit writes the marker on a clean exit
         create_topics(settings, [t.name for t in tables.all()])
         # Table writes queue changelog records in Faust's producer buffer; at
         # 100 queued (its default) every consumed message waits for a drain.

@@ -17,6 +17,7 @@ import faust
 
 from agents import (ingest, item_follower, lifecycle, metadata, model_follower, monitoring,
                     movies, profiles, refresher, user_writer)
+from recstream.clean_exit import Worker as CleanExitWorker
 from recstream.ops import register as register_ops
 from recstream.parts import WorkerParts
 from recstream.settings import Settings
@@ -48,6 +49,7 @@ def create_app(settings: Settings) -> faust.App:
         autodiscover=False,
         broker_session_timeout=settings.session_timeout_s,
         broker_rebalance_timeout=settings.rebalance_timeout_s,
+        Worker=CleanExitWorker,  # the clean-shutdown marker only on a clean exit (#12)
     )
     tables = define_tables(app, settings)
     topics = define_topics(app, settings)
