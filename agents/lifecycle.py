@@ -104,16 +104,20 @@ def create_topics(settings: Settings, table_names: list[str]) -> None:
 
     A broker that auto-creates topics on a metadata request (Tansu does) would
     otherwise race Faust and create them with its default partition count,
-    breaking co-partitioning with the tables.
+    breaking co-partitioning with the tables.  Each gets the configs it needs
+    (compacted state, retention of logs: ``recstream.topics.topic_configs``);
+    on Apache Kafka existing topics with other values are altered to them.
     """
     from recstream.kafka import ensure_topics
-    from recstream.topics import partition_counts
+    from recstream.topics import partition_counts, topic_configs
 
     wanted = partition_counts(settings, table_names)
     loop = asyncio.new_event_loop()
     try:
-        created = loop.run_until_complete(
-            ensure_topics(settings.bootstrap_servers, wanted, settings.replication_factor))
+        created = loop.run_until_complete(ensure_topics(
+            settings.bootstrap_servers, wanted, settings.replication_factor,
+            configs=topic_configs(settings, table_names),
+            reconcile=not settings.broker_url.startswith("tansu://")))
     finally:
         loop.close()
     if created:
