@@ -5,7 +5,10 @@ the users' state, takes the user half of each online-MF step, writes every
 dirty user once, and tells the movies' owners what happened to their movies.
 
 Idempotent: a redelivered minute, rating or account creation changes nothing
-and writes nothing.  Watch progress is checkpointed every
+and writes nothing.  Each play and rating sent to a movie's owner carries its
+source event's mark (topic/partition, offset) and is sent, and acknowledged,
+before the user's state is written: the owner's counts are exact under
+redelivery and a crash between the two writes (agents.movies.counted).  Watch progress is checkpointed every
 ``CHECKPOINT_MINUTES`` minutes of progress (and at start and completion)
 rather than on every minute; a crash can under-count an ongoing watch's
 extent by less than that, never lose a rating, watch start or account.
@@ -86,6 +89,12 @@ class UserWriter:
             self._applied[kind].inc()
             if not changed:
                 self._unchanged[kind].inc()
+        # The movies' owners hear first, and the users' state is written only once the
+        # broker has their updates: after a crash in between, the replayed events change
+        # the users again and re-send the same marks, which the owner counts once.  The
+        # other order would lose the play or rating (the replay finds it applied).
+        await self.producer.produce_acked(self.movie_updates, [
+            (movie_key(movie), update.dumps()) for movie, update in updates.items()])
         store = self.user_store
         for user, (event, history) in dirty.items():
             await store.save_history(user, history, event)
@@ -94,9 +103,6 @@ class UserWriter:
             await store.save_vector(user, float(self.users.bias[row]), self.users.factors[row],
                                     event, self.current_model.generation)
         self.changelog.checkpoint()
-        topic = self.movie_updates
-        for movie, update in updates.items():
-            await self.producer.produce(topic, movie_key(movie), update.dumps())
 
     # -- event kinds ---------------------------------------------------------------------
     def _watch(self, rec: WatchMinute, event, dirty, vectors, updates) -> bool:
@@ -110,7 +116,9 @@ class UserWriter:
             return False
         self.monitor.watched(rec, is_new, change == "complete")
         if is_new:
-            _update(updates, rec.movie, rec.time).plays += 1
+            update = _update(updates, rec.movie, rec.time)
+            update.plays += 1
+            update.play_marks.append(mark(event))
             self.users.invalidate(self.users.row(rec.user))
         if change == "complete" and rec.movie not in history.ratings:
             self._learn(rec.user, rec.movie, self.pseudo_rating, self.settings.implicit_weight,
@@ -128,7 +136,9 @@ class UserWriter:
         self.monitor.rated(rec, change == "new")
         dirty[rec.user] = (event, history)
         self.current_model.learn_rating(rec.rating)
-        _update(updates, rec.movie, rec.time).ratings.append([rec.rating, old])
+        update = _update(updates, rec.movie, rec.time)
+        update.ratings.append([rec.rating, old])
+        update.rating_marks.append(mark(event))
         self._learn(rec.user, rec.movie, float(rec.rating), 1.0, rec.time, event, vectors,
                     updates)
         return True
@@ -207,7 +217,13 @@ def _update(updates: dict[str, MovieUpdate], movie: str, time: float) -> MovieUp
     update = updates.get(movie)
     if update is None:
         update = updates[movie] = MovieUpdate(movie=movie, time=time, plays=0, ratings=[],
-                                              steps=[])
+                                              steps=[], play_marks=[], rating_marks=[])
     elif time > update.time:
         update.time = time
     return update
+
+
+def mark(event: EventT) -> list:
+    """The source event of a play or rating, for the movie owner's exactly-once count."""
+    message = event.message
+    return [f"{message.topic}/{message.partition}", message.offset]

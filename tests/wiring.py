@@ -50,7 +50,8 @@ def movie_writer(rt: WorkerParts, **extra: Any) -> MovieWriter:
                        item_factors=rt.tables.item_factors, items=rt.items,
                        current_model=rt.current_model, changelog=rt.changelog,
                        producer=rt.producer, broadcast_topic=rt.topics.item_broadcast,
-                       item_steps=rt.metrics.model_updates.labels("item"), **extra)
+                       item_steps=rt.metrics.model_updates.labels("item"),
+                       redelivered=rt.metrics.duplicates.labels("MovieUpdate"), **extra)
 
 
 def user_writer(rt: WorkerParts) -> UserWriter:
