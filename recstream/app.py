@@ -87,7 +87,8 @@ def wire_agents(app: faust.App, rt: WorkerParts) -> None:
         settings=s, movie_stats=rt.tables.movie_stats, item_factors=rt.tables.item_factors,
         items=rt.items, current_model=rt.current_model, changelog=rt.changelog,
         producer=rt.producer, broadcast_topic=rt.topics.item_broadcast,
-        item_steps=rt.metrics.model_updates.labels("item"), on_play=fetcher.want),
+        item_steps=rt.metrics.model_updates.labels("item"), on_play=fetcher.want,
+        redelivered=rt.metrics.duplicates.labels("MovieUpdate")),
         movie_updates=rt.topics.movie_updates, batch_size=s.ingest_batch,
         within_s=s.ingest_within_s)
     items = item_follower.register(app, item_follower.ItemFollower(
