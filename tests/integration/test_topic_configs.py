@@ -10,13 +10,16 @@ import time
 import uuid
 
 import pytest
+from aiokafka import TopicPartition
 from aiokafka.admin import NewTopic
 
 from agents.lifecycle import create_topics
 from recstream.app import create_app
-from recstream.kafka import admin, topic_overrides
+from recstream.kafka import admin, reader, topic_overrides
 from recstream.settings import Settings
 from recstream.topics import partition_counts, topic_configs
+from tables.codecs import user_key
+from tables.context import partition_for
 from tests.brokers import free_port, start_kafka, stop_kafka
 from tests.integration.conftest import Worker, hostport, produce, wait_for
 
@@ -76,11 +79,30 @@ def test_every_topic_gets_its_configs_and_wrong_ones_are_altered(broker):
     assert got[settings.topic] == {"retention.ms": PLATFORM_RETENTION_MS}  # never touched
 
 
+async def beginning(bootstrap: str, topic: str) -> int:
+    """The sum over partitions of the first offset still held."""
+    consumer = reader(bootstrap)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or
+               await _partitions(consumer, topic)]
+        return sum((await consumer.beginning_offsets(tps)).values())
+    finally:
+        await consumer.stop()
+
+
+async def _partitions(consumer, topic: str) -> set[int]:
+    await consumer._client.force_metadata_update()
+    return consumer.partitions_for_topic(topic) or set()
+
+
 @pytest.fixture
 def short_retention_kafka(tmp_path):
-    """A Kafka broker whose default retention is 4 s, checked every second."""
+    """A Kafka broker whose default retention is 4 s, checked every second from the start,
+    with segments rolled every second (``log.roll.ms``; topic-level ``segment.ms``)."""
     os.environ["RECSTREAM_KAFKA_PROPERTIES"] = (
-        "log.retention.ms=4000\nlog.retention.check.interval.ms=1000\nlog.segment.ms=1000")
+        "log.retention.ms=4000\nlog.retention.check.interval.ms=1000\nlog.roll.ms=1000\n"
+        "log.initial.task.delay.ms=0")
     try:
         handle = start_kafka(free_port(), tmp_path / "kafka")
     finally:
@@ -108,16 +130,23 @@ def test_a_table_survives_a_retention_sized_gap(short_retention_kafka, tmp_path)
         wait_for(lambda: len(first.user(41)["ratings"]) == 2, 60, "user 41's two ratings")
         # The gap: user 41 is not written again for well over the retention, while the
         # broker keeps rolling segments and deleting expired ones.
+        # Others in user 41's partition keep its changelog partition rolling segments.
+        same = [u for u in range(1000, 3000)
+                if partition_for(user_key(u), 4) == partition_for(user_key(41), 4)]
         deadline = time.monotonic() + 15
         i = 0
         while time.monotonic() < deadline:
-            produce(broker, topic, [f"2026-11-22T20:01:{i % 60:02d},{1000 + i},"
+            produce(broker, topic, [f"2026-11-22T20:01:{i % 60:02d},{same[i]},"
                                     f"GET /rate/movie+{i}=3"])
             i += 1
             time.sleep(1.0)
+        newest = same[i - 1]
+        wait_for(lambda: first.user(newest)["known"], 60, "the newest user")
         first.stop()
+        # The gap was retention-sized: the broker deleted the platform's oldest lines.
+        assert asyncio.run(beginning(hostport(broker), topic)) > 0
         fresh = start("two")  # an empty disk: everything comes from the changelogs
-        wait_for(lambda: fresh.user(1000 + i - 1)["known"], 60, "the newest user")
+        wait_for(lambda: fresh.user(newest)["known"], 60, "the newest user restored")
         assert sorted(fresh.user(41)["ratings"]) == ["alien+1979", "the+matrix+1999"]
     finally:
         for worker in workers:
