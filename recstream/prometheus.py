@@ -114,3 +114,19 @@ class Metrics:
         self.provenance_dropped = Counter(
             "recstream_provenance_dropped", "served answers whose provenance record could "
             "not be queued", registry=r)
+        # -- #12 schema enforcement on every interface -------------------------------------
+        self.api_violations = Counter(
+            "recstream_api_schema_violations", "user/movie API object fields that broke their "
+            "schema (recstream/schemas.py), by object, field and reason",
+            ["api", "field", "reason"], registry=r)
+        self.answer_violations = Counter(
+            "recstream_answer_violations", "/recommend answers that failed check_answer before "
+            "leaving (the fallback was served instead), by reason", ["reason"], registry=r)
+        self.outcome_mismatches = Counter(
+            "recstream_outcome_mismatches", "platform outcome lines for an answer we sent that "
+            "differ from it or are not 200, by reason", ["reason"], registry=r)
+        self.outcomes_compared = Counter(
+            "recstream_outcomes_compared", "platform outcome lines matched to an answer we sent",
+            registry=r)
+        for reason in ("non_200", "lost_ids", "extra_ids", "reordered"):
+            self.outcome_mismatches.labels(reason)
