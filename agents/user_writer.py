@@ -23,6 +23,7 @@ from faust.types import EventT
 from models.online import init_vector, user_step
 from recstream.records import (AccountCreated, MovieUpdate, Rating, RecommendationOutcome,
                                UserProfile, WatchMinute)
+from recstream.api_checks import SentAnswers
 from recstream.kafka import AppProducer
 from recstream.prometheus import Metrics
 from recstream.modelupdates import CurrentModel
@@ -43,11 +44,13 @@ class UserWriter:
     def __init__(self, *, settings: Settings, user_store: UserStore, users: UserIndex,
                  items: ItemIndex, current_model: CurrentModel, monitor: Monitor,
                  clock: Recommender, metrics: Metrics, changelog: ChangelogWriter,
-                 producer: AppProducer, movie_updates: Any) -> None:
+                 producer: AppProducer, movie_updates: Any,
+                 sent_answers: SentAnswers | None = None) -> None:
         self.settings, self.user_store, self.users, self.items = settings, user_store, users, items
         self.current_model, self.monitor, self.metrics = current_model, monitor, metrics
         self.clock = clock  # stream time: the Recommender's clock, one policy for all
         self.changelog, self.producer, self.movie_updates = changelog, producer, movie_updates
+        self.sent_answers = sent_answers  # #12: outcome lines compared with what we sent
         s = settings
         self.lr, self.reg = s.learning_rate, s.regularization
         self.clip = s.max_step * (s.rating_max - s.rating_min)
@@ -186,6 +189,8 @@ class UserWriter:
             self.on_new_user(rec.user)
         m = self.metrics
         m.outcomes.labels(str(rec.status)).inc()
+        if self.sent_answers is not None:
+            self.sent_answers.compare(rec.user, rec.status, rec.movies, rec.error)
         if rec.latency_ms >= 0:
             m.platform_latency.observe(rec.latency_ms / 1000.0)
 

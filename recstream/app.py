@@ -17,6 +17,7 @@ import faust
 
 from agents import (ingest, item_follower, lifecycle, metadata, model_follower, monitoring,
                     movies, profiles, refresher, user_writer)
+from recstream.api_checks import ApiObjectGate
 from recstream.clean_exit import Worker as CleanExitWorker
 from recstream.ops import register as register_ops
 from recstream.parts import WorkerParts
@@ -65,14 +66,16 @@ def create_app(settings: Settings) -> faust.App:
 def wire_agents(app: faust.App, rt: WorkerParts) -> None:
     """Each agent module gets what it reads and writes; the order is the start order."""
     s = rt.settings
+    gate = ApiObjectGate(violations=rt.metrics.api_violations,  # #12 schema enforcement
+                         quarantine=lambda rejected: rt.topics.quarantine.send(value=rejected))
     fetcher = metadata.register(app, metadata.CatalogFetcher(
         settings=s, catalog=rt.tables.movie_catalog, metadata_topic=rt.topics.movie_metadata,
-        api_calls=rt.metrics.api_calls))
+        api_calls=rt.metrics.api_calls, gate=gate))
     writer = user_writer.UserWriter(
         settings=s, user_store=rt.user_store, users=rt.users, items=rt.items,
         current_model=rt.current_model, monitor=rt.monitor, clock=rt.recommender,
         metrics=rt.metrics, changelog=rt.changelog, producer=rt.producer,
-        movie_updates=rt.topics.movie_updates)
+        movie_updates=rt.topics.movie_updates, sent_answers=rt.sent_answers)
     ingest.register(app, ingest.Ingest(settings=s, writer=writer, metrics=rt.metrics,
                                        producer=rt.producer, topics=rt.topics,
                                        consumer_of=lambda: app.consumer),
@@ -81,7 +84,8 @@ def wire_agents(app: faust.App, rt: WorkerParts) -> None:
         settings=s, users=rt.users, items=rt.items, user_store=rt.user_store,
         current_model=rt.current_model, clock=rt.recommender,
         movie_catalog=rt.tables.movie_catalog, user_history=rt.tables.user_history,
-        producer=rt.producer, profiles_topic=rt.topics.user_profiles, metrics=rt.metrics),
+        producer=rt.producer, profiles_topic=rt.topics.user_profiles, metrics=rt.metrics,
+        gate=gate),
         writer, readiness=rt.readiness)
     movie_writer = movies.register(app, movies.MovieWriter(
         settings=s, movie_stats=rt.tables.movie_stats, item_factors=rt.tables.item_factors,
@@ -128,7 +132,7 @@ def wire_web(app: faust.App, rt: WorkerParts) -> None:
                                     dropped=rt.metrics.provenance_dropped)
     register_web(app, settings=rt.settings, metrics=rt.metrics, recommender=rt.recommender,
                  readiness=rt.readiness, user_store=rt.user_store, users=rt.users,
-                 router=router, publisher=publisher)
+                 router=router, publisher=publisher, sent_answers=rt.sent_answers)
 
 
 def parts_of(app: faust.App) -> WorkerParts:

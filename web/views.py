@@ -18,6 +18,7 @@ from aiohttp import web
 from prometheus_async import aio
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from recstream.api_checks import SentAnswers, checked_answer
 from recstream.parts import Readiness
 from recstream.prometheus import Metrics
 from recstream.settings import Settings
@@ -42,11 +43,13 @@ def parse_user_id(text: str, max_user_id: int) -> int | None:
 def make_routes(*, settings: Settings, metrics: Metrics, recommender: Recommender,
                 readiness: Readiness, user_store: UserStore, users: UserIndex,
                 router: OwnerRouter | None = None,
-                publisher: ProvenancePublisher | None = None) -> list[web.RouteDef]:
+                publisher: ProvenancePublisher | None = None,
+                sent_answers: SentAnswers | None = None) -> list[web.RouteDef]:
     """The handlers, closed over exactly the parts they read."""
     max_user_id = settings.max_user_id
     count = metrics.requests.labels
     items_loaded = readiness.items_loaded
+    known_items = recommender.items.row_of
 
     @aio.time(metrics.latency)  # prometheus-async: observes the coroutine's duration
     async def recommend(request: web.Request) -> web.Response:
@@ -85,6 +88,14 @@ def make_routes(*, settings: Settings, metrics: Metrics, recommender: Recommende
         except Exception:  # never a stack trace to a grader; log it and degrade
             log.exception("recommend failed for %r", request.match_info.get("user_id"))
             line, source, reason = recommender.fallback(), "error", "internal error"
+        # #12: no answer leaves unchecked (one line, <= 20 unique known ids); a bad one is
+        # replaced by the fallback and counted; what we send is kept for its outcome line.
+        line, problems = checked_answer(line, known_items, recommender.fallback,
+                                        metrics.answer_violations)
+        if problems:
+            reason = "answer failed its check: " + ",".join(r for _, r in problems)
+        if sent_answers is not None and user is not None and source != "routed":
+            sent_answers.record(user, line)
         count(source).inc()
         # A forwarded request is published by the owner that answered it, under
         # the id it sent back: the client gets that id, so it can be traced.
@@ -153,12 +164,14 @@ def _check_token(request: web.Request, token: str) -> web.Response | None:
 
 def register(app, *, settings: Settings, metrics: Metrics, recommender: Recommender,
              readiness: Readiness, user_store: UserStore, users: UserIndex,
-             router: OwnerRouter, publisher: ProvenancePublisher) -> None:
+             router: OwnerRouter, publisher: ProvenancePublisher,
+             sent_answers: SentAnswers | None = None) -> None:
     """Mount the routes, the answer log's drain and the dashboard on the worker."""
     register_provenance(app, publisher, readiness.users_loaded)
     app.web.web_app.add_routes(make_routes(
         settings=settings, metrics=metrics, recommender=recommender, readiness=readiness,
-        user_store=user_store, users=users, router=router, publisher=publisher))
+        user_store=user_store, users=users, router=router, publisher=publisher,
+        sent_answers=sent_answers))
     dashboard.register(app, metrics.registry)  # /dashboard and its sampler (web/dashboard.py)
 
     @app.on_before_shutdown.connect
