@@ -19,11 +19,11 @@ import sys
 from collections import OrderedDict
 from typing import Callable
 
-from models.drift import chi2_pvalue, ks_binned, psi
+from models.drift import alarm, calibrate, chi2_pvalue, ks_binned, psi
 from recstream.records import AccountCreated, Rating, RecommendationOutcome, WatchMinute
 from recstream.clock import StreamClock
 from recstream.settings import Settings
-from recstream.windows import (EVENT_KIND, FEATURES, KINDS, DriftWindows, Slice,
+from recstream.windows import (EVENT_KIND, FEATURES, KINDS, SLICES, DriftWindows, Slice,
                                SlidingCounts)
 
 DEADLINE_MS = 600
@@ -58,6 +58,8 @@ class Monitor:
                  watched_per_user: int = 16, dedupe: int = 100_000) -> None:
         self.metrics = metrics
         self.cost_of = cost_of
+        self.drift_alarms_per_day = settings.drift_alarms_per_day
+        self.drift_window_s = settings.drift_window_s
         self.attribution_s = settings.attribution_window_s
         self.max_users, self.answers_per_user = max_users, answers_per_user
         self.watched_per_user, self.dedupe = watched_per_user, dedupe
@@ -229,6 +231,27 @@ class Monitor:
             out[name] = (psi(ref, cur), p)
         return out
 
+    def drift_alarms(self) -> dict[str, int]:
+        """feature -> 1 if its alarm fires, else 0 (too little data: 0).
+
+        Thresholds come from :func:`models.drift.calibrate` for each window pair:
+        ``settings.drift_alarms_per_day`` false alarms a day spread over every
+        feature and every slice step of the sliding comparison (one new test per
+        slice), so the stated rate holds for the whole detector, not per test.
+        """
+        reference, recent = self.drift.windows(self.now)
+        tests_per_day = max(int(86400.0 / (self.drift_window_s / SLICES)), 1)
+        out = {}
+        for (name, test), ref, cur in zip(FEATURES.items(), reference, recent):
+            if ref.sum() < MIN_DRIFT_COUNT or cur.sum() < MIN_DRIFT_COUNT:
+                out[name] = 0
+                continue
+            thresholds = calibrate(ref, int(cur.sum()), alarms_per_day=self.drift_alarms_per_day,
+                                   windows_per_day=tests_per_day, tests=len(FEATURES))
+            out[name] = int(alarm(ref, cur, thresholds, ordinal=test != "chi2",
+                                  min_events=MIN_DRIFT_COUNT).fired)
+        return out
+
     def publish(self) -> None:
         m = self.metrics
         v = self.values()
@@ -242,6 +265,8 @@ class Monitor:
         for name, (value, p) in self.drift_values().items():
             m.drift.labels(name).set(value)
             m.drift_p.labels(name).set(p)
+        for name, fired in self.drift_alarms().items():
+            m.drift_alarm.labels(name).set(fired)
 
 
 async def consumer_lag(consumer, roles: dict[str, str]) -> dict[str, int]:

@@ -130,3 +130,8 @@ class Metrics:
             registry=r)
         for reason in ("non_200", "lost_ids", "extra_ids", "reordered"):
             self.outcome_mismatches.labels(reason)
+        # -- #12 calibrated drift alarms -------------------------------------------------------
+        self.drift_alarm = Gauge(
+            "recstream_drift_alarm", "1 while a feature's drift alarm fires (models.drift.alarm: "
+            "evidence at a calibrated level and a practical PSI), else 0", ["feature"],
+            registry=r)

@@ -89,6 +89,8 @@ class Settings:
     drift_window_s: float = 3600.0
     # Provenance of every answer on the recommendations topic.
     provenance: bool = True
+    # #12: drift alarms calibrated to this many false alarms per day over all features.
+    drift_alarms_per_day: float = 1.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":

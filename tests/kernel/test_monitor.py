@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import datetime, timezone
+import numpy as np
 import pytest
 from faust.types import TP
 
@@ -330,3 +331,40 @@ def test_a_completion_an_hour_after_its_start_still_counts():
     v = mon.values()  # window: T0+120 s .. T0+3700 s: one start (user 2), one completion
     assert metric(mon, "recstream_recommended_completions_total") == 1
     assert v["watch_through_1h"] == pytest.approx(1.0)
+
+
+def test_drift_alarms_are_calibrated_and_exported():
+    """#12: alarm() with calibrate()d thresholds; no alarm on a same-distribution window,
+    nor on a small window's noise; an alarm on a real shift, exported as a 0/1 gauge."""
+    rng = np.random.default_rng(12)
+    ref = list(rng.choice([1, 2, 3, 4, 5], size=600, p=[.1, .15, .3, .3, .15]))
+    same = drift_monitor(ref, list(rng.choice([1, 2, 3, 4, 5], size=600,
+                                              p=[.1, .15, .3, .3, .15])))
+    assert same.drift_alarms()["rating"] == 0
+    shifted = drift_monitor(ref, list(rng.choice([1, 2, 3, 4, 5], size=600,
+                                                 p=[.3, .3, .2, .1, .1])))
+    assert shifted.drift_alarms()["rating"] == 1
+    assert shifted.drift_alarms()["latency_ms"] == 0  # no data: never an alarm
+    shifted.publish()
+    assert metric(shifted, "recstream_drift_alarm", feature="rating") == 1
+    assert metric(shifted, "recstream_drift_alarm", feature="event_kind") == 0
+    # a shift too small to matter (PSI under the floor) on big windows does not alarm
+    big_ref = [3] * 5000 + [4] * 5000
+    trivial = drift_monitor(big_ref, [3] * 4800 + [4] * 5200)
+    psi_value, p = trivial.drift_values()["rating"]
+    assert p < 0.01 and psi_value < 0.01
+    assert trivial.drift_alarms()["rating"] == 0
+
+
+def test_drift_alarm_false_alarm_rate_holds_on_clean_windows():
+    """Same-distribution windows: the stated rate per test is not exceeded (3x slack)."""
+    rng = np.random.default_rng(7)
+    probs = [.1, .15, .3, .3, .15]
+    fired = 0
+    trials = 300
+    for _ in range(trials):
+        mon = drift_monitor(list(rng.choice([1, 2, 3, 4, 5], size=200, p=probs)),
+                            list(rng.choice([1, 2, 3, 4, 5], size=200, p=probs)))
+        fired += mon.drift_alarms()["rating"]
+    # per-test rate = 1 / (144 tests a day x 4 features) ~ 0.0017: expect ~0.5 in 300
+    assert fired <= 3
