@@ -32,6 +32,9 @@ MIN_DRIFT_COUNT = 50  # observations each window needs before a drift value is p
 OK, SLOW, ERROR, ANSWERS, CONVERTED, REC_VIEWS, REC_DONE, RATING_SUM, RATINGS, VIEWS, \
     COSTED_VIEWS, COST = range(12)
 RESULTS = ("ok", "slow", "error")
+# fields of the watch-through cohorts, keyed by the start time of a recommended view
+STARTS, DONE = range(2)
+COHORT_S = 3600.0
 _KIND = {cls: KINDS.index(cls.__name__)
          for cls in (WatchMinute, Rating, AccountCreated, RecommendationOutcome)}
 _intern = sys.intern
@@ -68,6 +71,11 @@ class Monitor:
         self.first = math.inf
         self.short = SlidingCounts(3, span_s=300.0, width_s=10.0)
         self.hour = SlidingCounts(12, span_s=3600.0, width_s=60.0)
+        # #12: watch-through per cohort.  A view completes >= watch_complete_minutes after
+        # it starts, so the gauge reads the hour of starts that ended cohort_lag_s ago:
+        # each of its views had at least that long to complete.
+        self.cohort_lag_s = 2 * 60.0 * settings.watch_complete_minutes
+        self.cohorts = SlidingCounts(2, span_s=self.cohort_lag_s + COHORT_S, width_s=60.0)
         self.drift = DriftWindows(settings.drift_window_s, settings.rating_min,
                                   settings.rating_max)
         self.recent: OrderedDict[int, _Recent] = OrderedDict()
@@ -151,9 +159,9 @@ class Monitor:
             start = entry.watched.get(rec.movie) if entry is not None else None
             if start is not None:
                 self.metrics.recommended_completions.inc()
-                # Counted when it happens: a completion comes >= watch_complete_minutes
-                # after its start, so keyed by the start it fell out of a 1 h window.
                 self.hour.add(rec.time, REC_DONE, 1, self.now)
+                # in its start's cohort: completions over starts of the same views
+                self.cohorts.add(start, DONE, 1, self.now)
 
     def _start(self, rec: WatchMinute) -> None:
         t, now, movie, hour = rec.time, self.now, rec.movie, self.hour
@@ -173,6 +181,7 @@ class Monitor:
                 if len(watched) > self.watched_per_user:
                     del watched[next(iter(watched))]
                 self.metrics.recommended_views.inc()
+                self.cohorts.add(t, STARTS, 1, now)
         row = hour.row(t, now)
         cost = self.cost_of(movie)
         known = cost >= 0.0  # NaN (no metadata yet) is not counted
@@ -212,12 +221,19 @@ class Monitor:
             "availability_5m": _ratio(ok, ok + slow + error),
             "availability_1h": _ratio(h[OK], h[OK] + h[SLOW] + h[ERROR]),
             "conversion_1h": _ratio(h[CONVERTED], h[ANSWERS]),
-            "watch_through_1h": min(_ratio(h[REC_DONE], h[REC_VIEWS]), 1.0),
+            "watch_through_1h": self.watch_through(now),
             "rating_mean_1h": _ratio(h[RATING_SUM], h[RATINGS]),
             "cost_per_view_1h": per_view,
             "cost_per_hour_1h": (per_view * h[VIEWS] / (minutes / 60.0)
                                  if minutes > 0 and h[COSTED_VIEWS] > 0 else NAN),
         }
+
+    def watch_through(self, now: float) -> float:
+        """Completed / started recommended views of one cohort: the hour of starts that
+        ended ``cohort_lag_s`` ago (NaN without starts)."""
+        hi = now - self.cohort_lag_s
+        starts, done = self.cohorts.totals_between(hi - COHORT_S, hi, now)
+        return _ratio(done, starts)
 
     def drift_values(self) -> dict[str, tuple[float, float]]:
         """feature -> (PSI, p-value): last window of complete slices vs the one before."""
