@@ -58,7 +58,8 @@ def user_writer(rt: WorkerParts) -> UserWriter:
     return UserWriter(settings=rt.settings, user_store=rt.user_store, users=rt.users,
                       items=rt.items, current_model=rt.current_model, monitor=rt.monitor,
                       clock=rt.recommender, metrics=rt.metrics, changelog=rt.changelog,
-                      producer=rt.producer, movie_updates=rt.topics.movie_updates)
+                      producer=rt.producer, movie_updates=rt.topics.movie_updates,
+                      sent_answers=rt.sent_answers)
 
 
 def ingest(rt: WorkerParts, writer: UserWriter) -> Ingest:

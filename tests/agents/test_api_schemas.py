@@ -50,3 +50,23 @@ async def test_the_movie_fetcher_quarantines_schema_violations(rt, recorder):
                   {"api": "movie", "field": "adult", "reason": "missing"}) == 1
     assert sample("recstream_api_schema_violations_total",
                   {"api": "movie", "field": "id", "reason": "missing"}) == 1
+
+
+async def test_outcome_lines_are_compared_with_the_answers_we_sent(rt, make_event):
+    from tests.agents.test_monitoring import apply_lines, line, sample
+    from tests.wiring import user_writer
+
+    writer = user_writer(rt)
+    rt.sent_answers.record(5, "up+2009,cars+2006")
+    rt.sent_answers.record(6, "up+2009")
+    rt.sent_answers.record(7, "alien+1979")
+    await apply_lines(
+        rt, make_event, writer,
+        line(5, "recommendation request h:8082, status 200, result: up+2009, cars+2006, 55 ms"),
+        line(6, "recommendation request h:8082, status 200, result: up+2009, x+1, 40 ms"),
+        line(7, "recommendation request h:8082, status 504, result: timeout", "15:30:01"),
+        line(8, "recommendation request h:8082, status 200, result: a+1, 30 ms"))  # not ours
+    assert sample(rt, "recstream_outcomes_compared_total") == 3
+    assert sample(rt, "recstream_outcome_mismatches_total", reason="extra_ids") == 1
+    assert sample(rt, "recstream_outcome_mismatches_total", reason="non_200") == 1
+    assert sample(rt, "recstream_outcome_mismatches_total", reason="lost_ids") == 0
