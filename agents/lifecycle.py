@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import atexit
 import gc
 import logging
 import shutil
@@ -10,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from recstream.clean_exit import clean_marker
 from recstream.modelupdates import CurrentModel
 from recstream.parts import Readiness
 from recstream.settings import Settings
@@ -105,16 +105,20 @@ def create_topics(settings: Settings, table_names: list[str]) -> None:
 
     A broker that auto-creates topics on a metadata request (Tansu does) would
     otherwise race Faust and create them with its default partition count,
-    breaking co-partitioning with the tables.
+    breaking co-partitioning with the tables.  Each gets the configs it needs
+    (compacted state, retention of logs: ``recstream.topics.topic_configs``);
+    on Apache Kafka existing topics with other values are altered to them.
     """
     from recstream.kafka import ensure_topics
-    from recstream.topics import partition_counts
+    from recstream.topics import partition_counts, topic_configs
 
     wanted = partition_counts(settings, table_names)
     loop = asyncio.new_event_loop()
     try:
-        created = loop.run_until_complete(
-            ensure_topics(settings.bootstrap_servers, wanted, settings.replication_factor))
+        created = loop.run_until_complete(ensure_topics(
+            settings.bootstrap_servers, wanted, settings.replication_factor,
+            configs=topic_configs(settings, table_names),
+            reconcile=not settings.broker_url.startswith("tansu://")))
     finally:
         loop.close()
     if created:
@@ -146,10 +150,6 @@ def restore_log_level() -> None:
     levels = [h.level for h in root.handlers if type(h).__name__ != "SpinnerHandler" and h.level]
     if root.level == logging.DEBUG and levels:
         root.setLevel(min(levels))
-
-
-def clean_marker(app) -> Path:
-    return Path(app.conf.tabledir).parent / "clean-shutdown"
 
 
 def discard_state_after_crash(app) -> bool:
@@ -202,9 +202,7 @@ def register(app, *, settings: Settings, tables: Tables, topics: Topics, users: 
     def before_worker_starts(app_=None, **kwargs) -> None:
         if not starting_a_worker():
             return
-        discard_state_after_crash(app)
-        atexit.register(lambda: clean_marker(app).parent.exists()
-                        and clean_marker(app).touch())
+        discard_state_after_crash(app)  # recstream.clean_exit writes the marker on a clean exit
         create_topics(settings, [t.name for t in tables.all()])
         # Table writes queue changelog records in Faust's producer buffer; at
         # 100 queued (its default) every consumed message waits for a drain.

@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from recstream.api_checks import ApiObjectGate
 from recstream.movie_api import normalise, records_from_response
 from recstream.settings import Settings
 from tables.codecs import movie_key
@@ -29,8 +30,9 @@ class CatalogFetcher:
     """Queues movies to look up; one task fetches them in bulk and publishes the records."""
 
     def __init__(self, *, settings: Settings, catalog: Any, metadata_topic: Any,
-                 api_calls: Any) -> None:
+                 api_calls: Any, gate: ApiObjectGate | None = None) -> None:
         self.settings = settings
+        self.gate = gate  # #12: movie API objects checked against their schema
         self.catalog = catalog
         self.metadata_topic = metadata_topic
         self.api_calls = api_calls
@@ -90,6 +92,8 @@ class CatalogFetcher:
         metrics.labels("ok").inc()
         got = set()
         for raw in found:
+            if self.gate is not None and not await self.gate.check("movie", raw):
+                continue  # no usable id: counted and quarantined, never stored
             record = normalise(raw)
             if record["id"] in movies:
                 got.add(record["id"])

@@ -43,12 +43,13 @@ class MovieWriter:
     def __init__(self, *, settings: Settings, movie_stats: Any, item_factors: Any,
                  items: ItemIndex, current_model: CurrentModel, changelog: ChangelogWriter,
                  producer: AppProducer, broadcast_topic: Any, item_steps: Any,
-                 on_play: Callable[[str], None] = lambda movie: None) -> None:
+                 redelivered: Any, on_play: Callable[[str], None] = lambda movie: None) -> None:
         self.movie_stats, self.item_factors = movie_stats, item_factors
         self.items, self.current_model = items, current_model
         self.changelog, self.producer, self.broadcast_topic = changelog, producer, broadcast_topic
         self.item_steps = item_steps  # the metric counter of item-side MF steps
         self.on_play = on_play
+        self.redelivered = redelivered  # the counter of plays/ratings already counted
         s = settings
         self.lr, self.reg = s.learning_rate, s.regularization
         self.clip = s.max_step * (s.rating_max - s.rating_min)
@@ -94,15 +95,19 @@ class MovieWriter:
                 continue
             movie = update.movie
             stats = self._stats(movie, event)
-            if update.plays:
+            plays, ratings = counted(update, stats)
+            if len(plays) < update.plays or len(ratings) < len(update.ratings):
+                self.redelivered.inc(update.plays - len(plays)
+                                     + len(update.ratings) - len(ratings))
+            if plays:
                 with as_event(event):
                     self.on_play(movie)
-                stats.plays += update.plays
-                stats.viewers += update.plays
+                stats.plays += len(plays)
+                stats.viewers += len(plays)
                 stats.popularity, stats.popularity_time = add_event(
-                    stats.popularity, stats.popularity_time, update.time, float(update.plays),
+                    stats.popularity, stats.popularity_time, update.time, float(len(plays)),
                     self.half_life_s)
-            for rating, old_rating in update.ratings:
+            for rating, old_rating in ratings:
                 if old_rating is None:
                     stats.ratings += 1
                     stats.rating_sum += rating
@@ -110,10 +115,10 @@ class MovieWriter:
                 else:
                     stats.rating_sum += rating - old_rating
                     stats.rating_sumsq += rating ** 2 - old_rating ** 2
-            if update.ratings:
+            if ratings:
                 stats.popularity, stats.popularity_time = add_event(
                     stats.popularity, stats.popularity_time, update.time,
-                    RATING_POPULARITY_WEIGHT * len(update.ratings), self.half_life_s)
+                    RATING_POPULARITY_WEIGHT * len(ratings), self.half_life_s)
             stats.last_time = max(stats.last_time, update.time)
             stats_dirty[movie] = event
             if update.steps:
@@ -153,6 +158,34 @@ class MovieWriter:
         """Partitions moved: re-read from the tables next time."""
         self.stats.clear()
         self.vectors.clear()
+
+
+def counted(update: MovieUpdate, stats: MovieStats) -> tuple[list, list]:
+    """The plays (marks) and ratings of ``update`` not counted yet; advances the watermarks.
+
+    Every play and rating carries its source event's mark ``[source, offset]``.
+    Events of one source reach a movie in offset order (one writer per source
+    partition, one partition per movie), so one offset per source says what was
+    counted.  Newness is judged against the watermarks as they were before this
+    update, then they advance.  Entries without a mark (updates from before
+    marks existed) are counted as before.
+    """
+    applied = stats.applied
+    before = dict(applied)
+
+    def new(mark: Any) -> bool:
+        if not mark:
+            return True
+        source, offset = mark[0], int(mark[1])
+        applied[source] = max(applied.get(source, -1), offset)
+        return offset > before.get(source, -1)
+
+    play_marks = list(update.play_marks or []) or [None] * update.plays
+    plays = [m for m in play_marks[:update.plays] if new(m)]
+    marks = list(update.rating_marks or [])
+    ratings = [pair for i, pair in enumerate(update.ratings)
+               if new(marks[i] if i < len(marks) else None)]
+    return plays, ratings
 
 
 def register(app, writer: MovieWriter, *, movie_updates: Any, batch_size: int,

@@ -33,6 +33,7 @@ import orjson
 
 from models.coldstart import DemographicPrior, make_profile, relative_reg
 from models.titles import TitleIndex
+from recstream.api_checks import ApiObjectGate
 from recstream.user_api import UserApiUnavailable, get_users, slug_title, users_from_response
 from recstream.records import UserProfile
 from recstream.kafka import AppProducer
@@ -71,9 +72,11 @@ class ColdStart:
                  user_store: UserStore, current_model: CurrentModel, clock: Recommender,
                  movie_catalog: Any, user_history: Any, producer: AppProducer,
                  profiles_topic: Any, metrics: Metrics,
-                 describes: Callable[[int], bool] = lambda user: True) -> None:
+                 describes: Callable[[int], bool] = lambda user: True,
+                 gate: ApiObjectGate | None = None) -> None:
         self.describes = describes  # issue #13: False = this user's arm ignores the description
         self._last_complaint = -COMPLAIN_EVERY_S
+        self.gate = gate  # #12: user API objects checked against their schema
         self.settings, self.users, self.items, self.user_store = settings, users, items, user_store
         self.current_model, self.clock = current_model, clock
         self.movie_catalog, self.user_history = movie_catalog, user_history
@@ -177,6 +180,9 @@ class ColdStart:
             return 0
         self.calls["ok"].inc()
         wanted = set(users)
+        if self.gate is not None:  # counted and quarantined; parse_user drops unusable ones
+            for raw in payload if isinstance(payload, list) else [payload]:
+                await self.gate.check("user", raw)
         found = [u if self.describes(u["user"]) else dict(u, likes="", dislikes="")
                  for u in users_from_response(payload) if u["user"] in wanted]
         got = {u["user"] for u in found}

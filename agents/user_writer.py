@@ -5,7 +5,10 @@ the users' state, takes the user half of each online-MF step, writes every
 dirty user once, and tells the movies' owners what happened to their movies.
 
 Idempotent: a redelivered minute, rating or account creation changes nothing
-and writes nothing.  Watch progress is checkpointed every
+and writes nothing.  Each play and rating sent to a movie's owner carries its
+source event's mark (topic/partition, offset) and is sent, and acknowledged,
+before the user's state is written: the owner's counts are exact under
+redelivery and a crash between the two writes (agents.movies.counted).  Watch progress is checkpointed every
 ``CHECKPOINT_MINUTES`` minutes of progress (and at start and completion)
 rather than on every minute; a crash can under-count an ongoing watch's
 extent by less than that, never lose a rating, watch start or account.
@@ -21,6 +24,7 @@ from models.guardrails import ADULT, audience
 from models.online import init_vector, user_step
 from recstream.records import (AccountCreated, MovieUpdate, Rating, RecommendationOutcome,
                                UserProfile, WatchMinute)
+from recstream.api_checks import SentAnswers
 from recstream.kafka import AppProducer
 from recstream.prometheus import Metrics
 from recstream.modelupdates import CurrentModel
@@ -41,11 +45,13 @@ class UserWriter:
     def __init__(self, *, settings: Settings, user_store: UserStore, users: UserIndex,
                  items: ItemIndex, current_model: CurrentModel, monitor: Monitor,
                  clock: Recommender, metrics: Metrics, changelog: ChangelogWriter,
-                 producer: AppProducer, movie_updates: Any) -> None:
+                 producer: AppProducer, movie_updates: Any,
+                 sent_answers: SentAnswers | None = None) -> None:
         self.settings, self.user_store, self.users, self.items = settings, user_store, users, items
         self.current_model, self.monitor, self.metrics = current_model, monitor, metrics
         self.clock = clock  # stream time: the Recommender's clock, one policy for all
         self.changelog, self.producer, self.movie_updates = changelog, producer, movie_updates
+        self.sent_answers = sent_answers  # #12: outcome lines compared with what we sent
         s = settings
         self.lr, self.reg = s.learning_rate, s.regularization
         self.clip = s.max_step * (s.rating_max - s.rating_min)
@@ -87,6 +93,12 @@ class UserWriter:
             self._applied[kind].inc()
             if not changed:
                 self._unchanged[kind].inc()
+        # The movies' owners hear first, and the users' state is written only once the
+        # broker has their updates: after a crash in between, the replayed events change
+        # the users again and re-send the same marks, which the owner counts once.  The
+        # other order would lose the play or rating (the replay finds it applied).
+        await self.producer.produce_acked(self.movie_updates, [
+            (movie_key(movie), update.dumps()) for movie, update in updates.items()])
         store = self.user_store
         for user, (event, history) in dirty.items():
             await store.save_history(user, history, event)
@@ -95,9 +107,6 @@ class UserWriter:
             await store.save_vector(user, float(self.users.bias[row]), self.users.factors[row],
                                     event, self.current_model.generation)
         self.changelog.checkpoint()
-        topic = self.movie_updates
-        for movie, update in updates.items():
-            await self.producer.produce(topic, movie_key(movie), update.dumps())
 
     # -- event kinds ---------------------------------------------------------------------
     def _watch(self, rec: WatchMinute, event, dirty, vectors, updates) -> bool:
@@ -111,7 +120,9 @@ class UserWriter:
             return False
         self.monitor.watched(rec, is_new, change == "complete")
         if is_new:
-            _update(updates, rec.movie, rec.time).plays += 1
+            update = _update(updates, rec.movie, rec.time)
+            update.plays += 1
+            update.play_marks.append(mark(event))
             self.users.invalidate(self.users.row(rec.user))
         if change == "complete" and rec.movie not in history.ratings:
             self._learn(rec.user, rec.movie, self.pseudo_rating, self.settings.implicit_weight,
@@ -129,7 +140,9 @@ class UserWriter:
         self.monitor.rated(rec, change == "new")
         dirty[rec.user] = (event, history)
         self.current_model.learn_rating(rec.rating)
-        _update(updates, rec.movie, rec.time).ratings.append([rec.rating, old])
+        update = _update(updates, rec.movie, rec.time)
+        update.ratings.append([rec.rating, old])
+        update.rating_marks.append(mark(event))
         self._learn(rec.user, rec.movie, float(rec.rating), 1.0, rec.time, event, vectors,
                     updates)
         return True
@@ -177,6 +190,8 @@ class UserWriter:
             self.on_new_user(rec.user)
         m = self.metrics
         m.outcomes.labels(str(rec.status)).inc()
+        if self.sent_answers is not None:
+            self.sent_answers.compare(rec.user, rec.status, rec.movies, rec.error)
         if rec.latency_ms >= 0:
             m.platform_latency.observe(rec.latency_ms / 1000.0)
 
@@ -208,7 +223,13 @@ def _update(updates: dict[str, MovieUpdate], movie: str, time: float) -> MovieUp
     update = updates.get(movie)
     if update is None:
         update = updates[movie] = MovieUpdate(movie=movie, time=time, plays=0, ratings=[],
-                                              steps=[])
+                                              steps=[], play_marks=[], rating_marks=[])
     elif time > update.time:
         update.time = time
     return update
+
+
+def mark(event: EventT) -> list:
+    """The source event of a play or rating, for the movie owner's exactly-once count."""
+    message = event.message
+    return [f"{message.topic}/{message.partition}", message.offset]

@@ -20,6 +20,8 @@ from agents import (attack_watch, experiment_follower, ingest, item_follower, li
                     user_writer)
 from models.detectors import ScrapingDetector, SybilDetector
 from recstream.experiment_metrics import ExperimentMetrics
+from recstream.api_checks import ApiObjectGate
+from recstream.clean_exit import Worker as CleanExitWorker
 from recstream.ops import register as register_ops
 from recstream.parts import WorkerParts
 from recstream.settings import Settings
@@ -53,6 +55,7 @@ def create_app(settings: Settings) -> faust.App:
         autodiscover=False,
         broker_session_timeout=settings.session_timeout_s,
         broker_rebalance_timeout=settings.rebalance_timeout_s,
+        Worker=CleanExitWorker,  # the clean-shutdown marker only on a clean exit (#12)
     )
     tables = define_tables(app, settings)
     topics = define_topics(app, settings)
@@ -73,14 +76,16 @@ def wire_agents(app: faust.App, rt: WorkerParts) -> attack_watch.ScrapingWatch:
     Returns the scraping detector's feed, which the recommend view also writes to.
     """
     s = rt.settings
+    gate = ApiObjectGate(violations=rt.metrics.api_violations,  # #12 schema enforcement
+                         quarantine=lambda rejected: rt.topics.quarantine.send(value=rejected))
     fetcher = metadata.register(app, metadata.CatalogFetcher(
         settings=s, catalog=rt.tables.movie_catalog, metadata_topic=rt.topics.movie_metadata,
-        api_calls=rt.metrics.api_calls))
+        api_calls=rt.metrics.api_calls, gate=gate))
     writer = user_writer.UserWriter(
         settings=s, user_store=rt.user_store, users=rt.users, items=rt.items,
         current_model=rt.current_model, monitor=rt.monitor, clock=rt.recommender,
         metrics=rt.metrics, changelog=rt.changelog, producer=rt.producer,
-        movie_updates=rt.topics.movie_updates)
+        movie_updates=rt.topics.movie_updates, sent_answers=rt.sent_answers)
     # Issue #14: the live detectors look on as the writer applies each batch.
     scraping = attack_watch.ScrapingWatch(detector=ScrapingDetector(), metrics=rt.metrics)
     attack_watch.register(app, scraping)
@@ -96,13 +101,14 @@ def wire_agents(app: faust.App, rt: WorkerParts) -> attack_watch.ScrapingWatch:
         current_model=rt.current_model, clock=rt.recommender,
         movie_catalog=rt.tables.movie_catalog, user_history=rt.tables.user_history,
         producer=rt.producer, profiles_topic=rt.topics.user_profiles, metrics=rt.metrics,
-        describes=rt.experiments.describes),
+        describes=rt.experiments.describes, gate=gate),
         writer, readiness=rt.readiness)
     movie_writer = movies.register(app, movies.MovieWriter(
         settings=s, movie_stats=rt.tables.movie_stats, item_factors=rt.tables.item_factors,
         items=rt.items, current_model=rt.current_model, changelog=rt.changelog,
         producer=rt.producer, broadcast_topic=rt.topics.item_broadcast,
-        item_steps=rt.metrics.model_updates.labels("item"), on_play=fetcher.want),
+        item_steps=rt.metrics.model_updates.labels("item"), on_play=fetcher.want,
+        redelivered=rt.metrics.duplicates.labels("MovieUpdate")),
         movie_updates=rt.topics.movie_updates, batch_size=s.ingest_batch,
         within_s=s.ingest_within_s)
     items = item_follower.register(app, item_follower.ItemFollower(
@@ -156,7 +162,8 @@ def wire_web(app: faust.App, rt: WorkerParts,
     register_web(app, settings=rt.settings, metrics=rt.metrics, recommender=rt.recommender,
                  readiness=rt.readiness, user_store=rt.user_store, users=rt.users,
                  router=router, publisher=publisher, guard=guard,
-                 arms=ArmRanker(rt.recommender, rt.experiments), arm_metrics=rt.monitor.experiments)
+                 arms=ArmRanker(rt.recommender, rt.experiments), arm_metrics=rt.monitor.experiments,
+                 sent_answers=rt.sent_answers)
 
 
 def parts_of(app: faust.App) -> WorkerParts:

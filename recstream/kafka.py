@@ -9,15 +9,26 @@ those settings, and a broker quirk is fixed once.
 """
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any, Mapping
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
 from recstream.settings import Settings
 
 PROBE_ROUNDS = 50  # fetch rounds when reading Tansu's true end offsets
+DYNAMIC_TOPIC_CONFIG = 1  # DescribeConfigs v1+ config_source of a topic-level override
+UNKNOWN_TOPIC = 3  # error code UNKNOWN_TOPIC_OR_PARTITION
+DESCRIBE_ATTEMPTS = 40  # × 0.25 s
+log = logging.getLogger(__name__)
+
+
+class TopicConfigError(RuntimeError):
+    """The broker refused to set a topic config we need."""
 
 def reader(bootstrap: str | list[str], **overrides: Any) -> AIOKafkaConsumer:
     """A consumer outside any group that starts at the beginning and commits nothing."""
@@ -40,12 +51,16 @@ def admin(bootstrap: str | list[str]) -> AIOKafkaAdminClient:
 
 async def ensure_topics(bootstrap: str | list[str], wanted: Mapping[str, int],
                         replication: int = 1,
-                        configs: Mapping[str, Mapping[str, str]] | None = None) -> list[str]:
+                        configs: Mapping[str, Mapping[str, str]] | None = None,
+                        reconcile: bool = False) -> list[str]:
     """Create the topics in ``wanted`` (name → partitions) that do not exist yet.
 
     ``configs`` maps a topic name to its topic configs (e.g. ``cleanup.policy``);
-    topics without an entry get the broker's defaults.  → the names created.
+    topics without an entry get the broker's defaults.  With ``reconcile``, a
+    topic that already exists with other values for those configs is altered to
+    them (see :func:`reconcile_configs`).  → the names created.
     """
+    configs = configs or {}
     client = admin(bootstrap)
     await client.start()
     created = []
@@ -54,16 +69,89 @@ async def ensure_topics(bootstrap: str | list[str], wanted: Mapping[str, int],
         for name, partitions in wanted.items():
             if name in existing:
                 continue
-            topic_configs = dict((configs or {}).get(name) or {})
+            topic_configs = dict(configs.get(name) or {})
             try:
-                await client.create_topics([NewTopic(name, partitions, replication,
-                                                     topic_configs=topic_configs)])
-                created.append(name)
+                response = await client.create_topics([NewTopic(
+                    name, partitions, replication, topic_configs=topic_configs)])
             except TopicAlreadyExistsError:
-                pass
+                existing.add(name)
+                continue
+            # aiokafka reports per-topic errors in the response instead of raising
+            errors = {entry[0]: entry[1] for entry in response.topic_errors}
+            if errors.get(name, 0) == TopicAlreadyExistsError.errno:
+                existing.add(name)  # created meanwhile (e.g. by another worker)
+            elif errors.get(name, 0):
+                raise TopicConfigError(f"could not create topic {name}: {response.topic_errors}")
+            else:
+                created.append(name)
+        if reconcile:
+            await reconcile_configs(client, {name: dict(configs[name]) for name in wanted
+                                             if name in existing and configs.get(name)})
     finally:
         await client.close()
     return created
+
+
+async def topic_overrides(client: AIOKafkaAdminClient, topics: list[str]
+                          ) -> dict[str, dict[str, str]]:
+    """Each topic's topic-level config overrides (what was set on it, not broker defaults)."""
+    if not topics:
+        return {}
+    for attempt in range(DESCRIBE_ATTEMPTS):
+        responses = await client.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, name) for name in topics])
+        codes = {r[0] for response in responses for r in response.resources}
+        # a topic created a moment ago (here or by another worker) may not have
+        # reached the broker's metadata yet: UNKNOWN_TOPIC_OR_PARTITION for a while
+        if UNKNOWN_TOPIC not in codes or attempt == DESCRIBE_ATTEMPTS - 1:
+            break
+        await asyncio.sleep(0.25)
+    out: dict[str, dict[str, str]] = {}
+    for response in responses:
+        for error_code, message, _type, name, entries in response.resources:
+            if error_code:
+                raise TopicConfigError(f"describe_configs {name}: {error_code} {message}")
+            out[name] = {}
+            for entry in entries:
+                # v0: (name, value, read_only, is_default, sensitive); v1+: (…, source, …)
+                overridden = (not entry[3]) if len(entry) == 5 else \
+                    entry[3] == DYNAMIC_TOPIC_CONFIG
+                if overridden and entry[1] is not None:
+                    out[name][entry[0]] = entry[1]
+    return out
+
+
+async def reconcile_configs(client: AIOKafkaAdminClient,
+                            wanted: Mapping[str, Mapping[str, str]]) -> list[str]:
+    """Alter existing topics whose configs differ from ``wanted``; → the names altered.
+
+    We alter rather than refuse: every topic here is ours, and each change only
+    keeps state longer (delete → compact) or states a retention we own.  A
+    topic created before its configs were set (all of them until #12) would
+    otherwise keep deleting table history by age.  The old AlterConfigs call
+    (aiokafka has no incremental one) replaces a topic's whole override set, so
+    the overrides already on the topic are sent back with ours; a broker that
+    refuses raises :class:`TopicConfigError` and the worker does not start.
+    """
+    current = await topic_overrides(client, list(wanted))
+    changes = {name: {**current.get(name, {}), **dict(configs)}
+               for name, configs in wanted.items()
+               if any(current.get(name, {}).get(k) != v for k, v in configs.items())}
+    if not changes:
+        return []
+    for name, configs in changes.items():
+        log.warning("topic %s: configs %s → %s", name,
+                    {k: current.get(name, {}).get(k) for k in wanted[name]}, dict(wanted[name]))
+    responses = await client.alter_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, name, configs)
+         for name, configs in changes.items()])
+    for response in responses:
+        for error_code, message, _type, name in response.resources:
+            if error_code:
+                raise TopicConfigError(f"could not set the configs of topic {name} "
+                                       f"({error_code} {message}): its data could be deleted by "
+                                       "age; fix the topic or the broker's permissions")
+    return sorted(changes)
 
 
 async def ensure_topic(bootstrap: str | list[str], topic: str, partitions: int,
@@ -135,5 +223,13 @@ class AppProducer:
     def __init__(self, app: Any) -> None:
         self._app = app
 
-    async def produce(self, topic: Any, key: bytes | None, value: bytes) -> None:
-        await self._app.producer.send(topic.get_topic_name(), key, value, None, None, None)
+    async def produce(self, topic: Any, key: bytes | None, value: bytes) -> Any:
+        """Queue one message; → the future of its acknowledgement."""
+        return await self._app.producer.send(topic.get_topic_name(), key, value, None, None,
+                                             None)
+
+    async def produce_acked(self, topic: Any, messages: list[tuple[bytes | None, bytes]]
+                            ) -> None:
+        """Queue every message, then wait until the broker acknowledged all of them."""
+        acks = [await self.produce(topic, key, value) for key, value in messages]
+        await asyncio.gather(*(ack for ack in acks if ack is not None))

@@ -19,11 +19,11 @@ import sys
 from collections import OrderedDict
 from typing import Callable
 
-from models.drift import chi2_pvalue, ks_binned, psi
+from models.drift import alarm, calibrate, chi2_pvalue, ks_binned, psi
 from recstream.records import AccountCreated, Rating, RecommendationOutcome, WatchMinute
 from recstream.clock import StreamClock
 from recstream.settings import Settings
-from recstream.windows import (EVENT_KIND, FEATURES, KINDS, DriftWindows, Slice,
+from recstream.windows import (EVENT_KIND, FEATURES, KINDS, SLICES, DriftWindows, Slice,
                                SlidingCounts)
 
 DEADLINE_MS = 600
@@ -32,6 +32,9 @@ MIN_DRIFT_COUNT = 50  # observations each window needs before a drift value is p
 OK, SLOW, ERROR, ANSWERS, CONVERTED, REC_VIEWS, REC_DONE, RATING_SUM, RATINGS, VIEWS, \
     COSTED_VIEWS, COST = range(12)
 RESULTS = ("ok", "slow", "error")
+# fields of the watch-through cohorts, keyed by the start time of a recommended view
+STARTS, DONE = range(2)
+COHORT_S = 3600.0
 _KIND = {cls: KINDS.index(cls.__name__)
          for cls in (WatchMinute, Rating, AccountCreated, RecommendationOutcome)}
 _intern = sys.intern
@@ -58,6 +61,8 @@ class Monitor:
                  watched_per_user: int = 16, dedupe: int = 100_000) -> None:
         self.metrics = metrics
         self.cost_of = cost_of
+        self.drift_alarms_per_day = settings.drift_alarms_per_day
+        self.drift_window_s = settings.drift_window_s
         self.attribution_s = settings.attribution_window_s
         self.max_users, self.answers_per_user = max_users, answers_per_user
         self.watched_per_user, self.dedupe = watched_per_user, dedupe
@@ -66,6 +71,11 @@ class Monitor:
         self.first = math.inf
         self.short = SlidingCounts(3, span_s=300.0, width_s=10.0)
         self.hour = SlidingCounts(12, span_s=3600.0, width_s=60.0)
+        # #12: watch-through per cohort.  A view completes >= watch_complete_minutes after
+        # it starts, so the gauge reads the hour of starts that ended cohort_lag_s ago:
+        # each of its views had at least that long to complete.
+        self.cohort_lag_s = 2 * 60.0 * settings.watch_complete_minutes
+        self.cohorts = SlidingCounts(2, span_s=self.cohort_lag_s + COHORT_S, width_s=60.0)
         self.drift = DriftWindows(settings.drift_window_s, settings.rating_min,
                                   settings.rating_max)
         self.recent: OrderedDict[int, _Recent] = OrderedDict()
@@ -150,9 +160,9 @@ class Monitor:
             start = entry.watched.get(rec.movie) if entry is not None else None
             if start is not None:
                 self.metrics.recommended_completions.inc()
-                # Counted when it happens: a completion comes >= watch_complete_minutes
-                # after its start, so keyed by the start it fell out of a 1 h window.
                 self.hour.add(rec.time, REC_DONE, 1, self.now)
+                # in its start's cohort: completions over starts of the same views
+                self.cohorts.add(start, DONE, 1, self.now)
 
     def _start(self, rec: WatchMinute) -> None:
         t, now, movie, hour = rec.time, self.now, rec.movie, self.hour
@@ -172,6 +182,7 @@ class Monitor:
                 if len(watched) > self.watched_per_user:
                     del watched[next(iter(watched))]
                 self.metrics.recommended_views.inc()
+                self.cohorts.add(t, STARTS, 1, now)
         row = hour.row(t, now)
         cost = self.cost_of(movie)
         known = cost >= 0.0  # NaN (no metadata yet) is not counted
@@ -215,12 +226,19 @@ class Monitor:
             "availability_5m": _ratio(ok, ok + slow + error),
             "availability_1h": _ratio(h[OK], h[OK] + h[SLOW] + h[ERROR]),
             "conversion_1h": _ratio(h[CONVERTED], h[ANSWERS]),
-            "watch_through_1h": min(_ratio(h[REC_DONE], h[REC_VIEWS]), 1.0),
+            "watch_through_1h": self.watch_through(now),
             "rating_mean_1h": _ratio(h[RATING_SUM], h[RATINGS]),
             "cost_per_view_1h": per_view,
             "cost_per_hour_1h": (per_view * h[VIEWS] / (minutes / 60.0)
                                  if minutes > 0 and h[COSTED_VIEWS] > 0 else NAN),
         }
+
+    def watch_through(self, now: float) -> float:
+        """Completed / started recommended views of one cohort: the hour of starts that
+        ended ``cohort_lag_s`` ago (NaN without starts)."""
+        hi = now - self.cohort_lag_s
+        starts, done = self.cohorts.totals_between(hi - COHORT_S, hi, now)
+        return _ratio(done, starts)
 
     def drift_values(self) -> dict[str, tuple[float, float]]:
         """feature -> (PSI, p-value): last window of complete slices vs the one before."""
@@ -232,6 +250,27 @@ class Monitor:
                 continue
             p = (chi2_pvalue if test == "chi2" else ks_binned)(ref, cur)[1]
             out[name] = (psi(ref, cur), p)
+        return out
+
+    def drift_alarms(self) -> dict[str, int]:
+        """feature -> 1 if its alarm fires, else 0 (too little data: 0).
+
+        Thresholds come from :func:`models.drift.calibrate` for each window pair:
+        ``settings.drift_alarms_per_day`` false alarms a day spread over every
+        feature and every slice step of the sliding comparison (one new test per
+        slice), so the stated rate holds for the whole detector, not per test.
+        """
+        reference, recent = self.drift.windows(self.now)
+        tests_per_day = max(int(86400.0 / (self.drift_window_s / SLICES)), 1)
+        out = {}
+        for (name, test), ref, cur in zip(FEATURES.items(), reference, recent):
+            if ref.sum() < MIN_DRIFT_COUNT or cur.sum() < MIN_DRIFT_COUNT:
+                out[name] = 0
+                continue
+            thresholds = calibrate(ref, int(cur.sum()), alarms_per_day=self.drift_alarms_per_day,
+                                   windows_per_day=tests_per_day, tests=len(FEATURES))
+            out[name] = int(alarm(ref, cur, thresholds, ordinal=test != "chi2",
+                                  min_events=MIN_DRIFT_COUNT).fired)
         return out
 
     def publish(self) -> None:
@@ -247,6 +286,8 @@ class Monitor:
         for name, (value, p) in self.drift_values().items():
             m.drift.labels(name).set(value)
             m.drift_p.labels(name).set(p)
+        for name, fired in self.drift_alarms().items():
+            m.drift_alarm.labels(name).set(fired)
 
 
 async def consumer_lag(consumer, roles: dict[str, str]) -> dict[str, int]:

@@ -12,6 +12,7 @@ import dataclasses
 import socket
 import faust
 
+from recstream.api_checks import SentAnswers
 from recstream.prometheus import Metrics
 from recstream.monitor import Monitor
 from recstream.experiments import ExperimentBook
@@ -66,6 +67,8 @@ class WorkerParts:
     worker_id: str = dataclasses.field(default_factory=socket.gethostname)
     # Issue #13: the experiments this worker serves (followed from <app>-experiments).
     experiments: ExperimentBook = dataclasses.field(default_factory=ExperimentBook)
+    # #12: answers sent per user, for the platform's outcome lines (recstream.api_checks)
+    sent_answers: SentAnswers | None = None
 
     @classmethod
     def build(cls, app: faust.App, settings: Settings, tables: Tables, topics: Topics
@@ -83,4 +86,6 @@ class WorkerParts:
                    changelog=changelog, monitor=Monitor(settings, metrics, items.cost_of),
                    items=items, users=users, user_store=store, recommender=recommender,
                    readiness=Readiness(), producer=AppProducer(app),
-                   current_model=CurrentModel(global_mean=start_mean))
+                   current_model=CurrentModel(global_mean=start_mean),
+                   sent_answers=SentAnswers(mismatches=metrics.outcome_mismatches,
+                                            compared=metrics.outcomes_compared))

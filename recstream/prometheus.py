@@ -136,3 +136,24 @@ class Metrics:
         self.scraping_flagged = Counter(
             "recstream_scraping_flagged_clients", "clients flagged as walking user ids",
             registry=r)
+        # -- #12 schema enforcement on every interface -------------------------------------
+        self.api_violations = Counter(
+            "recstream_api_schema_violations", "user/movie API object fields that broke their "
+            "schema (recstream/schemas.py), by object, field and reason",
+            ["api", "field", "reason"], registry=r)
+        self.answer_violations = Counter(
+            "recstream_answer_violations", "/recommend answers that failed check_answer before "
+            "leaving (the fallback was served instead), by reason", ["reason"], registry=r)
+        self.outcome_mismatches = Counter(
+            "recstream_outcome_mismatches", "platform outcome lines for an answer we sent that "
+            "differ from it or are not 200, by reason", ["reason"], registry=r)
+        self.outcomes_compared = Counter(
+            "recstream_outcomes_compared", "platform outcome lines matched to an answer we sent",
+            registry=r)
+        for reason in ("non_200", "lost_ids", "extra_ids", "reordered"):
+            self.outcome_mismatches.labels(reason)
+        # -- #12 calibrated drift alarms -------------------------------------------------------
+        self.drift_alarm = Gauge(
+            "recstream_drift_alarm", "1 while a feature's drift alarm fires (models.drift.alarm: "
+            "evidence at a calibrated level and a practical PSI), else 0", ["feature"],
+            registry=r)

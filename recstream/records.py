@@ -105,6 +105,8 @@ class MovieUpdate(faust.Record, serializer="json", namespace="recstream.MovieUpd
     plays: int = 0
     ratings: list = []
     steps: list = []
+    play_marks: list = []
+    rating_marks: list = []
 
 
 class RecommendationServed(faust.Record, serializer="json",

@@ -108,6 +108,8 @@ class Settings:
     # and exploration slots per answer; both 0 = off.
     feedback_rerank_weight: float = 0.0
     feedback_explore_slots: int = 0
+    # #12: drift alarms calibrated to this many false alarms per day over all features.
+    drift_alarms_per_day: float = 1.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":

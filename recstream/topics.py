@@ -16,7 +16,19 @@
 
 The broadcast topic is read by every worker with a plain consumer that
 assigns itself all partitions (no consumer group), so each worker holds the
-whole item model; in production it is compacted (``cleanup.policy=compact``).
+whole item model.
+
+Topic configs (:func:`topic_configs`, applied at startup by
+``recstream.kafka.ensure_topics``, verified on Apache Kafka by
+``tests/integration/test_topic_configs.py``).  A topic whose latest record per
+key *is* state is compacted, so nothing of it is ever deleted by age: every
+table changelog, the item broadcast, the movie metadata (the catalogue's
+source) and the model-updates pointer.  Logs of events whose effect already
+lives in a table are deleted by age: ``events``, ``user-profiles`` and
+``movie-updates`` after 7 days; the quarantine and the answer log
+(``recommendations``, which ``recstream provenance`` reads) after 30 days.
+``movielog`` is the platform's: we never set or change its configs.
+Tansu accepts and ignores topic configs (it has no compaction).
 """
 from __future__ import annotations
 
@@ -66,6 +78,25 @@ def partition_counts(settings: Settings, table_names: list[str]) -> dict[str, in
     counts[f"{settings.app_id}-suspects"] = 1
     counts.update({f"{settings.app_id}-{t}-changelog": settings.partitions for t in table_names})
     return counts
+
+
+DAY_MS = 24 * 3600 * 1000
+COMPACT = {"cleanup.policy": "compact"}
+LOG_RETENTION_DAYS = {"events": 7, "user_profiles": 7, "movie_updates": 7,
+                      "quarantine": 30, "recommendations": 30}
+COMPACTED = ("item_broadcast", "movie_metadata", "model_updates")
+
+
+def topic_configs(settings: Settings, table_names: list[str]) -> dict[str, dict[str, str]]:
+    """Every topic of ours (never movielog) → the configs it needs (see the module doc)."""
+    names = topic_names(settings)
+    configs = {names[key]: dict(COMPACT) for key in COMPACTED}
+    configs.update({names[key]: {"cleanup.policy": "delete",
+                                 "retention.ms": str(days * DAY_MS)}
+                    for key, days in LOG_RETENTION_DAYS.items()})
+    configs.update({f"{settings.app_id}-{t}-changelog": dict(COMPACT) for t in table_names})
+    configs.pop(settings.topic, None)  # the platform's log, whatever it is called
+    return configs
 
 
 def define_topics(app: faust.App, settings: Settings) -> Topics:

@@ -63,6 +63,17 @@ class SlidingCounts:
         row[field] += amount
         return True
 
+    def totals_between(self, lo: float, hi: float, now: float) -> list[float]:
+        """Sums over the buckets whose start lies in ``[lo, hi)`` (and in the window)."""
+        head = int(now // self.width)
+        first, last = math.ceil(lo / self.width), math.ceil(hi / self.width)
+        out = [0.0] * self.n_fields
+        for b, row in zip(self.ids, self.rows):
+            if b is not None and head - self.n < b <= head and first <= b < last:
+                for i, v in enumerate(row):
+                    out[i] += v
+        return out
+
     def totals(self, now: float) -> list[float]:
         head = int(now // self.width)
         out = [0.0] * self.n_fields

@@ -164,6 +164,9 @@ class MovieStats:
     popularity: float = 0.0
     popularity_time: float = 0.0
     last_time: float = 0.0
+    # "topic/partition" of a source of MovieUpdate marks → the highest offset
+    # counted from it: a mark at or below it was counted already.
+    applied: dict = dataclasses.field(default_factory=dict)
 
     @property
     def mean_rating(self) -> float:

@@ -50,14 +50,16 @@ def movie_writer(rt: WorkerParts, **extra: Any) -> MovieWriter:
                        item_factors=rt.tables.item_factors, items=rt.items,
                        current_model=rt.current_model, changelog=rt.changelog,
                        producer=rt.producer, broadcast_topic=rt.topics.item_broadcast,
-                       item_steps=rt.metrics.model_updates.labels("item"), **extra)
+                       item_steps=rt.metrics.model_updates.labels("item"),
+                       redelivered=rt.metrics.duplicates.labels("MovieUpdate"), **extra)
 
 
 def user_writer(rt: WorkerParts) -> UserWriter:
     return UserWriter(settings=rt.settings, user_store=rt.user_store, users=rt.users,
                       items=rt.items, current_model=rt.current_model, monitor=rt.monitor,
                       clock=rt.recommender, metrics=rt.metrics, changelog=rt.changelog,
-                      producer=rt.producer, movie_updates=rt.topics.movie_updates)
+                      producer=rt.producer, movie_updates=rt.topics.movie_updates,
+                      sent_answers=rt.sent_answers)
 
 
 def ingest(rt: WorkerParts, writer: UserWriter) -> Ingest:

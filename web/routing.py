@@ -29,6 +29,7 @@ from tables.context import partition_for
 
 log = logging.getLogger(__name__)
 ROUTED_HEADER = "X-Recstream-Routed"
+REQUEST_ID_HEADER = "X-Request-Id"
 PEER_BACKOFF_S = 2.0
 
 
@@ -66,7 +67,8 @@ class OwnerRouter:
             return None
         return str(url).rstrip("/")
 
-    async def forward(self, base_url: str, path: str) -> str | None:
+    async def forward(self, base_url: str, path: str) -> tuple[str, str] | None:
+        """The owner's answer line and the request id it published it under (or None)."""
         if self._session is None:
             timeout = aiohttp.ClientTimeout(total=self.timeout_s)
             self._session = aiohttp.ClientSession(timeout=timeout)
@@ -75,7 +77,9 @@ class OwnerRouter:
                                          headers={ROUTED_HEADER: self.sign(path)}) as response:
                 if response.status == 200:
                     self.down_until.pop(base_url, None)
-                    return await response.text()
+                    # The owner published the answer under this id (web.served_log):
+                    # passing it on keeps every id a client sees traceable.
+                    return await response.text(), response.headers.get(REQUEST_ID_HEADER, "")
                 reason = f"status {response.status}"
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             reason = type(exc).__name__

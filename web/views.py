@@ -19,6 +19,7 @@ from aiohttp import web
 from prometheus_async import aio
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from recstream.api_checks import SentAnswers, checked_answer
 from recstream.experiment_metrics import ExperimentMetrics
 from recstream.parts import Readiness
 from recstream.prometheus import Metrics
@@ -28,13 +29,12 @@ from tables.memory import UserIndex
 from tables.serving import Recommender
 from tables.users import UserStore
 from web import dashboard
-from web.served_log import ProvenancePublisher, new_request_id, register as register_provenance
 from web.guard import Guard
-from web.routing import ROUTED_HEADER, OwnerRouter
+from web.served_log import ProvenancePublisher, new_request_id, register as register_provenance
+from web.routing import REQUEST_ID_HEADER, ROUTED_HEADER, OwnerRouter
 
 log = logging.getLogger(__name__)
 TEXT = "text/plain"
-REQUEST_ID_HEADER = "X-Request-Id"
 
 
 def parse_user_id(text: str, max_user_id: int) -> int | None:
@@ -50,11 +50,13 @@ def make_routes(*, settings: Settings, metrics: Metrics, recommender: Recommende
                 publisher: ProvenancePublisher | None = None,
                 guard: Guard | None = None,
                 arms: ArmRanker | None = None,
-                arm_metrics: ExperimentMetrics | None = None) -> list[web.RouteDef]:
+                arm_metrics: ExperimentMetrics | None = None,
+                sent_answers: SentAnswers | None = None) -> list[web.RouteDef]:
     """The handlers, closed over exactly the parts they read."""
     max_user_id = settings.max_user_id
     count = metrics.requests.labels
     items_loaded = readiness.items_loaded
+    known_items = recommender.items.row_of
 
     @aio.time(metrics.latency)  # prometheus-async: observes the coroutine's duration
     async def recommend(request: web.Request) -> web.Response:
@@ -82,6 +84,7 @@ def make_routes(*, settings: Settings, metrics: Metrics, recommender: Recommende
         guardrails: list[str] = []
         reason = arm = teams = ""
         delay_ms = 0.0
+        owner_request_id = ""
         try:
             if user is None:
                 line, source, reason = recommender.fallback(), "invalid", "not a user id"
@@ -90,7 +93,7 @@ def make_routes(*, settings: Settings, metrics: Metrics, recommender: Recommende
                 routed = await router.forward(owner, request.path) \
                     if router.available(owner) else None
                 if routed is not None:
-                    line, source = routed, "routed"
+                    (line, owner_request_id), source = routed, "routed"
                 else:  # what this worker holds of the user (or the fallback)
                     line, _, guardrails = recommender.answer_with_guardrails(user)
                     source = "owner_down"
@@ -108,6 +111,14 @@ def make_routes(*, settings: Settings, metrics: Metrics, recommender: Recommende
         except Exception:  # never a stack trace to a grader; log it and degrade
             log.exception("recommend failed for %r", request.match_info.get("user_id"))
             line, source, reason = recommender.fallback(), "error", "internal error"
+        # #12: no answer leaves unchecked (one line, <= 20 unique known ids); a bad one is
+        # replaced by the fallback and counted; what we send is kept for its outcome line.
+        line, problems = checked_answer(line, known_items, recommender.fallback,
+                                        metrics.answer_violations)
+        if problems:
+            reason = "answer failed its check: " + ",".join(r for _, r in problems)
+        if sent_answers is not None and user is not None and source != "routed":
+            sent_answers.record(user, line)
         if delay_ms:  # a canary drill's deliberately slow arm (models/experiments/spec.py)
             await asyncio.sleep(delay_ms / 1000.0)
         count(source).inc()
@@ -115,8 +126,9 @@ def make_routes(*, settings: Settings, metrics: Metrics, recommender: Recommende
             guard.exposure.check(user, line)
         if arm and arm_metrics is not None:
             arm_metrics.answered(user, time.perf_counter() - started)
-        request_id = new_request_id()
-        # A forwarded request is published by the owner that answered it.
+        # A forwarded request is published by the owner that answered it, under
+        # the id it sent back: the client gets that id, so it can be traced.
+        request_id = owner_request_id or new_request_id()
         if publisher is not None and source != "routed" and settings.provenance:
             publisher.record(request_id, -1 if user is None else user, line, source,
                              (time.perf_counter() - started) * 1000.0, guardrails, reason,
@@ -185,13 +197,14 @@ def register(app, *, settings: Settings, metrics: Metrics, recommender: Recommen
              router: OwnerRouter, publisher: ProvenancePublisher,
              guard: Guard | None = None,
              arms: ArmRanker | None = None,
-             arm_metrics: ExperimentMetrics | None = None) -> None:
+             arm_metrics: ExperimentMetrics | None = None,
+             sent_answers: SentAnswers | None = None) -> None:
     """Mount the routes, the answer log's drain and the dashboard on the worker."""
     register_provenance(app, publisher, readiness.users_loaded)
     app.web.web_app.add_routes(make_routes(
         settings=settings, metrics=metrics, recommender=recommender, readiness=readiness,
         user_store=user_store, users=users, router=router, publisher=publisher, guard=guard,
-        arms=arms, arm_metrics=arm_metrics))
+        arms=arms, arm_metrics=arm_metrics, sent_answers=sent_answers))
     dashboard.register(app, metrics.registry)  # /dashboard and its sampler (web/dashboard.py)
 
     @app.on_before_shutdown.connect

@@ -40,6 +40,7 @@ Environment:
   RECSTREAM_KAFKA_HOME     cache dir (default ~/.cache/recstream/kafka-<version>)
   RECSTREAM_KAFKA_VERSION  override the pinned version (default ${KAFKA_VERSION})
   RECSTREAM_KAFKA_JVM_OPTS JVM heap/JIT flags (default "${JVM_OPTS}")
+  RECSTREAM_KAFKA_PROPERTIES extra server.properties lines (e.g. a test's short retention check)
 EOF
 }
 
@@ -194,6 +195,7 @@ transaction.state.log.num.partitions=8
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
+${RECSTREAM_KAFKA_PROPERTIES:-}
 EOF
     cat >"${DATA_DIR}/log4j2.properties" <<'EOF'
 # Everything to stdout, which kafka.sh sends to <data-dir>/kafka.log.

@@ -38,12 +38,27 @@ from tables.codecs import user_key
 from tables.context import partition_for
 
 MATCH_WINDOW_S = 3600.0  # stream-clock distance beyond which an outcome line is not ours
+SCAN_TIMEOUT_S = 120.0
+
+
+class ScanDeadline(RuntimeError):
+    """A scan stopped at its deadline before the end of every partition: results are partial."""
+
+    def __init__(self, topic: str, unread: list[int], timeout_s: float, found: int) -> None:
+        super().__init__(f"scan of {topic} stopped at its {timeout_s:.0f}s deadline with "
+                         f"partitions {unread} not read to their end ({found} matches so far): "
+                         "the answer would be partial")
+        self.topic, self.unread, self.found = topic, unread, found
 
 
 async def scan(settings: Settings, topic: str, keep: Callable[[Optional[bytes], bytes], bool],
-               partitions: Optional[list[int]] = None, timeout_s: float = 120.0
+               partitions: Optional[list[int]] = None, timeout_s: float = SCAN_TIMEOUT_S
                ) -> list[tuple[int, int, bytes]]:
-    """``(partition, offset, value)`` of every record up to the current end that ``keep`` accepts."""
+    """``(partition, offset, value)`` of every record up to the current end that ``keep`` accepts.
+
+    Raises :class:`ScanDeadline` if ``timeout_s`` passes first: a partial scan
+    could name the wrong answer or none, so it is never returned as if complete.
+    """
     consumer = reader(settings.bootstrap_servers)
     await consumer.start()
     found = []
@@ -71,13 +86,16 @@ async def scan(settings: Settings, topic: str, keep: Callable[[Optional[bytes], 
             for tp in list(remaining):
                 if await consumer.position(tp) >= end[tp]:
                     remaining.discard(tp)
+        if remaining:
+            raise ScanDeadline(topic, sorted(tp.partition for tp in remaining), timeout_s,
+                               len(found))
         return found
     finally:
         await consumer.stop()
 
 
-async def served(settings: Settings, *, request_id: str = "", user: Optional[int] = None
-                 ) -> list[dict[str, Any]]:
+async def served(settings: Settings, *, request_id: str = "", user: Optional[int] = None,
+                 timeout_s: float = SCAN_TIMEOUT_S) -> list[dict[str, Any]]:
     """Provenance records for a request id and/or a user."""
     topic = topic_names(settings)["recommendations"]
     needle = request_id.encode() if request_id else None
@@ -87,14 +105,15 @@ async def served(settings: Settings, *, request_id: str = "", user: Optional[int
         return (needle is None or needle in value) and (user is None or key == user_key(user))
 
     records = [orjson.loads(value) for _, _, value in
-               await scan(settings, topic, keep, partitions)]
+               await scan(settings, topic, keep, partitions, timeout_s)]
     return [r for r in records if not request_id or r.get("request_id") == request_id]
 
 
-async def outcome_lines(settings: Settings, user: int) -> list[dict[str, Any]]:
+async def outcome_lines(settings: Settings, user: int, timeout_s: float = SCAN_TIMEOUT_S
+                        ) -> list[dict[str, Any]]:
     """The platform's outcome lines for ``user`` in movielog, parsed, with their offsets."""
     needle = f",{user},recommendation request".encode()
-    rows = await scan(settings, settings.topic, lambda k, v: needle in v)
+    rows = await scan(settings, settings.topic, lambda k, v: needle in v, timeout_s=timeout_s)
     out = []
     for partition, offset, value in rows:
         line = value.decode("utf-8", "replace")
@@ -146,23 +165,24 @@ def stream_time(text: str) -> float:
 
 
 async def lookup(settings: Settings, *, request_id: str = "", user: Optional[int] = None,
-                 at: Optional[float] = None) -> dict[str, Any]:
+                 at: Optional[float] = None, timeout_s: float = SCAN_TIMEOUT_S
+                 ) -> dict[str, Any]:
     if not request_id and (user is None or at is None):
         raise ValueError("give a request id, or a user and a time")
     record: Optional[dict[str, Any]] = None
     outcome: Optional[dict[str, Any]] = None
     if request_id:
-        records = await served(settings, request_id=request_id, user=user)
+        records = await served(settings, request_id=request_id, user=user, timeout_s=timeout_s)
         record = records[0] if records else None
         if record is not None:
             user = int(record["user"])
-            lines = await outcome_lines(settings, user)
+            lines = await outcome_lines(settings, user, timeout_s)
             outcome = nearest(lines, float(record.get("stream_time") or 0.0), "time",
                               record.get("movies"))
     else:
-        lines = await outcome_lines(settings, user)
+        lines = await outcome_lines(settings, user, timeout_s)
         outcome = nearest(lines, at, "time")
-        records = await served(settings, user=user)
+        records = await served(settings, user=user, timeout_s=timeout_s)
         ref = outcome["time"] if outcome else at
         record = nearest(records, ref, "stream_time",
                          outcome["movies"] if outcome and outcome["status"] == 200 else None)

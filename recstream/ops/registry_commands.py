@@ -19,7 +19,7 @@ from faust.cli import argument, option
 from models.registry import Registry, RegistryError, gate
 from recstream.modelupdates import announce
 from recstream.ops.gate import comparable
-from recstream.ops.provenance import lookup, stream_time
+from recstream.ops.provenance import SCAN_TIMEOUT_S, ScanDeadline, lookup, stream_time
 from recstream.settings import Settings
 
 
@@ -144,16 +144,23 @@ def register_provenance(app, s: Settings) -> None:
         option("--at", default=None,
                help="time of the outcome line on the stream clock (2026-11-22T20:01:02 or "
                     "epoch seconds)"),
+        option("--timeout", type=float, default=SCAN_TIMEOUT_S,
+               help="seconds a topic scan may take; past it the command fails (exit 3)"),
         name="provenance",
     )
-    async def provenance(self, request_id: str, user: Optional[int], at: Optional[str]) -> None:
+    async def provenance(self, request_id: str, user: Optional[int], at: Optional[str],
+                         timeout: float) -> None:
         """Answer → model version → training data window/offsets/hash + code version."""
         try:
             when = stream_time(at) if at else None
-            result = await lookup(s, request_id=request_id, user=user, at=when)
+            result = await lookup(s, request_id=request_id, user=user, at=when,
+                                  timeout_s=timeout)
         except ValueError as exc:
             print(f"recstream provenance: {exc}", file=sys.stderr, flush=True)
             raise SystemExit(2) from None
+        except ScanDeadline as exc:
+            print(f"recstream provenance: {exc}", file=sys.stderr, flush=True)
+            raise SystemExit(3) from None
         self.say(json.dumps(result, indent=2, sort_keys=True, default=str))
         if result.get("served") is None:
             raise SystemExit(4)

@@ -74,8 +74,11 @@ async def test_the_user_writer_drives_the_monitor(rt, make_event):
     values = rt.monitor.values()
     assert values["availability_1h"] == 0.5
     assert math.isnan(values["availability_5m"])  # 40 minutes later: nothing in 5 minutes
-    assert (values["conversion_1h"], values["watch_through_1h"]) == (1.0, 1.0)
+    assert values["conversion_1h"] == 1.0
+    assert math.isnan(values["watch_through_1h"])  # its cohort (15:30) is read from 17:30 on
     assert values["rating_mean_1h"] == 5.0
+    await apply_lines(rt, make_event, writer, line(6, "GET /data/m/up+2009/0.mpg", "17:45:00"))
+    assert rt.monitor.values()["watch_through_1h"] == 1.0  # 1 start, 1 completion
     assert rt.monitor.now == rt.recommender.stream_time  # one clock policy
 
 

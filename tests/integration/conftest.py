@@ -98,6 +98,12 @@ class Worker:
         except urllib.error.HTTPError as err:
             return err.code, err.read()
 
+    def request_id(self, path: str) -> str:
+        """The ``X-Request-Id`` of a 200 answer to ``path``."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as response:
+            assert response.status == 200
+            return response.headers.get("X-Request-Id", "")
+
     def metric(self, name: str) -> float:
         """Sum of every sample of ``name`` (all label sets) on /metrics."""
         _, body = self.get("/metrics")

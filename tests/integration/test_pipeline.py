@@ -4,6 +4,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 
+import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 
@@ -97,6 +98,33 @@ def test_kill9_and_restart_lose_no_rating(make_worker):
         got = restarted.user(user)["ratings"]
         assert {m: r[0] for m, r in got.items()} == \
             {m: r[0] for m, r in oracle[user].ratings.items()}
+    # #12: movie counters exact after kill -9 — plays and ratings per movie equal the
+    # oracle's, neither lost (crash between user and movie writes) nor counted twice.
+    want = Counter()
+    for history in oracle.values():
+        want.update(("plays", m) for m in history.watches)
+        want.update(("ratings", m) for m in history.ratings)
+    changelog = f"{make_worker.app_id}-movie_stats-changelog"
+
+    def movie_counts() -> Counter:
+        latest = {}
+        for key, value in consume_all(hostport(make_worker.broker), changelog, keys=True):
+            latest[key] = value
+        got = Counter()
+        for key, value in latest.items():
+            if value:
+                stats = orjson.loads(value)
+                got[("plays", key.decode())] = stats["plays"]
+                got[("ratings", key.decode())] = stats["ratings"]
+        return +got
+
+    try:
+        wait_for(lambda: movie_counts() == want, 90, "exact movie counters")
+    except AssertionError:
+        got = movie_counts()
+        diff = {k: (got[k], want[k]) for k in set(got) | set(want) if got[k] != want[k]}
+        raise AssertionError(f"{len(diff)} movie counters differ, e.g. "
+                             f"{sorted(diff.items())[:5]}") from None
     restarted.stop()
 
     fresh = make_worker("fresh")  # empty data dir: tables rebuilt from changelogs alone
@@ -133,6 +161,13 @@ def test_two_workers_answer_each_user_from_its_owner(make_worker):
     routed = first.metric('recstream_requests_total{source="routed"}') + \
         second.metric('recstream_requests_total{source="routed"}')
     assert routed >= len(users), "requests for the other worker's users were not routed"
+    # Every id a client got, forwarded or not, was published by the worker that answered.
+    given = {first.request_id(f"/recommend/{u}") for u in users} | \
+        {second.request_id(f"/recommend/{u}") for u in users}
+    topic = f"{make_worker.app_id}-recommendations"
+    published = lambda: {orjson.loads(v)["request_id"]
+                         for v in consume_all(hostport(make_worker.broker), topic)}
+    wait_for(lambda: not (given - published()), 30, "every request id given to be published")
 
 
 def _owns_some(worker) -> bool:
@@ -140,10 +175,11 @@ def _owns_some(worker) -> bool:
     return status == 200
 
 
-def consume_all(broker: str, topic: str) -> list[bytes]:
+def consume_all(broker: str, topic: str, keys: bool = False) -> list:
+    """Every value of ``topic`` (``(key, value)`` pairs with ``keys``)."""
     import asyncio
 
-    async def run() -> list[bytes]:
+    async def run() -> list:
         consumer = AIOKafkaConsumer(topic, bootstrap_servers=broker, group_id=None,
                                     auto_offset_reset="earliest", enable_auto_commit=False)
         await consumer.start()
@@ -153,7 +189,8 @@ def consume_all(broker: str, topic: str) -> list[bytes]:
                 batch = await consumer.getmany(timeout_ms=2000)
                 if not batch:
                     return values
-                values.extend(r.value for records in batch.values() for r in records)
+                values.extend((r.key, r.value) if keys else r.value
+                              for records in batch.values() for r in records)
         finally:
             await consumer.stop()
 

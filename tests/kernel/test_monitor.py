@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import datetime, timezone
+import numpy as np
 import pytest
 from faust.types import TP
 
@@ -140,7 +141,8 @@ def test_conversion_watch_through_rating_and_cost_known_answer():
     assert metric(mon, "recstream_licence_cost_total", source="other") == 1.0 + 2.0
     v = mon.values()
     assert v["conversion_1h"] == pytest.approx(2 / 3)  # the answers to users 1 and 2
-    assert v["watch_through_1h"] == pytest.approx(1 / 2)
+    # watch-through reads a cohort of starts at least 2 h old (test_watch_through_per_cohort)
+    assert math.isnan(v["watch_through_1h"])
     assert v["rating_mean_1h"] == pytest.approx((4 + 2) / 2)
     assert v["cost_per_view_1h"] == pytest.approx((2 + 1 + 2) / 3)  # 4 views, 3 with a cost
     minutes = 1000 // 60 + 1  # the buckets from T0 to the one holding T0+1000 s
@@ -319,14 +321,59 @@ async def test_consumer_lag_sums_assigned_partitions_per_topic():
     assert lag == {"movielog": 10 + 30, "events": 0, "movie-updates": 0}
 
 
-def test_a_completion_an_hour_after_its_start_still_counts():
-    """Completion takes >= 60 watched minutes: keyed by its start it would leave a 1 h window."""
+def test_watch_through_per_cohort():
+    """#12: completions are attributed to their view's start, so the ratio is completions
+    over starts of the same views (the cohort that started 3 h to 2 h ago)."""
     mon = make()
     h: dict = {}
-    feed(mon, answer(0, 1, movies=("a",)), answer(3400, 2, movies=("b",)),
-         watch(60, 1, "a", 0), watch(3500, 2, "b", 0),   # two recommended view starts
-         watch(3700, 1, "a", 60),                         # user 1 completes after 61 min
-         histories=h)
-    v = mon.values()  # window: T0+120 s .. T0+3700 s: one start (user 2), one completion
-    assert metric(mon, "recstream_recommended_completions_total") == 1
-    assert v["watch_through_1h"] == pytest.approx(1.0)
+    # Cohort A (starts in the first hour): users 1-4 start a recommended movie, 1 and 2 finish.
+    feed(mon, *[answer(10 * u, u, movies=("a",)) for u in range(1, 5)],
+         *[watch(100 + 10 * u, u, "a", 0) for u in range(1, 5)], histories=h)
+    # Cohort B (second hour): users 5-7 start, all finish — late, inside cohort A's window.
+    feed(mon, *[answer(3700 + 10 * u, u, movies=("b",)) for u in range(5, 8)],
+         *[watch(3800 + 10 * u, u, "b", 0) for u in range(5, 8)],
+         watch(3900, 1, "a", 60), watch(4000, 2, "a", 60),
+         *[watch(7300 + 10 * u, u, "b", 60) for u in range(5, 8)], histories=h)
+    assert metric(mon, "recstream_recommended_completions_total") == 5
+    # The old ratio (completions in the last hour / starts in the last hour) read 5 / 3 → 1.
+    feed(mon, answer(7200 + 3600, 99), histories=h)  # stream time T0+3h: cohort A is read
+    assert mon.values()["watch_through_1h"] == pytest.approx(2 / 4)
+    feed(mon, answer(7200 + 7200, 99), histories=h)  # T0+4h: cohort B
+    assert mon.values()["watch_through_1h"] == pytest.approx(3 / 3)
+
+
+def test_drift_alarms_are_calibrated_and_exported():
+    """#12: alarm() with calibrate()d thresholds; no alarm on a same-distribution window,
+    nor on a small window's noise; an alarm on a real shift, exported as a 0/1 gauge."""
+    rng = np.random.default_rng(12)
+    ref = list(rng.choice([1, 2, 3, 4, 5], size=600, p=[.1, .15, .3, .3, .15]))
+    same = drift_monitor(ref, list(rng.choice([1, 2, 3, 4, 5], size=600,
+                                              p=[.1, .15, .3, .3, .15])))
+    assert same.drift_alarms()["rating"] == 0
+    shifted = drift_monitor(ref, list(rng.choice([1, 2, 3, 4, 5], size=600,
+                                                 p=[.3, .3, .2, .1, .1])))
+    assert shifted.drift_alarms()["rating"] == 1
+    assert shifted.drift_alarms()["latency_ms"] == 0  # no data: never an alarm
+    shifted.publish()
+    assert metric(shifted, "recstream_drift_alarm", feature="rating") == 1
+    assert metric(shifted, "recstream_drift_alarm", feature="event_kind") == 0
+    # a shift too small to matter (PSI under the floor) on big windows does not alarm
+    big_ref = [3] * 5000 + [4] * 5000
+    trivial = drift_monitor(big_ref, [3] * 4800 + [4] * 5200)
+    psi_value, p = trivial.drift_values()["rating"]
+    assert p < 0.01 and psi_value < 0.01
+    assert trivial.drift_alarms()["rating"] == 0
+
+
+def test_drift_alarm_false_alarm_rate_holds_on_clean_windows():
+    """Same-distribution windows: the stated rate per test is not exceeded (3x slack)."""
+    rng = np.random.default_rng(7)
+    probs = [.1, .15, .3, .3, .15]
+    fired = 0
+    trials = 300
+    for _ in range(trials):
+        mon = drift_monitor(list(rng.choice([1, 2, 3, 4, 5], size=200, p=probs)),
+                            list(rng.choice([1, 2, 3, 4, 5], size=200, p=probs)))
+        fired += mon.drift_alarms()["rating"]
+    # per-test rate = 1 / (144 tests a day x 4 features) ~ 0.0017: expect ~0.5 in 300
+    assert fired <= 3
