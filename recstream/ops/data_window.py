@@ -62,7 +62,10 @@ def pseudo_rating(settings: Settings) -> float:
 
 def window_data(histories: Mapping[int, UserHistory], *, hours: float,
                 settings: Settings) -> WindowData:
-    """The rows of the ``hours`` before the newest event time held in ``histories``."""
+    """The rows of the ``hours`` before the newest event time held in ``histories``.
+
+    ``hours`` 0 (the default ``retrain_window_h``) takes every row held.
+    """
     ratings, watches = _Columns(), _Columns()
     rated: list[bool] = []
     for user, history in histories.items():
@@ -72,7 +75,10 @@ def window_data(histories: Mapping[int, UserHistory], *, hours: float,
         rated.extend([movie in held for movie in history.watches])
     r, w = ratings.table(0, 1), watches.table(0, 2)  # [rating, time]; [max minute, _, last, _]
     end = float(max(r.timestamps.max(initial=0.0), w.timestamps.max(initial=0.0)))
-    start = end - hours * 3600.0
+    if hours > 0:
+        start = end - hours * 3600.0
+    else:  # no window: every interaction held (issue #10: no silent truncation)
+        start = float(min(r.timestamps.min(initial=end), w.timestamps.min(initial=end)))
     in_window = w.timestamps >= start
     completed = in_window & (w.values >= settings.watch_complete_minutes) & ~np.asarray(rated,
                                                                                        bool)

@@ -244,13 +244,17 @@ def test_pipeline_stores_promotes_and_then_gates_against_the_serving_version(
     assert manifest["metrics"]["n_test"] > 0 and manifest["metrics"]["rmse"] < 1.5
     assert manifest["metrics"]["holdout"]["fraction"] == 0.1
     assert manifest["data"]["pseudo_ratings"] > 0
-    assert manifest["window"]["hours"] == S.retrain_window_h
+    assert manifest["window"]["hours"] == S.retrain_window_h == 0  # 0: all data
+    n_ratings = sum(len(h.ratings) for h in histories.values())
+    assert manifest["data"]["ratings"] == n_ratings  # every rating held, none dropped
 
     second, registry, _ = run(tmp_path, monkeypatch, histories, promote=True)
     serving = second["metrics"]["serving"]
     assert serving["version"] == first["version"] and serving["window_overlaps_holdout"]
     assert serving["rmse"] < second["metrics"]["rmse"]  # it saw the holdout: flattered
-    assert second["decision"]["compared"]["rmse"]["serving"] == serving["rmse"]
+    compared = second["decision"]["compared"]  # the paired per-user gate (issue #10)
+    assert compared["recall_at_20"]["users"] == serving["paired"]["users"] >= 100
+    assert compared["serving_interactions"] == manifest["rows"]["interactions"]
     assert registry.versions() == sorted([first["version"], second["version"]])
     assert second["promoted"] == second["decision"]["passed"]
 
@@ -273,7 +277,7 @@ def test_pipeline_without_promote_or_with_ials_never_promotes(tmp_path, monkeypa
 def test_pipeline_with_nothing_in_the_window_raises_no_data(tmp_path, monkeypatch):
     short = UserHistory()
     short.watch("trailer", 3, 1e9, 60)  # watched, never completed: nothing for als
-    with pytest.raises(NoData, match="no ratings or completed watches in the 168 h window"):
+    with pytest.raises(NoData, match="no ratings or completed watches in all the data"):
         run(tmp_path, monkeypatch, {1: UserHistory(), 2: short})
     with pytest.raises(NoData, match="no watches"):
         run(tmp_path, monkeypatch, {1: UserHistory()}, model="ials")
