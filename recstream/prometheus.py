@@ -111,6 +111,11 @@ class Metrics:
             self.retrains.labels(result)
         for result in ("ok", "failed"):
             self.model_swaps.labels(result)
+        # Issue #10: how often a user the worker already knows gets a personal answer.
+        self.answers_by_user = Counter(
+            "recstream_answers_by_user", "/recommend answers by source and by whether the "
+            "worker had seen the user before (returning) or not (new)", ["source", "user"],
+            registry=r)
         self.provenance_dropped = Counter(
             "recstream_provenance_dropped", "served answers whose provenance record could "
             "not be queued", registry=r)

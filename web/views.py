@@ -47,6 +47,7 @@ def make_routes(*, settings: Settings, metrics: Metrics, recommender: Recommende
     """The handlers, closed over exactly the parts they read."""
     max_user_id = settings.max_user_id
     count = metrics.requests.labels
+    by_user = metrics.answers_by_user.labels
     items_loaded = readiness.items_loaded
 
     @aio.time(metrics.latency)  # prometheus-async: observes the coroutine's duration
@@ -86,6 +87,8 @@ def make_routes(*, settings: Settings, metrics: Metrics, recommender: Recommende
             log.exception("recommend failed for %r", request.match_info.get("user_id"))
             line, source, reason = recommender.fallback(), "error", "internal error"
         count(source).inc()
+        returning = user is not None and users.get_row(user) >= 0
+        by_user(source, "returning" if returning else "new").inc()
         request_id = new_request_id()
         # A forwarded request is published by the owner that answered it.
         if publisher is not None and source != "routed" and settings.provenance:
