@@ -72,6 +72,8 @@ def swap(model: ServingModel, *, items: ItemIndex, users: UserIndex,
     users.has_vector[:m] = rows >= 0
     stragglers = np.flatnonzero(had_vector & (rows < 0))
     current_model.install(model, (int(u) for u in users.user_ids[stragglers]))
+    recommender.popularity_blend = 0.0 if model.implicit else \
+        recommender.settings.popularity_blend
     users.invalidate_all()
     recommender.refresh_fallback()
 
@@ -88,6 +90,10 @@ def refit_some(*, settings: Settings, current_model: CurrentModel, users: UserIn
         row = users.get_row(user)
         history = user_store.peek(user)
         if row < 0 or history is None or users.has_vector[row]:
+            continue
+        if current_model.model.implicit:  # exact fold-in of every movie they touched
+            users.set_vector(user, 0.0, current_model.model.fold_in(history.interacted()))
+            users.invalidate(row)
             continue
         movies, targets, weights = [], [], []
         for movie, (rating, _) in history.ratings.items():
@@ -217,6 +223,7 @@ def retrain_due(s: Settings, elapsed_s: float, new_interactions: float) -> bool:
 async def retrain_once(s: Settings, *, timeout_s: float = 3600.0) -> str:
     """Run ``recstream train --promote`` as a child process → promoted|rejected|failed."""
     argv = [sys.executable, "-m", "recstream.cli", "train", "--source", "state",
+            "--model", s.retrain_model,
             "--window-hours", str(s.retrain_window_h), "--promote", "--json"]  # 0: all
     started = time.monotonic()
     proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE,

@@ -1,8 +1,12 @@
 """The one writer of ``user_history`` and ``user_vectors``.
 
 Applies a micro-batch of parsed events (all in their user's own partition) to
-the users' state, takes the user half of each online-MF step, writes every
-dirty user once, and tells the movies' owners what happened to their movies.
+the users' state, updates each touched user's vector, writes every dirty user
+once, and tells the movies' owners what happened to their movies.  The vector:
+with an implicit-ALS model serving (issue #10), an exact fold-in of every movie
+the user ever watched or rated against its item factors, once per user per batch
+whose movie set grew (order-free and idempotent; no item-side steps); otherwise
+the user half of an online-MF step per rating or completed watch.
 
 Idempotent: a redelivered minute, rating or account creation changes nothing
 and writes nothing.  Watch progress is checkpointed every
@@ -57,11 +61,13 @@ class UserWriter:
         self._applied = {k: metrics.events.labels(k) for k in kinds}
         self._unchanged = {k: metrics.duplicates.labels(k) for k in kinds}
         self._user_steps = metrics.model_updates.labels("user")
+        self._fold: set[int] = set()
 
     async def apply(self, batch: list[tuple[EventT, object]]) -> None:
         dirty: dict[int, tuple[EventT, UserHistory]] = {}
         vectors: dict[int, EventT] = {}
         updates: dict[str, MovieUpdate] = {}
+        self._fold: set[int] = set()  # users whose movie set grew (implicit model)
         observe = self.monitor.observe
         for event, record in batch:
             if type(record) is UserProfile:  # ours, not the platform's: no clock, no monitor
@@ -86,6 +92,13 @@ class UserWriter:
             self._applied[kind].inc()
             if not changed:
                 self._unchanged[kind].inc()
+        model = self.current_model.model
+        for user in self._fold:  # once per user per batch, after all their events
+            event, history = dirty[user]
+            self.users.set_vector(user, 0.0, model.fold_in(history.interacted()))
+            self.users.invalidate(self.users.row(user))
+            vectors[user] = event
+            self._user_steps.inc()
         store = self.user_store
         for user, (event, history) in dirty.items():
             await store.save_history(user, history, event)
@@ -112,7 +125,10 @@ class UserWriter:
         if is_new:
             _update(updates, rec.movie, rec.time).plays += 1
             self.users.invalidate(self.users.row(rec.user))
-        if change == "complete" and rec.movie not in history.ratings:
+        if self.current_model.model.implicit:
+            if is_new:
+                self._fold.add(rec.user)
+        elif change == "complete" and rec.movie not in history.ratings:
             self._learn(rec.user, rec.movie, self.pseudo_rating, self.settings.implicit_weight,
                         rec.time, event, vectors, updates)
         if is_new or change == "complete" or history.needs_checkpoint(rec.movie,
@@ -129,6 +145,10 @@ class UserWriter:
         dirty[rec.user] = (event, history)
         self.current_model.learn_rating(rec.rating)
         _update(updates, rec.movie, rec.time).ratings.append([rec.rating, old])
+        if self.current_model.model.implicit:
+            if change == "new":
+                self._fold.add(rec.user)
+            return True
         self._learn(rec.user, rec.movie, float(rec.rating), 1.0, rec.time, event, vectors,
                     updates)
         return True

@@ -94,6 +94,12 @@ class Settings:
     # the promotion gate's minimum number of paired holdout users.
     retrain_min_new_interactions: int = 5_000
     gate_min_users: int = 100
+    # The model a retrain fits (``recstream train``'s default): ``ials`` = implicit ALS over
+    # every (user, movie) watched or rated; user vectors are then folded in exactly on each
+    # of the user's events (agents/user_writer.py).  ``als`` = biased MF on ratings + SGD.
+    retrain_model: str = "ials"
+    ials_regularization: float = 10.0
+    ials_alpha: float = 1.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -149,6 +155,9 @@ class Settings:
             (self.retrain_min_new_interactions >= 0,
              "retrain_min_new_interactions must be >= 0 (0: time only)"),
             (self.gate_min_users >= 1, "gate_min_users must be >= 1"),
+            (self.retrain_model in ("als", "ials"), "retrain_model must be als or ials"),
+            (self.ials_regularization > 0 and self.ials_alpha > 0,
+             "ials_regularization and ials_alpha must be > 0"),
             (0 <= self.gate_tolerance < 1, "gate_tolerance must be within [0, 1)"),
             (self.coldstart_concurrency >= 1, "coldstart_concurrency must be >= 1"),
             (self.attribution_window_s > 0, "attribution_window_s must be > 0"),

@@ -138,6 +138,10 @@ class UserHistory:
         self.ratings[movie] = [rating, time]
         return ("changed" if old != rating else None), old
 
+    def interacted(self) -> list[str]:
+        """Every movie watched or rated (the complete set plus anything held)."""
+        return list(dict.fromkeys([*self.items, *self.watches, *self.ratings]))
+
     def seen(self) -> set[str]:
         """Movies not to recommend: watched, rated, or named in the self-description."""
         return set(self.items) | set(self.watches) | set(self.ratings) | set(self.named)

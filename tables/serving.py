@@ -32,12 +32,15 @@ class Recommender:
         self.users = users
         self.history_of = history_of
         self.half_life_s = settings.popularity_half_life_h * 3600.0
+        # 0 while an implicit-ALS model serves (its scores already carry popularity).
+        self.popularity_blend = settings.popularity_blend
         self.clock = StreamClock()
         self.stream_time = 0.0  # newest believable event time: popularity is decayed to it
         self.fallback_rows: list[int] = []
         self.fallback_line = ""
         self._prior: Optional[np.ndarray] = None
         self._prior_at = -1.0
+        self._prior_blend = self.popularity_blend
 
     # -- popularity -------------------------------------------------------------------
     def observe_time(self, event_time: float) -> None:
@@ -51,11 +54,13 @@ class Recommender:
     def prior(self) -> np.ndarray:
         """Popularity prior, recomputed at most once a second of wall time."""
         now = time.monotonic()
-        if self._prior is None or now - self._prior_at > 1.0 or \
+        if self._prior is None or now - self._prior_at > 1.0 or self._prior_blend != \
+                self.popularity_blend or \
                 self._prior.shape[0] != len(self.items):
             self._prior = self.items.prior(self.stream_time, self.half_life_s,
-                                           self.settings.popularity_blend)
+                                           self.popularity_blend)
             self._prior_at = now
+            self._prior_blend = self.popularity_blend
         return self._prior
 
     def refresh_fallback(self) -> None:

@@ -47,9 +47,10 @@ def register(app: faust.App, s: Settings) -> None:
         option("--window-hours", type=float, default=None,
                help=f"hours of event time before the newest event, 0 = all "
                     f"(default RECSTREAM_RETRAIN_WINDOW_H = {s.retrain_window_h:g})"),
-        option("--model", type=click.Choice(["als", "ials"]), default="als",
-               help="als: biased MF that serves (the online updater continues from it); "
-                    "ials: implicit ALS on watch minutes, stored for comparison only"),
+        option("--model", type=click.Choice(["als", "ials"]), default=s.retrain_model,
+               help="ials: implicit ALS over every movie each user watched or rated, users "
+                    "folded in exactly on each event; als: biased MF on ratings + online SGD "
+                    f"(default RECSTREAM_RETRAIN_MODEL = {s.retrain_model})"),
         option("--promote", is_flag=True, default=False,
                help="gate against the serving version and promote + announce if it passes"),
         option("--json", "as_json", is_flag=True, default=False,

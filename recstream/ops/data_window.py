@@ -47,6 +47,12 @@ class WindowData:
     start: float
     end: float
     hours: float
+    # Every (user, movie) watched or rated, from the complete per-user set (issue #10):
+    # value 1, time = last watch / rating time, or (trimmed from the bounded history) the
+    # user's oldest held time -- older than anything held.  What the ials model fits on.
+    interactions: Interactions = dataclasses.field(
+        default_factory=lambda: Interactions(np.zeros(0, np.int64), np.zeros(0, "<U1"),
+                                             np.zeros(0), np.zeros(0)))
 
     def as_dict(self) -> dict[str, Any]:
         iso = lambda t: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))  # noqa: E731
@@ -73,6 +79,7 @@ def window_data(histories: Mapping[int, UserHistory], *, hours: float,
         ratings.extend(user, held.keys(), list(held.values()))
         watches.extend(user, history.watches.keys(), list(history.watches.values()))
         rated.extend([movie in held for movie in history.watches])
+    every = _complete_sets(histories)
     r, w = ratings.table(0, 1), watches.table(0, 2)  # [rating, time]; [max minute, _, last, _]
     end = float(max(r.timestamps.max(initial=0.0), w.timestamps.max(initial=0.0)))
     if hours > 0:
@@ -86,7 +93,27 @@ def window_data(histories: Mapping[int, UserHistory], *, hours: float,
     pseudo = Interactions(pseudo.users, pseudo.items,
                           np.full(len(pseudo), pseudo_rating(settings)), pseudo.timestamps)
     return WindowData(_canonical(r.subset(r.timestamps >= start)),
-                      _canonical(w.subset(in_window)), _canonical(pseudo), start, end, hours)
+                      _canonical(w.subset(in_window)), _canonical(pseudo), start, end, hours,
+                      _canonical(every.subset(every.timestamps >= start)))
+
+
+def _complete_sets(histories: Mapping[int, UserHistory]) -> Interactions:
+    """One row per (user, movie) in each user's complete set (see :class:`WindowData`)."""
+    users: list[int] = []
+    items: list[str] = []
+    times: list[float] = []
+    for user, history in histories.items():
+        known = {m: e[1] for m, e in history.ratings.items()}
+        for movie, entry in history.watches.items():
+            known[movie] = max(entry[2], known.get(movie, entry[2]))
+        oldest = min(known.values(), default=0.0)
+        movies = list(dict.fromkeys([*history.items, *known]))
+        users.extend([user] * len(movies))
+        items.extend(movies)
+        times.extend(known.get(m, oldest) for m in movies)
+    return Interactions(np.asarray(users, np.int64),
+                        np.asarray(items, dtype=str) if items else np.zeros(0, "<U1"),
+                        np.ones(len(users)), np.asarray(times, np.float64))
 
 
 class _Columns:
@@ -138,8 +165,9 @@ def _concat(*tables: Interactions) -> Interactions:
 
 
 def training_rows(data: WindowData, model: str) -> Interactions:
-    """What a model of kind ``model`` fits on: ratings + pseudo-ratings, or watch minutes."""
-    return _concat(data.ratings, data.pseudo) if model == "als" else data.watches
+    """What a model of kind ``model`` fits on: ratings + pseudo-ratings, or every movie
+    each user watched or rated (the complete set: binary confidence)."""
+    return _concat(data.ratings, data.pseudo) if model == "als" else data.interactions
 
 
 # -- holdout -------------------------------------------------------------------------------

@@ -91,8 +91,10 @@ def make_model(kind: str, settings: Settings) -> BiasedALS | ImplicitALS:
         return BiasedALS(n_factors=settings.n_factors, seed=settings.seed,
                          bias_shrinkage=BIAS_SHRINKAGE,
                          rating_range=(float(settings.rating_min), float(settings.rating_max)))
-    if kind == "ials":  # watch minutes: log confidence keeps how long someone watched
-        return ImplicitALS(n_factors=settings.n_factors, seed=settings.seed, confidence="log")
+    if kind == "ials":  # binary confidence: what validation chose on MovieLens (live-path.md)
+        return ImplicitALS(n_factors=settings.n_factors, seed=settings.seed,
+                           regularization=settings.ials_regularization,
+                           alpha=settings.ials_alpha, confidence="binary")
     raise ValueError(f"unknown model {kind!r}: use one of {', '.join(MODELS)}")
 
 
@@ -151,6 +153,7 @@ def limit_blas_threads(n: int) -> int:
 def hyperparameters(settings: Settings) -> dict[str, Any]:
     names = ("n_factors", "rating_min", "rating_max", "watch_complete_minutes",
              "implicit_weight", "retrain_window_h", "gate_tolerance", "seed", "history_limit",
+             "ials_regularization", "ials_alpha",
              "app_id", "topic", "partitions")
     return {name: getattr(settings, name) for name in names}
 
@@ -160,7 +163,7 @@ def hyperparameters(settings: Settings) -> dict[str, Any]:
 class TrainRequest:
     source: str = "state"
     window_hours: float | None = None  # None: settings.retrain_window_h
-    model: str = "als"
+    model: str = "als"  # the CLI's default is settings.retrain_model
     promote: bool = False
 
 
@@ -179,7 +182,8 @@ async def train(settings: Settings, request: TrainRequest, *, registry: Any,
     data = window_data(histories, hours=hours, settings=settings)
     rows = training_rows(data, request.model)
     if len(rows) == 0:
-        what = "ratings or completed watches" if request.model == "als" else "watches"
+        what = "ratings or completed watches" if request.model == "als" else \
+            "watches or ratings"
         span = f"the {hours:g} h window" if hours > 0 else "all the data"
         raise NoData(f"no {what} in {span} of {request.source} "
                      f"({read.describe()})")
@@ -221,9 +225,10 @@ async def train(settings: Settings, request: TrainRequest, *, registry: Any,
                                  metrics=metrics)
     manifest.update({
         "source": request.source, "window": data.as_dict(), "settings": hyperparameters(settings),
-        "serves": request.model == "als",
+        "serves": request.model in ("als", "ials"),
         "data": {"ratings": len(data.ratings), "pseudo_ratings": len(data.pseudo),
                  "watches": len(data.watches), "users_read": len(histories),
+                 "interactions": len(data.interactions),
                  "ratings_hash": data_hash(data.ratings.users, data.ratings.items,
                                            data.ratings.values),
                  "pseudo_rating": pseudo_rating(settings), "read": read.stats}})

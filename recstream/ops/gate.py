@@ -9,10 +9,12 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 import numpy as np
+import scipy.sparse as sp
 
 from models import evaluation
 from models.als import BiasedALS, ImplicitALS
 from models._ids import lookup, top_k
+from models.foldin import fold_in_users
 from models.gate import promotion_gate
 from models.metrics import ndcg_at_k, recall_at_k
 from models.popularity import popularity_prior
@@ -72,14 +74,43 @@ class AsServed:
         self.bias = np.zeros(self.item_ids.size, np.float32)
         self.bias[known] = inner.item_bias[rows[known]]
         self.popularity = counts.astype(np.float64)
-        self.prior = popularity_prior(self.popularity, self.blend)
         self.inner = inner
+        self.folded = None
+        if isinstance(inner, ImplicitALS):  # served as the live path serves it (issue #10)
+            self.prior = np.zeros(self.item_ids.size)  # no popularity blend for ials
+            self.folded = self._fold_in(np.asarray(users, np.int64),
+                                        np.asarray(items).astype(str))
+        else:
+            self.prior = popularity_prior(self.popularity, self.blend)
         return self
+
+    def _fold_in(self, users: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every user's vector by exact fold-in of their training items against the
+        model's item factors: what the worker holds after the user's last event."""
+        inner = self.inner
+        rows = lookup(np.asarray(inner.item_ids).astype(str), items)
+        keep = rows >= 0
+        ids, user_rows = np.unique(users[keep], return_inverse=True)
+        pairs = sp.csr_matrix((np.full(int(keep.sum()), float(inner.alpha)),
+                               (user_rows, rows[keep])),
+                              shape=(ids.size, inner.item_factors.shape[0]))
+        pairs.sum_duplicates()
+        pairs.data[:] = float(inner.alpha)  # binary: a repeated pair is one interaction
+        return ids, fold_in_users(inner.item_factors, pairs, float(inner.regularization))
 
     def predict_many(self, users: Iterable, items: Iterable) -> np.ndarray:
         return self.model.predict_many(users, items)
 
     def recommend(self, user: int, k: int = K, exclude: Iterable = ()) -> list[str]:
+        if self.folded is not None:
+            ids, vectors = self.folded
+            at = int(np.searchsorted(ids, user))
+            row = at if at < ids.size and ids[at] == user else -1
+            scores = (self.factors @ vectors[row] if row >= 0 else self.popularity.copy()
+                      ).astype(np.float64)
+            excluded = lookup(self.item_ids, np.asarray(list(exclude), dtype=str))
+            scores[excluded[excluded >= 0]] = -np.inf
+            return self.item_ids[top_k(scores, k)].tolist()
         row = int(lookup(np.asarray(self.inner.user_ids), np.asarray([user], np.int64))[0])
         if row >= 0:
             scores = score_users(self.inner.user_factors[row][None, :], self.factors,
@@ -252,9 +283,8 @@ async def promote(settings: Settings, registry: Any, version: str, model: str,
     ``gate`` is kept for callers that pass the aggregate rule; the decision is the paired
     per-user gate (:func:`paired_gate`).
     """
-    if model != "als":
-        return {"passed": False, "reasons": [f"{model} versions are for comparison: only als "
-                                             "versions can serve"]}, None
+    if model not in ("als", "ials"):
+        return {"passed": False, "reasons": [f"{model} versions cannot serve"]}, None
     if candidate is None:
         decision = {"passed": False, "reasons": ["no holdout metrics (too little data in the "
                                                  "window to split)"]}

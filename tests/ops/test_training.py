@@ -259,7 +259,7 @@ def test_pipeline_stores_promotes_and_then_gates_against_the_serving_version(
     assert second["promoted"] == second["decision"]["passed"]
 
 
-def test_pipeline_without_promote_or_with_ials_never_promotes(tmp_path, monkeypatch):
+def test_pipeline_without_promote_never_promotes_and_ials_serves(tmp_path, monkeypatch):
     histories = planted_histories()
     for user, history in histories.items():
         for movie, (_, at) in history.ratings.items():
@@ -268,10 +268,13 @@ def test_pipeline_without_promote_or_with_ials_never_promotes(tmp_path, monkeypa
     assert plain["decision"] is None and registry.serving() is None and not announced
     ials, registry, announced = run(tmp_path, monkeypatch, histories, model="ials",
                                     promote=True)
-    assert not ials["promoted"] and "only als" in ials["decision"]["reasons"][0]
+    # issue #10: implicit ALS over the complete sets serves (gated like any candidate)
+    assert ials["promoted"] and ials["decision"]["passed"], ials["decision"]
     assert ials["metrics"]["rmse"] is None and ials["metrics"]["recall_at_20"] is not None
     assert registry.manifest(ials["version"])["model"] == "ImplicitALS"
-    assert registry.serving() is None and not announced
+    held = {(u, m) for u, h in histories.items() for m in [*h.watches, *h.ratings]}
+    assert ials["data"]["interactions"] == len(held)  # every pair held, none dropped
+    assert registry.serving()["version"] == ials["version"] and announced
 
 
 def test_pipeline_with_nothing_in_the_window_raises_no_data(tmp_path, monkeypatch):
