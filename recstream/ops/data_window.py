@@ -180,10 +180,16 @@ def holdout_split(data: WindowData, model: str, fraction: float = HOLDOUT_FRACTI
     never test rows (they are not what the user said).  For ``ials`` the watches of the
     test's (user, movie) pairs are left out of training too, or every test item would be
     excluded from the lists as already seen.
+
+    ``ials`` (what serves) is held out per user instead (:func:`_per_user_holdout`): the
+    newest 10 % of the window's times held few users (23 of 200 on an ml-100k replay), too
+    few for the paired gate to ever conclude.
     """
     times = np.sort(np.concatenate([data.ratings.timestamps, data.watches.timestamps]))
     if times.size == 0:
         raise NoData("no ratings or watches in the window")
+    if model == "ials":
+        return _per_user_holdout(data, fraction)
     cutoff = float(times[min(int(times.size * (1.0 - fraction)), times.size - 1)])
     test = data.ratings.subset(data.ratings.timestamps >= cutoff)
     rows = training_rows(data, model)
@@ -197,6 +203,43 @@ def holdout_split(data: WindowData, model: str, fraction: float = HOLDOUT_FRACTI
             "fraction": fraction, "test": "explicit ratings at or after the cutoff",
             "train_rows": len(train), "test_rows": len(test)}
     return evaluation.Split(train, test, f"holdout:{fraction:g}"), info
+
+
+MIN_RATINGS_FOR_TEST = 5
+
+
+def _per_user_holdout(data: WindowData, fraction: float
+                      ) -> tuple[evaluation.Split, dict[str, Any]]:
+    """Each user's newest ``fraction`` of ratings (≥ 1, users with ≥ 5 ratings) is the test;
+    training is every interaction of theirs before their own cutoff, minus the test pairs
+    (the live protocol of docs/live-path.md, and how the gate pairs users)."""
+    r = data.ratings
+    order = np.lexsort((r.timestamps, r.users))
+    users = r.users[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(users)) + 1] if users.size else np.zeros(0, int)
+    ends = np.r_[starts[1:], users.size].astype(int)
+    is_test = np.zeros(len(r), bool)
+    cut: dict[int, float] = {}
+    for lo, hi in zip(starts.tolist(), ends.tolist()):
+        if hi - lo < MIN_RATINGS_FOR_TEST:
+            continue
+        k = max(1, int(round((hi - lo) * fraction)))
+        is_test[order[hi - k:hi]] = True
+        cut[int(users[lo])] = float(r.timestamps[order[hi - k]])
+    test = r.subset(is_test)
+    rows = data.interactions
+    before = np.fromiter((t < cut.get(u, np.inf) for u, t in
+                          zip(rows.users.tolist(), rows.timestamps.tolist())), bool, len(rows))
+    held = set(zip(test.users.tolist(), test.items.tolist()))
+    keep = before & np.fromiter(((u, i) not in held for u, i in
+                                 zip(rows.users.tolist(), rows.items.tolist())), bool, len(rows))
+    train = rows.subset(keep)
+    info = {"rule": f"each user's newest {fraction:.0%} of ratings (users with >= "
+                    f"{MIN_RATINGS_FOR_TEST})", "per_user": True,
+            "cutoff": min(cut.values(), default=float(data.end)), "fraction": fraction,
+            "test": "each user's newest ratings", "test_users": len(cut),
+            "train_rows": len(train), "test_rows": len(test)}
+    return evaluation.Split(train, test, f"holdout:per-user:{fraction:g}"), info
 
 
 def relevance_threshold(settings: Settings) -> float:

@@ -90,3 +90,22 @@ def test_manual_promote_uses_the_same_paired_gate(tmp_path, monkeypatch):
     lenient = strict.replace(gate_min_users=10)
     decided = manual_promote(lenient, second["version"])
     assert decided["decision"]["compared"]["recall_at_20"]["users"] >= 10
+
+
+def test_the_ials_holdout_is_per_user_so_the_gate_can_pair_enough_users():
+    from recstream.ops.data_window import holdout_split, window_data
+    histories = planted_histories()
+    data = window_data(histories, hours=0, settings=S)
+    split, info = holdout_split(data, "ials")
+    eligible = {u for u, h in histories.items() if len(h.ratings) >= 5}
+    assert info["per_user"] and set(split.test.users.tolist()) == eligible
+    assert info["test_users"] == len(eligible) > 100
+    newest = {}
+    for u, i, t in zip(split.test.users.tolist(), split.test.items.tolist(),
+                       split.test.timestamps.tolist()):
+        newest[u] = min(newest.get(u, t), t)
+    for u, i, t in zip(split.train.users.tolist(), split.train.items.tolist(),
+                       split.train.timestamps.tolist()):
+        assert t < newest.get(u, float("inf"))  # nothing from the user's own future
+    assert not set(zip(split.test.users.tolist(), split.test.items.tolist())) & set(
+        zip(split.train.users.tolist(), split.train.items.tolist()))
