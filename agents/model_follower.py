@@ -285,7 +285,7 @@ def register(app, follower: ModelFollower, *, worker_id: str) -> ModelFollower:
         metrics.model_age.set(time.time() - promoted if promoted else 0.0)
 
     if s.retrain_every_h > 0 or s.retrain_min_new_interactions > 0:
-        learnt = metrics.model_updates.labels("user")  # ratings + completed watches
+        learnt = metrics.interactions  # new (user, movie) pairs watched or rated
 
         @app.task
         async def scheduled_retrain() -> None:

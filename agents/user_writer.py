@@ -61,6 +61,7 @@ class UserWriter:
         self._applied = {k: metrics.events.labels(k) for k in kinds}
         self._unchanged = {k: metrics.duplicates.labels(k) for k in kinds}
         self._user_steps = metrics.model_updates.labels("user")
+        self._interactions = metrics.interactions
         self._fold: set[int] = set()
 
     async def apply(self, batch: list[tuple[EventT, object]]) -> None:
@@ -117,10 +118,13 @@ class UserWriter:
         if not history.watches and not history.ratings and history.created is None:
             self.on_new_user(rec.user)
         is_new = rec.movie not in history.watches
+        new_pair = not history.knows(rec.movie)
         change = history.watch(rec.movie, rec.minute, rec.time,
                                self.settings.watch_complete_minutes)
         if change is None:
             return False
+        if new_pair:
+            self._interactions.inc()
         self.monitor.watched(rec, is_new, change == "complete")
         if is_new:
             _update(updates, rec.movie, rec.time).plays += 1
@@ -138,10 +142,13 @@ class UserWriter:
 
     def _rate(self, rec: Rating, event, dirty, vectors, updates) -> bool:
         history = self.user_store.history(rec.user, event)
+        new_pair = not history.knows(rec.movie)
         change, old = history.rate(rec.movie, rec.rating, rec.time)
         if change is None:
             return False
         self.monitor.rated(rec, change == "new")
+        if new_pair:
+            self._interactions.inc()
         dirty[rec.user] = (event, history)
         self.current_model.learn_rating(rec.rating)
         _update(updates, rec.movie, rec.time).ratings.append([rec.rating, old])

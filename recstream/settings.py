@@ -89,8 +89,8 @@ class Settings:
     drift_window_s: float = 3600.0
     # Provenance of every answer on the recommendations topic.
     provenance: bool = True
-    # Issue #10 (live path): retrain also when this many new interactions (ratings and
-    # completed watches learnt online) arrived since the last one, checked every minute;
+    # Issue #10 (live path): retrain also when this many new interactions (new (user,
+    # movie) pairs watched or rated) arrived since the last one, checked every minute;
     # the promotion gate's minimum number of paired holdout users.
     retrain_min_new_interactions: int = 5_000
     gate_min_users: int = 100

@@ -84,6 +84,12 @@ class UserHistory:
     _item_set: Optional[set] = dataclasses.field(default=None, init=False, repr=False,
                                                  compare=False)
 
+    def knows(self, movie: str) -> bool:
+        """Whether ``movie`` is in the complete set (watched or rated, ever)."""
+        if self._item_set is None:
+            self._item_set = set(self.items)
+        return movie in self._item_set
+
     def remember(self, movie: str) -> bool:
         """Add ``movie`` to the complete set → True if it was not there."""
         known = self._item_set

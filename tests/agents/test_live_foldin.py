@@ -62,10 +62,13 @@ async def test_events_fold_the_user_in_exactly_once_per_batch(rt, recorder, make
     np.testing.assert_allclose(rt.users.factors[row], oracle(model, seen), rtol=1e-4,
                                atol=1e-5)
     first = rt.users.factors[row].copy()
+    pairs = rt.metrics.registry.get_sample_value("recstream_interactions_total")
+    assert pairs == len(seen)  # new (user, movie) pairs: the retrain's volume trigger
     await writer.apply(batch + [(make_event(r, key=user_key(777)), r)  # redelivered, more
                                 for r in [WatchMinute(time=300.0, user=777, movie=seen[0],
                                                       minute=30)]])
     np.testing.assert_array_equal(rt.users.factors[row], first)  # nothing new: unchanged
+    assert rt.metrics.registry.get_sample_value("recstream_interactions_total") == pairs
     # Order-free: the same movies in reverse order give the same vector.
     reverse = [(make_event(r, key=user_key(778)), r) for r in
                [WatchMinute(time=100.0 + i, user=778, movie=m, minute=0)
