@@ -109,3 +109,42 @@ def test_the_ials_holdout_is_per_user_so_the_gate_can_pair_enough_users():
         assert t < newest.get(u, float("inf"))  # nothing from the user's own future
     assert not set(zip(split.test.users.tolist(), split.test.items.tolist())) & set(
         zip(split.train.users.tolist(), split.train.items.tolist()))
+
+
+def test_ials_is_compared_only_on_users_whose_holdout_the_serving_version_never_saw(
+        tmp_path, monkeypatch):
+    from recstream.ops.data_window import holdout_split, window_data
+
+    def ials(histories, settings=S):
+        async def fake_load(settings, source, hours, progress):
+            return histories, TopicRange("t", {0: (0, 42)})
+        monkeypatch.setattr(training, "load", fake_load)
+        return asyncio.run(training.train(
+            settings, TrainRequest(model="ials", promote=True),
+            registry=Registry(tmp_path / "models"), progress=Progress(io.StringIO()),
+            gate=gate, announce=Announcements()))
+
+    full = planted_histories(n_users=400, n=16000)
+    times = sorted(t for h in full.values() for _, t in h.ratings.values())
+    early_end = times[len(times) // 2]
+    for user in range(0, 400, 3):  # a third of the users were active only before early_end
+        history = full[user]
+        history.ratings = {m: [r, t - (times[-1] - times[0]) - 1.0]
+                           for m, (r, t) in history.ratings.items()}
+        history.items, history.watches = list(history.ratings), {}
+    early = {}
+    for user, history in full.items():
+        kept = type(history)()
+        for movie, (stars, at) in history.ratings.items():
+            if at <= early_end:
+                kept.rate(movie, stars, at)
+        early[user] = kept
+    first = ials(early)
+    assert first["promoted"], first["decision"]
+    second = ials(full)
+    split, _ = holdout_split(window_data(full, hours=0, settings=S), "ials")
+    newest_unseen = {u for u in set(split.test.users.tolist())
+                     if split.test.timestamps[split.test.users == u].min() > early_end}
+    paired = second["metrics"]["serving"]["paired"]
+    assert 0 < paired["users"] <= len(newest_unseen) < len(set(split.test.users.tolist()))
+    assert set(map(int, paired["per_user"]["serving"]["recall_at_20"])) <= newest_unseen
