@@ -127,6 +127,7 @@ def make_routes(*, settings: Settings, metrics: Metrics, recommender: Recommende
             "known": history is not None,
             "watches": history.watches if history else {},
             "ratings": history.ratings if history else {},
+            "movies": len(history.items) if history else 0,  # the complete set (issue #10)
             "created": history.created if history else None,
             "has_vector": bool(row >= 0 and users.has_vector[row]),
             "answer_fresh": bool(row >= 0 and users.fresh[row]),

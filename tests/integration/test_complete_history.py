@@ -40,6 +40,12 @@ def test_a_user_with_1200_watched_movies_is_never_served_one(make_worker):
     assert worker.metric("recstream_lines_total") == len(sent)
     watched = {f"seen+{i}" for i in range(WATCHED)}
     wait_for(lambda: worker.user(HEAVY)["has_vector"], 60, "the heavy user's vector")
+    # The item broadcast reaches the in-memory index a little after the user tables.
+    wait_for(lambda: worker.get(f"/recommend/{HEAVY}")[1].count(b",") >= 19, 60,
+             "a full answer for the heavy user")
+    state = worker.user(HEAVY)
+    assert state["movies"] == WATCHED and len(state["watches"]) == 200, \
+        (state["movies"], len(state["watches"]))
     for _ in range(3):  # asked repeatedly: the answer is recomputed from the tables
         status, body = worker.get(f"/recommend/{HEAVY}")
         assert status == 200
