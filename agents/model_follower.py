@@ -72,6 +72,8 @@ def swap(model: ServingModel, *, items: ItemIndex, users: UserIndex,
     users.has_vector[:m] = rows >= 0
     stragglers = np.flatnonzero(had_vector & (rows < 0))
     current_model.install(model, (int(u) for u in users.user_ids[stragglers]))
+    recommender.popularity_blend = 0.0 if model.implicit else \
+        recommender.settings.popularity_blend
     users.invalidate_all()
     recommender.refresh_fallback()
 
@@ -88,6 +90,10 @@ def refit_some(*, settings: Settings, current_model: CurrentModel, users: UserIn
         row = users.get_row(user)
         history = user_store.peek(user)
         if row < 0 or history is None or users.has_vector[row]:
+            continue
+        if current_model.model.implicit:  # exact fold-in of every movie they touched
+            users.set_vector(user, 0.0, current_model.model.fold_in(history.interacted()))
+            users.invalidate(row)
             continue
         movies, targets, weights = [], [], []
         for movie, (rating, _) in history.ratings.items():
@@ -203,10 +209,22 @@ class ModelFollower:
             await consumer.stop()
 
 
+RETRAIN_CHECK_S = 60.0
+
+
+def retrain_due(s: Settings, elapsed_s: float, new_interactions: float) -> bool:
+    """Time since the last retrain or the new data since then calls for another."""
+    by_time = s.retrain_every_h > 0 and elapsed_s >= s.retrain_every_h * 3600.0
+    by_volume = (s.retrain_min_new_interactions > 0
+                 and new_interactions >= s.retrain_min_new_interactions)
+    return by_time or by_volume
+
+
 async def retrain_once(s: Settings, *, timeout_s: float = 3600.0) -> str:
     """Run ``recstream train --promote`` as a child process → promoted|rejected|failed."""
     argv = [sys.executable, "-m", "recstream.cli", "train", "--source", "state",
-            "--window-hours", str(s.retrain_window_h), "--promote", "--json"]
+            "--model", s.retrain_model,
+            "--window-hours", str(s.retrain_window_h), "--promote", "--json"]  # 0: all
     started = time.monotonic()
     proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE,
                                                 stderr=asyncio.subprocess.PIPE)
@@ -266,18 +284,25 @@ def register(app, follower: ModelFollower, *, worker_id: str) -> ModelFollower:
         promoted = current_model.model.promoted_at
         metrics.model_age.set(time.time() - promoted if promoted else 0.0)
 
-    if s.retrain_every_h > 0:
+    if s.retrain_every_h > 0 or s.retrain_min_new_interactions > 0:
+        learnt = metrics.interactions  # new (user, movie) pairs watched or rated
+
         @app.task
         async def scheduled_retrain() -> None:
-            interval = s.retrain_every_h * 3600.0
+            """By time *and* by data volume (issue #10): a stale item model costs recall."""
             await readiness.users_loaded.wait()
+            last_at, last_count = time.monotonic(), learnt._value.get()
             while True:
-                await asyncio.sleep(interval)
+                await asyncio.sleep(RETRAIN_CHECK_S)
+                if not retrain_due(s, time.monotonic() - last_at,
+                                   learnt._value.get() - last_count):
+                    continue
                 designated = (worker_id == s.retrain_on_worker) if s.retrain_on_worker \
                     else app.is_leader()
                 if not designated:
                     continue
-                result = await retrain_once(s)
+                last_at, last_count = time.monotonic(), learnt._value.get()
+                result = await retrain_once(s)  # a child process: serving never waits
                 metrics.retrains.labels(result).inc()
 
     return follower

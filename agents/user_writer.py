@@ -1,8 +1,12 @@
 """The one writer of ``user_history`` and ``user_vectors``.
 
 Applies a micro-batch of parsed events (all in their user's own partition) to
-the users' state, takes the user half of each online-MF step, writes every
-dirty user once, and tells the movies' owners what happened to their movies.
+the users' state, updates each touched user's vector, writes every dirty user
+once, and tells the movies' owners what happened to their movies.  The vector:
+with an implicit-ALS model serving (issue #10), an exact fold-in of every movie
+the user ever watched or rated against its item factors, once per user per batch
+whose movie set grew (order-free and idempotent; no item-side steps); otherwise
+the user half of an online-MF step per rating or completed watch.
 
 Idempotent: a redelivered minute, rating or account creation changes nothing
 and writes nothing.  Each play and rating sent to a movie's owner carries its
@@ -64,11 +68,14 @@ class UserWriter:
         self._applied = {k: metrics.events.labels(k) for k in kinds}
         self._unchanged = {k: metrics.duplicates.labels(k) for k in kinds}
         self._user_steps = metrics.model_updates.labels("user")
+        self._interactions = metrics.interactions
+        self._fold: set[int] = set()
 
     async def apply(self, batch: list[tuple[EventT, object]]) -> None:
         dirty: dict[int, tuple[EventT, UserHistory]] = {}
         vectors: dict[int, EventT] = {}
         updates: dict[str, MovieUpdate] = {}
+        self._fold: set[int] = set()  # users whose movie set grew (implicit model)
         observe = self.monitor.observe
         for event, record in batch:
             if type(record) is UserProfile:  # ours, not the platform's: no clock, no monitor
@@ -93,6 +100,13 @@ class UserWriter:
             self._applied[kind].inc()
             if not changed:
                 self._unchanged[kind].inc()
+        model = self.current_model.model
+        for user in self._fold:  # once per user per batch, after all their events
+            event, history = dirty[user]
+            self.users.set_vector(user, 0.0, model.fold_in(history.interacted()))
+            self.users.invalidate(self.users.row(user))
+            vectors[user] = event
+            self._user_steps.inc()
         # The movies' owners hear first, and the users' state is written only once the
         # broker has their updates: after a crash in between, the replayed events change
         # the users again and re-send the same marks, which the owner counts once.  The
@@ -114,17 +128,23 @@ class UserWriter:
         if not history.watches and not history.ratings and history.created is None:
             self.on_new_user(rec.user)
         is_new = rec.movie not in history.watches
+        new_pair = not history.knows(rec.movie)
         change = history.watch(rec.movie, rec.minute, rec.time,
                                self.settings.watch_complete_minutes)
         if change is None:
             return False
+        if new_pair:
+            self._interactions.inc()
         self.monitor.watched(rec, is_new, change == "complete")
         if is_new:
             update = _update(updates, rec.movie, rec.time)
             update.plays += 1
             update.play_marks.append(mark(event))
             self.users.invalidate(self.users.row(rec.user))
-        if change == "complete" and rec.movie not in history.ratings:
+        if self.current_model.model.implicit:
+            if is_new:
+                self._fold.add(rec.user)
+        elif change == "complete" and rec.movie not in history.ratings:
             self._learn(rec.user, rec.movie, self.pseudo_rating, self.settings.implicit_weight,
                         rec.time, event, vectors, updates)
         if is_new or change == "complete" or history.needs_checkpoint(rec.movie,
@@ -134,15 +154,22 @@ class UserWriter:
 
     def _rate(self, rec: Rating, event, dirty, vectors, updates) -> bool:
         history = self.user_store.history(rec.user, event)
+        new_pair = not history.knows(rec.movie)
         change, old = history.rate(rec.movie, rec.rating, rec.time)
         if change is None:
             return False
         self.monitor.rated(rec, change == "new")
+        if new_pair:
+            self._interactions.inc()
         dirty[rec.user] = (event, history)
         self.current_model.learn_rating(rec.rating)
         update = _update(updates, rec.movie, rec.time)
         update.ratings.append([rec.rating, old])
         update.rating_marks.append(mark(event))
+        if self.current_model.model.implicit:
+            if change == "new":
+                self._fold.add(rec.user)
+            return True
         self._learn(rec.user, rec.movie, float(rec.rating), 1.0, rec.time, event, vectors,
                     updates)
         return True

@@ -174,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the validation-chosen params of a bench/live_offline.py --json "
                              "report on the same data set (read when the references are fitted)")
     parser.add_argument("--skip-train", action="store_true")
+    parser.add_argument("--no-wait-retrain", action="store_true",
+                        help="ask right after the drain, not after the worker's own retrain")
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--drain-timeout", type=float, default=3600.0)
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs)")
@@ -209,6 +211,19 @@ def main(argv: list[str] | None = None) -> int:
         report["lines_total"] = service.metric("recstream_lines_total")
         print(f"replayed {produced:,} lines; worker counted {report['lines_total']:,.0f} after "
               f"{report['drain_seconds']:.0f}s more", flush=True)
+        if not args.no_wait_retrain:
+            # Out of the box the worker retrains by itself (issue #10: by data volume and by
+            # time): wait for its retrains to finish before asking (none for 150 s).
+            service.wait(lambda: service.metric("recstream_retrains_total") >= 1,
+                         args.drain_timeout, "the worker's own retrain")
+            service.settle("recstream_retrains_total", quiet=150.0,
+                           timeout=args.drain_timeout)
+            service.settle("recstream_answers_refreshed_total")
+            report["own_retrains"] = service.metric("recstream_retrains_total")
+            report["generation_before_train"] = service.metric("recstream_model_generation")
+            print(f"the worker's own retrains: {report['own_retrains']:.0f} (generation "
+                  f"{report['generation_before_train']:.0f}) after "
+                  f"{time.monotonic() - started:.0f}s", flush=True)
         results["live (as replayed)"] = score_lists(service.recommend(wanted), split)
         print(table(list(results.items()), baseline=""), flush=True)
         if not args.skip_train:

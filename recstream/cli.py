@@ -25,6 +25,7 @@ from typing import Optional
 from recstream.settings import Settings, SettingsError
 
 DEMO_RETRAIN_EVERY_H = 0.07  # ~4 minutes
+DEFAULT_BACKFILL_DAYS = 30.0  # the simulator's past in `recstream run` (issue #10)
 
 
 def _settings() -> Settings:
@@ -79,6 +80,18 @@ def broker() -> int:
         stop(proc)
 
 
+def sim_argv(extra: list[str]) -> list[str]:
+    """The simulator's arguments: a 30-day past first (issue #10) unless the caller set one.
+
+    The course platform's stream carries months of history; without a past almost every
+    request comes from a user the worker never saw.  The past is written at full speed
+    (recstream/sim/past.py) while the worker already answers with the fallback.
+    """
+    if any(a == "--backfill-days" or a.startswith("--backfill-days=") for a in extra):
+        return list(extra)
+    return ["--backfill-days", f"{DEFAULT_BACKFILL_DAYS:g}", *extra]
+
+
 def run(extra: list[str]) -> int:
     """Broker + worker + simulator, as child processes that stop together."""
     from recstream.broker import start_tansu, stop, wait_for_port
@@ -115,7 +128,7 @@ def run(extra: list[str]) -> int:
         wait_until_ready(f"http://127.0.0.1:{settings.web_port}/readyz", 120, worker)
         print(f"recstream: worker serving http://127.0.0.1:{settings.web_port}/recommend/<user>",
               flush=True)
-        sim = subprocess.Popen([*exe, "sim", *extra], env=env)
+        sim = subprocess.Popen([*exe, "sim", *sim_argv(extra)], env=env)
         children.append(sim)
         while not stopping and all(c.poll() is None for c in children):
             time.sleep(0.5)

@@ -18,6 +18,7 @@ import numpy as np
 import orjson
 from aiokafka import TopicPartition
 
+from models.foldin import fold_in_implicit, item_gram
 from models.registry import Registry
 from recstream.kafka import end_offsets, ensure_topic, producer, reader
 from recstream.settings import Settings
@@ -52,6 +53,12 @@ class ServingModel:
                                                                                    np.float32))
     user_bias: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.float32))
     global_mean: Optional[float] = None
+    # Implicit ALS (issue #10): users are folded in exactly against ``item_factors``
+    # (``models.foldin``) with ``Y^T Y`` computed once here; no popularity blend.
+    implicit: bool = False
+    gram: Optional[np.ndarray] = None
+    regularization: float = 0.0
+    alpha: float = 1.0
 
     @classmethod
     def load(cls, registry: Registry, pointer: dict[str, Any], n_factors: int) -> "ServingModel":
@@ -64,7 +71,11 @@ class ServingModel:
         user_ids = np.asarray(arrays["user_ids"], np.int64)
         order = np.argsort(user_ids, kind="stable")  # sorted for searchsorted lookups
         item_ids = [str(x) for x in arrays["item_ids"].tolist()]
-        return cls(version=str(pointer["version"]), generation=int(pointer["generation"]),
+        implicit = manifest.get("model") == "ImplicitALS"
+        params = manifest.get("hyperparameters") or {}
+        return cls(implicit=implicit, gram=item_gram(item_factors) if implicit else None,
+                   regularization=float(params.get("regularization", 0.0)),
+                   alpha=float(params.get("alpha", 1.0)),version=str(pointer["version"]), generation=int(pointer["generation"]),
                    promoted_at=float(pointer.get("promoted_at", time.time())),
                    manifest=manifest, item_row={m: i for i, m in enumerate(item_ids)},
                    item_factors=item_factors,
@@ -84,6 +95,13 @@ class ServingModel:
         if row is None:
             return None
         return float(self.item_bias[row]), self.item_factors[row].copy()
+
+    def fold_in(self, movies: Iterable[str]) -> np.ndarray:
+        """The exact implicit-ALS vector of a user who watched or rated ``movies``."""
+        rows = np.fromiter((r for r in (self.item_row.get(m, -1) for m in movies) if r >= 0),
+                           np.int64)
+        return fold_in_implicit(self.item_factors, self.gram, rows,
+                                np.full(rows.size, self.alpha), self.regularization)
 
     def user_rows(self, users: np.ndarray) -> np.ndarray:
         """Row in the arrays of each user id, -1 when the model never saw them."""

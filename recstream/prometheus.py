@@ -111,6 +111,14 @@ class Metrics:
             self.retrains.labels(result)
         for result in ("ok", "failed"):
             self.model_swaps.labels(result)
+        # Issue #10: how often a user the worker already knows gets a personal answer.
+        self.interactions = Counter(
+            "recstream_interactions", "new (user, movie) pairs watched or rated: the data "
+            "volume that triggers a retrain", registry=r)
+        self.answers_by_user = Counter(
+            "recstream_answers_by_user", "/recommend answers by source and by whether the "
+            "worker had seen the user before (returning) or not (new)", ["source", "user"],
+            registry=r)
         self.provenance_dropped = Counter(
             "recstream_provenance_dropped", "served answers whose provenance record could "
             "not be queued", registry=r)

@@ -78,8 +78,8 @@ class Settings:
     # Model registry and retraining: versions live under ``registry_dir`` (a volume
     # shared by every worker in production); 0 hours disables the scheduled retrain.
     registry_dir: str = "var/models"
-    retrain_every_h: float = 0.0
-    retrain_window_h: float = 168.0
+    retrain_every_h: float = 1.0  # issue #10: on by default (was 0)
+    retrain_window_h: float = 0.0  # hours of event time; 0 = everything held (issue #10)
     retrain_on_worker: str = ""  # worker id (hostname) that runs the timer; "" = any single one
     gate_tolerance: float = 0.02
     # Cold start: self-descriptions fetched from the user API and folded in.
@@ -110,6 +110,17 @@ class Settings:
     feedback_explore_slots: int = 0
     # #12: drift alarms calibrated to this many false alarms per day over all features.
     drift_alarms_per_day: float = 1.0
+    # Issue #10 (live path): retrain also when this many new interactions (new (user,
+    # movie) pairs watched or rated) arrived since the last one, checked every minute;
+    # the promotion gate's minimum number of paired holdout users.
+    retrain_min_new_interactions: int = 5_000
+    gate_min_users: int = 100
+    # The model a retrain fits (``recstream train``'s default): ``ials`` = implicit ALS over
+    # every (user, movie) watched or rated; user vectors are then folded in exactly on each
+    # of the user's events (agents/user_writer.py).  ``als`` = biased MF on ratings + SGD.
+    retrain_model: str = "ials"
+    ials_regularization: float = 10.0
+    ials_alpha: float = 1.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -161,7 +172,13 @@ class Settings:
             (self.ingest_batch >= 1, "ingest_batch must be >= 1"),
             (bool(self.topic.strip()), "topic must not be empty"),
             (self.retrain_every_h >= 0, "retrain_every_h must be >= 0 (0 disables it)"),
-            (self.retrain_window_h > 0, "retrain_window_h must be > 0"),
+            (self.retrain_window_h >= 0, "retrain_window_h must be >= 0 (0: all data)"),
+            (self.retrain_min_new_interactions >= 0,
+             "retrain_min_new_interactions must be >= 0 (0: time only)"),
+            (self.gate_min_users >= 1, "gate_min_users must be >= 1"),
+            (self.retrain_model in ("als", "ials"), "retrain_model must be als or ials"),
+            (self.ials_regularization > 0 and self.ials_alpha > 0,
+             "ials_regularization and ials_alpha must be > 0"),
             (0 <= self.gate_tolerance < 1, "gate_tolerance must be within [0, 1)"),
             (self.coldstart_concurrency >= 1, "coldstart_concurrency must be >= 1"),
             (self.attribution_window_s > 0, "attribution_window_s must be > 0"),

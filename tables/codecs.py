@@ -55,7 +55,14 @@ def decode_vector_generation(raw: bytes) -> tuple[float, np.ndarray, int]:
 
 @dataclasses.dataclass(slots=True)
 class UserHistory:
-    """What one user did, bounded (``limit`` most recent watches and ratings).
+    """What one user did: the ``limit`` most recent watches and ratings, and every movie.
+
+    ``watches`` and ``ratings`` are bounded (recency features, the dashboard, training
+    values); ``items`` is the *complete* set of movies the user ever watched or rated, in
+    first-seen order, never trimmed (issue #10: with only the bounded history, older
+    watches fell out of the exclusion set and were served again).  A slug list costs
+    ~20 bytes a movie: 20 KB for a 1,000-movie user, in the same changelog record, so it
+    is exact after a restore with no second table or global movie index to keep in step.
 
     ``watches``: movie → ``[max_minute, first_time, last_time, saved_minute]``;
     ``ratings``: movie → ``[rating, time]``.  Updates are idempotent: a
@@ -73,6 +80,26 @@ class UserHistory:
     gender: str = ""
     named: list = dataclasses.field(default_factory=list)
     profiled: Optional[float] = None
+    items: list = dataclasses.field(default_factory=list)
+    _item_set: Optional[set] = dataclasses.field(default=None, init=False, repr=False,
+                                                 compare=False)
+
+    def knows(self, movie: str) -> bool:
+        """Whether ``movie`` is in the complete set (watched or rated, ever)."""
+        if self._item_set is None:
+            self._item_set = set(self.items)
+        return movie in self._item_set
+
+    def remember(self, movie: str) -> bool:
+        """Add ``movie`` to the complete set → True if it was not there."""
+        known = self._item_set
+        if known is None:
+            known = self._item_set = set(self.items)
+        if movie in known:
+            return False
+        known.add(movie)
+        self.items.append(movie)
+        return True
 
     def watch(self, movie: str, minute: int, time: float, complete_at: int) -> str | None:
         """Apply one watched minute → ``"start"``, ``"complete"``, ``"progress"`` or None.
@@ -81,6 +108,7 @@ class UserHistory:
         """
         entry = self.watches.get(movie)
         if entry is None:
+            self.remember(movie)
             self.watches[movie] = [minute, time, time, -1]
             return "complete" if minute >= complete_at else "start"
         if minute <= entry[0]:
@@ -107,6 +135,7 @@ class UserHistory:
         """
         entry = self.ratings.get(movie)
         if entry is None:
+            self.remember(movie)
             self.ratings[movie] = [rating, time]
             return "new", None
         if time < entry[1] or (time == entry[1] and rating == entry[0]):
@@ -115,9 +144,13 @@ class UserHistory:
         self.ratings[movie] = [rating, time]
         return ("changed" if old != rating else None), old
 
+    def interacted(self) -> list[str]:
+        """Every movie watched or rated (the complete set plus anything held)."""
+        return list(dict.fromkeys([*self.items, *self.watches, *self.ratings]))
+
     def seen(self) -> set[str]:
         """Movies not to recommend: watched, rated, or named in the self-description."""
-        return set(self.watches) | set(self.ratings) | set(self.named)
+        return set(self.items) | set(self.watches) | set(self.ratings) | set(self.named)
 
     def rating_stats(self) -> tuple[int, float, float]:
         """(count, mean, variance) of this user's current ratings."""
@@ -137,7 +170,8 @@ class UserHistory:
 
 
 def encode_history(history: UserHistory) -> bytes:
-    data = {"w": history.watches, "r": history.ratings, "c": history.created}
+    data = {"w": history.watches, "r": history.ratings, "c": history.created,
+            "s": history.items}
     if history.profiled is not None:  # profile fields only once there is one: old layout otherwise
         data.update(a=history.age, g=history.gender, n=history.named, p=history.profiled)
     return orjson.dumps(data)
@@ -147,9 +181,13 @@ def decode_history(raw: Optional[bytes]) -> UserHistory:
     if not raw:
         return UserHistory()
     data = orjson.loads(raw)
-    return UserHistory(watches=data.get("w", {}), ratings=data.get("r", {}), created=data.get("c"),
+    watches, ratings = data.get("w", {}), data.get("r", {})
+    items = data.get("s")
+    if items is None:  # a record from before the complete set: its bounded history
+        items = list(dict.fromkeys([*watches, *ratings]))
+    return UserHistory(watches=watches, ratings=ratings, created=data.get("c"),
                        age=data.get("a"), gender=data.get("g") or "", named=data.get("n") or [],
-                       profiled=data.get("p"))
+                       profiled=data.get("p"), items=items)
 
 
 @dataclasses.dataclass(slots=True)

@@ -32,6 +32,8 @@ class Recommender:
         self.users = users
         self.history_of = history_of
         self.half_life_s = settings.popularity_half_life_h * 3600.0
+        # 0 while an implicit-ALS model serves (its scores already carry popularity).
+        self.popularity_blend = settings.popularity_blend
         self.clock = StreamClock()
         self.stream_time = 0.0  # newest believable event time: popularity is decayed to it
         self.fallback_rows: list[int] = []
@@ -46,6 +48,8 @@ class Recommender:
             self.ranker = MitigatedRanker(items, self.score_and_rank,
                                           weight=settings.feedback_rerank_weight,
                                           explore_slots=settings.feedback_explore_slots)
+        self._prior_blend = self.popularity_blend
+        self._short_ranked_over: dict[int, int] = {}  # row → items held when re-ranked short
 
     # -- popularity -------------------------------------------------------------------
     def observe_time(self, event_time: float) -> None:
@@ -59,11 +63,13 @@ class Recommender:
     def prior(self) -> np.ndarray:
         """Popularity prior, recomputed at most once a second of wall time."""
         now = time.monotonic()
-        if self._prior is None or now - self._prior_at > 1.0 or \
+        if self._prior is None or now - self._prior_at > 1.0 or self._prior_blend != \
+                self.popularity_blend or \
                 self._prior.shape[0] != len(self.items):
             self._prior = self.items.prior(self.stream_time, self.half_life_s,
-                                           self.settings.popularity_blend)
+                                           self.popularity_blend)
             self._prior_at = now
+            self._prior_blend = self.popularity_blend
         return self._prior
 
     def refresh_fallback(self) -> None:
@@ -94,8 +100,13 @@ class Recommender:
         row = self.users.get_row(user)
         if row < 0:
             return self.fallback(), "fallback", ["minor_safe"]
-        if not self.users.fresh[row]:
+        if not self.users.fresh[row] or (
+                int((self.users.answers[row] >= 0).sum()) < self.settings.top_k
+                and len(self.items) > self._short_ranked_over.get(row, 0)):
+            # Stale, or ranked when the item index held fewer movies than now (items reach
+            # it by broadcast, after the user's events): a short list is re-ranked.
             self.users.store_answers(np.array([row]), self.compute([row]))
+            self._short_ranked_over[row] = len(self.items)
             self.users.dirty.discard(row)
         source = "personal" if self.users.has_vector[row] else "popular"
         ids = self.items.ids
@@ -113,9 +124,27 @@ class Recommender:
         removed = len(ranked) - len(kept)
         if removed:
             guardrails.append(f"late_flag_removed:{removed}")
-        if not line:
-            return self.fallback(), "fallback", guardrails + ["empty_personal"]
+        if not line:  # never the plain fallback: it may hold what this user already saw
+            return self.fallback_for(row), "fallback", guardrails + ["empty_personal"]
         return line, source, guardrails
+
+    def fallback_for(self, row: int) -> str:
+        """The popularity fallback without what user ``row`` saw (issue #10), safe for them.
+
+        Reached when a known user's ranked list came out empty; the plain fallback holds
+        the most popular movies, which a heavy user has most likely watched.
+        """
+        n = len(self.items)
+        if n == 0:
+            return ""
+        scores = self.items.popularity(self.stream_time, self.half_life_s).astype(np.float64)
+        scores = scores + 1e-6 * self.items.bias[:n]
+        safe = self.items.safe_for_minors if self.users.minor[row] else self.items.safe_for_all
+        scores = np.where(safe[:n], scores, -np.inf)
+        mask_rows(scores[None, :], self.exclusions([row]))
+        rows = [r for r in top_k(scores, self.settings.top_k) if np.isfinite(scores[r])]
+        # Seen everything safe: the plain fallback, since an answer is always something.
+        return ",".join(self.items.ids[r] for r in rows) or self.fallback()
 
     def exclusions(self, rows: list[int] | np.ndarray) -> list[np.ndarray]:
         """Item rows each user must not get: already seen (if configured)."""

@@ -49,6 +49,7 @@ class Source:
     q: float = 0.0
     match: tuple[tuple[str, str], ...] = ()
     label: str = ""
+    within: tuple[tuple[str, str], ...] = ()  # ``share``: the denominator's samples only
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +74,11 @@ PANELS: tuple[Panel, ...] = (
         Source("quantile", "recstream_platform_latency_seconds", "platform p99", q=0.99))),
     Panel("requests", "/recommend answers by source", "per_second", (
         Source("rate", "recstream_requests"),)),
+    Panel("personal", "Personal answers to returning users (issue #10)", "ratio", (
+        Source("share", "recstream_answers_by_user", "personal share, returning users",
+               match=(("source", "personal"),), within=(("user", "returning"),)),
+        Source("share", "recstream_answers_by_user", "personal share, all users",
+               match=(("source", "personal"),)))),
     Panel("quality", "Online quality", "ratio", (
         Source("gauge", "recstream_online_conversion", "conversion"),
         Source("gauge", "recstream_online_watch_through", "watch-through"),
@@ -207,8 +213,10 @@ class Sampler:
                 for labels, delta in deltas.values():
                     row[self._id(panel, source, labels)] = delta / dt
             else:
-                total = sum(d for _, d in deltas.values())
-                hits = sum(d for labels, d in deltas.values()
+                pool = [(labels, d) for labels, d in deltas.values()
+                        if all(labels.get(k) == v for k, v in source.within)]
+                total = sum(d for _, d in pool)
+                hits = sum(d for labels, d in pool
                            if all(labels.get(k) == v for k, v in source.match))
                 row[self._id(panel, source, {})] = hits / total if total else None
         elif kind == "quantile":
@@ -237,6 +245,8 @@ class Sampler:
             suffix = " ".join(labels.values())
             legend = " ".join(p for p in (source.legend, suffix) if p) or source.metric
             series_id = f"{panel.id}/{source.kind}/{source.metric}/{source.q:g}/{suffix}"
+            if source.within:  # two shares of one metric in a panel: tell them apart
+                series_id += "/within:" + ",".join(f"{k}={v}" for k, v in source.within)
             self._ids[cache_key] = series_id
             self.series[series_id] = Series(series_id, panel.id, legend, source.axis,
                                             "text" if source.kind == "info" else "number")

@@ -55,6 +55,7 @@ def make_routes(*, settings: Settings, metrics: Metrics, recommender: Recommende
     """The handlers, closed over exactly the parts they read."""
     max_user_id = settings.max_user_id
     count = metrics.requests.labels
+    by_user = metrics.answers_by_user.labels
     items_loaded = readiness.items_loaded
     known_items = recommender.items.row_of
 
@@ -126,6 +127,8 @@ def make_routes(*, settings: Settings, metrics: Metrics, recommender: Recommende
             guard.exposure.check(user, line)
         if arm and arm_metrics is not None:
             arm_metrics.answered(user, time.perf_counter() - started)
+        returning = user is not None and users.get_row(user) >= 0
+        by_user(source, "returning" if returning else "new").inc()
         # A forwarded request is published by the owner that answered it, under
         # the id it sent back: the client gets that id, so it can be traced.
         request_id = owner_request_id or new_request_id()
@@ -166,6 +169,7 @@ def make_routes(*, settings: Settings, metrics: Metrics, recommender: Recommende
             "known": history is not None,
             "watches": history.watches if history else {},
             "ratings": history.ratings if history else {},
+            "movies": len(history.items) if history else 0,  # the complete set (issue #10)
             "created": history.created if history else None,
             "has_vector": bool(row >= 0 and users.has_vector[row]),
             "answer_fresh": bool(row >= 0 and users.fresh[row]),

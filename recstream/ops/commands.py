@@ -45,11 +45,12 @@ def register(app: faust.App, s: Settings) -> None:
         option("--source", type=click.Choice(["state", "movielog"]), default="state",
                help="state: the user_history changelog; movielog: replay the raw topic"),
         option("--window-hours", type=float, default=None,
-               help=f"hours of event time before the newest event "
+               help=f"hours of event time before the newest event, 0 = all "
                     f"(default RECSTREAM_RETRAIN_WINDOW_H = {s.retrain_window_h:g})"),
-        option("--model", type=click.Choice(["als", "ials"]), default="als",
-               help="als: biased MF that serves (the online updater continues from it); "
-                    "ials: implicit ALS on watch minutes, stored for comparison only"),
+        option("--model", type=click.Choice(["als", "ials"]), default=s.retrain_model,
+               help="ials: implicit ALS over every movie each user watched or rated, users "
+                    "folded in exactly on each event; als: biased MF on ratings + online SGD "
+                    f"(default RECSTREAM_RETRAIN_MODEL = {s.retrain_model})"),
         option("--promote", is_flag=True, default=False,
                help="gate against the serving version and promote + announce if it passes"),
         option("--json", "as_json", is_flag=True, default=False,
@@ -62,8 +63,8 @@ def register(app: faust.App, s: Settings) -> None:
     async def train(self, source: str, window_hours: float | None, model: str, promote: bool,
                     as_json: bool, blas_threads: int) -> None:
         """Retrain from Kafka (never the worker's RocksDB); store a version; maybe promote."""
-        if window_hours is not None and window_hours <= 0:
-            raise click.BadParameter("must be > 0", param_hint="--window-hours")
+        if window_hours is not None and window_hours < 0:
+            raise click.BadParameter("must be >= 0 (0: all data)", param_hint="--window-hours")
         if blas_threads > 0:
             limit_blas_threads(blas_threads)
         request = TrainRequest(source=source, window_hours=window_hours, model=model,

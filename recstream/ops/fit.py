@@ -29,7 +29,8 @@ from models.artifact import data_hash, new_version_id, training_manifest
 from models.popularity_batch import PopularityModel
 from recstream.ops.data_window import (HOLDOUT_FRACTION, NoData, holdout_split, load,
                                        pseudo_rating, training_rows, window_data)
-from recstream.ops.gate import METRIC_KEYS, AsServed, promote, score, score_serving
+from recstream.ops.gate import (METRIC_KEYS, AsServed, Fitted, paired_ranking, promote, score,
+                                score_serving)
 from recstream.settings import Settings
 from recstream.version import code_version
 
@@ -90,8 +91,10 @@ def make_model(kind: str, settings: Settings) -> BiasedALS | ImplicitALS:
         return BiasedALS(n_factors=settings.n_factors, seed=settings.seed,
                          bias_shrinkage=BIAS_SHRINKAGE,
                          rating_range=(float(settings.rating_min), float(settings.rating_max)))
-    if kind == "ials":  # watch minutes: log confidence keeps how long someone watched
-        return ImplicitALS(n_factors=settings.n_factors, seed=settings.seed, confidence="log")
+    if kind == "ials":  # binary confidence: what validation chose on MovieLens (live-path.md)
+        return ImplicitALS(n_factors=settings.n_factors, seed=settings.seed,
+                           regularization=settings.ials_regularization,
+                           alpha=settings.ials_alpha, confidence="binary")
     raise ValueError(f"unknown model {kind!r}: use one of {', '.join(MODELS)}")
 
 
@@ -150,6 +153,7 @@ def limit_blas_threads(n: int) -> int:
 def hyperparameters(settings: Settings) -> dict[str, Any]:
     names = ("n_factors", "rating_min", "rating_max", "watch_complete_minutes",
              "implicit_weight", "retrain_window_h", "gate_tolerance", "seed", "history_limit",
+             "ials_regularization", "ials_alpha",
              "app_id", "topic", "partitions")
     return {name: getattr(settings, name) for name in names}
 
@@ -159,7 +163,7 @@ def hyperparameters(settings: Settings) -> dict[str, Any]:
 class TrainRequest:
     source: str = "state"
     window_hours: float | None = None  # None: settings.retrain_window_h
-    model: str = "als"
+    model: str = "als"  # the CLI's default is settings.retrain_model
     promote: bool = False
 
 
@@ -168,16 +172,20 @@ async def train(settings: Settings, request: TrainRequest, *, registry: Any,
                 gate: Any = None) -> dict[str, Any]:
     """The whole command: → the report printed by ``recstream train`` (JSON-able)."""
     progress = progress or Progress()
-    hours = request.window_hours or settings.retrain_window_h
+    hours = (settings.retrain_window_h if request.window_hours is None
+             else request.window_hours)  # 0: every interaction held
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    progress.stage(f"reading {request.source} (window {hours:g} h of event time)")
+    progress.stage(f"reading {request.source} (window "
+                   f"{f'{hours:g} h of event time' if hours > 0 else 'all data'})")
     histories, read = await load(settings, request.source, hours, progress)
     data = window_data(histories, hours=hours, settings=settings)
     rows = training_rows(data, request.model)
     if len(rows) == 0:
-        what = "ratings or completed watches" if request.model == "als" else "watches"
-        raise NoData(f"no {what} in the {hours:g} h window of {request.source} "
+        what = "ratings or completed watches" if request.model == "als" else \
+            "watches or ratings"
+        span = f"the {hours:g} h window" if hours > 0 else "all the data"
+        raise NoData(f"no {what} in {span} of {request.source} "
                      f"({read.describe()})")
     timings["load_seconds"] = time.perf_counter() - started
 
@@ -194,6 +202,12 @@ async def train(settings: Settings, request: TrainRequest, *, registry: Any,
                          split, settings)
         serving = score_serving(registry, split, holdout, settings, progress,
                                 candidate=fitted)
+        candidate["interactions"] = len(rows)  # the gate's data-fraction check
+        if serving is None:  # per-user values for the gate's "nothing serving" branch
+            served = AsServed(Fitted(fitted), settings.popularity_blend).fit(
+                split.train.users, split.train.items, split.train.values)
+            candidate["per_user"] = paired_ranking(served, served, split, settings).get(
+                "per_user", {}).get("candidate", {})
     else:
         holdout["skipped"] = "the split left no training or no test rows"
     timings["holdout_seconds"] = time.perf_counter() - started - timings["load_seconds"]
@@ -211,9 +225,10 @@ async def train(settings: Settings, request: TrainRequest, *, registry: Any,
                                  metrics=metrics)
     manifest.update({
         "source": request.source, "window": data.as_dict(), "settings": hyperparameters(settings),
-        "serves": request.model == "als",
+        "serves": request.model in ("als", "ials"),
         "data": {"ratings": len(data.ratings), "pseudo_ratings": len(data.pseudo),
                  "watches": len(data.watches), "users_read": len(histories),
+                 "interactions": len(data.interactions),
                  "ratings_hash": data_hash(data.ratings.users, data.ratings.items,
                                            data.ratings.values),
                  "pseudo_rating": pseudo_rating(settings), "read": read.stats}})

@@ -1,8 +1,8 @@
 """``recstream models list|show|promote|rollback``: the registry from the Faust CLI.
 
-``promote`` runs the same gate as a scheduled retrain: the candidate's holdout
-metrics against the serving version's metrics on that same holdout (the
-trainer stores both in the candidate's manifest); ``--force`` overrides a
+``promote`` runs the same gate as a scheduled retrain: the paired per-user
+comparison of the candidate and the serving version on the candidate's holdout
+(the trainer stores both in the candidate's manifest); ``--force`` overrides a
 failed gate and says so in the decision log.  Every promotion or rollback is
 announced on the model-updates topic, which every worker follows.
 """
@@ -16,31 +16,38 @@ from typing import Any, Optional
 import click
 from faust.cli import argument, option
 
-from models.registry import Registry, RegistryError, gate
+from models.registry import Registry, RegistryError
 from recstream.modelupdates import announce
-from recstream.ops.gate import comparable
+from recstream.ops.gate import paired_gate
 from recstream.ops.provenance import SCAN_TIMEOUT_S, ScanDeadline, lookup, stream_time
 from recstream.settings import Settings
 
 
-def gate_metrics(registry: Registry, version: str) -> tuple[dict, Optional[dict]]:
-    """(candidate metrics, serving metrics on the candidate's holdout or None)."""
+def gate_decision(settings: Settings, registry: Registry, version: str) -> dict[str, Any]:
+    """The trainer's paired per-user gate on the holdout stored in the candidate's manifest.
+
+    The trainer measured the candidate and the then-serving version on the same holdout
+    users; if another version serves now, that comparison says nothing about it: refused.
+    """
     metrics = dict(registry.manifest(version).get("metrics") or {})
     serving = registry.serving()
-    if serving is None or serving["version"] == version:
-        return metrics, None
+    if serving is not None and serving["version"] == version:
+        return {"passed": False, "reasons": [f"{version} already serves"]}
     on_holdout = metrics.get("serving")
-    if isinstance(on_holdout, dict) and on_holdout.get("version") == serving["version"]:
-        return comparable(metrics, on_holdout)
-    return metrics, dict(registry.manifest(serving["version"]).get("metrics") or {})
+    if serving is None:
+        return paired_gate(metrics, None, settings)
+    if not isinstance(on_holdout, dict) or on_holdout.get("version") != serving["version"]:
+        return {"passed": False, "reasons": [
+            f"{version} was not compared with the serving version {serving['version']} on "
+            "its holdout: retrain (recstream train --promote) to compare them"]}
+    return paired_gate(metrics, on_holdout, settings)
 
 
 def promote(settings: Settings, version: str, *, force: bool = False,
             actor: str = "") -> dict[str, Any]:
     """Gate, promote and announce → ``{"promoted": bool, "decision": ..., "pointer": ...}``."""
     registry = Registry(settings.registry_path)
-    candidate, serving = gate_metrics(registry, version)
-    decision = gate(candidate, serving, tolerance=settings.gate_tolerance).as_dict()
+    decision = gate_decision(settings, registry, version)
     if not decision["passed"] and not force:
         registry.record({"action": "reject", "version": version, "decision": decision,
                          "actor": actor})

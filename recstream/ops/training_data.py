@@ -126,7 +126,7 @@ async def read_movielog(settings: Settings, hours: float, progress: Any
                         ) -> tuple[dict[int, UserHistory], TopicRange]:
     aggregator = LogAggregator(settings)
     read = await _read_topic(settings, settings.topic, lambda r: aggregator.add(r.value),
-                             progress, window_hours=hours)
+                             progress, window_hours=hours if hours > 0 else None)
     read.stats = {**read.stats, **aggregator.counts}
     return aggregator.users, read
 

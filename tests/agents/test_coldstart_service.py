@@ -398,7 +398,8 @@ def test_history_codec_keeps_old_records_readable_and_round_trips_profiles():
     old = orjson.dumps({"w": {"up+2009": [3, 1.0, 2.0, 3]}, "r": {}, "c": 5.0})
     h = decode_history(old)
     assert h.profiled is None and h.age is None and h.named == [] and h.seen() == {"up+2009"}
-    assert encode_history(h) == old                      # no profile: the old layout exactly
+    # no profile: the old layout, plus the complete movie set (issue #10) adopted from it
+    assert orjson.loads(encode_history(h)) == {**orjson.loads(old), "s": ["up+2009"]}
     h.profiled, h.age, h.gender, h.named = 9.0, 33, "F", ["heat+1995"]
     back = decode_history(encode_history(h))
     assert (back.profiled, back.age, back.gender, back.named) == (9.0, 33, "F", ["heat+1995"])

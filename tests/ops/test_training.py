@@ -244,18 +244,22 @@ def test_pipeline_stores_promotes_and_then_gates_against_the_serving_version(
     assert manifest["metrics"]["n_test"] > 0 and manifest["metrics"]["rmse"] < 1.5
     assert manifest["metrics"]["holdout"]["fraction"] == 0.1
     assert manifest["data"]["pseudo_ratings"] > 0
-    assert manifest["window"]["hours"] == S.retrain_window_h
+    assert manifest["window"]["hours"] == S.retrain_window_h == 0  # 0: all data
+    n_ratings = sum(len(h.ratings) for h in histories.values())
+    assert manifest["data"]["ratings"] == n_ratings  # every rating held, none dropped
 
     second, registry, _ = run(tmp_path, monkeypatch, histories, promote=True)
     serving = second["metrics"]["serving"]
     assert serving["version"] == first["version"] and serving["window_overlaps_holdout"]
     assert serving["rmse"] < second["metrics"]["rmse"]  # it saw the holdout: flattered
-    assert second["decision"]["compared"]["rmse"]["serving"] == serving["rmse"]
+    compared = second["decision"]["compared"]  # the paired per-user gate (issue #10)
+    assert compared["recall_at_20"]["users"] == serving["paired"]["users"] >= 100
+    assert compared["serving_interactions"] == manifest["rows"]["interactions"]
     assert registry.versions() == sorted([first["version"], second["version"]])
     assert second["promoted"] == second["decision"]["passed"]
 
 
-def test_pipeline_without_promote_or_with_ials_never_promotes(tmp_path, monkeypatch):
+def test_pipeline_without_promote_never_promotes_and_ials_serves(tmp_path, monkeypatch):
     histories = planted_histories()
     for user, history in histories.items():
         for movie, (_, at) in history.ratings.items():
@@ -264,16 +268,19 @@ def test_pipeline_without_promote_or_with_ials_never_promotes(tmp_path, monkeypa
     assert plain["decision"] is None and registry.serving() is None and not announced
     ials, registry, announced = run(tmp_path, monkeypatch, histories, model="ials",
                                     promote=True)
-    assert not ials["promoted"] and "only als" in ials["decision"]["reasons"][0]
+    # issue #10: implicit ALS over the complete sets serves (gated like any candidate)
+    assert ials["promoted"] and ials["decision"]["passed"], ials["decision"]
     assert ials["metrics"]["rmse"] is None and ials["metrics"]["recall_at_20"] is not None
     assert registry.manifest(ials["version"])["model"] == "ImplicitALS"
-    assert registry.serving() is None and not announced
+    held = {(u, m) for u, h in histories.items() for m in [*h.watches, *h.ratings]}
+    assert ials["data"]["interactions"] == len(held)  # every pair held, none dropped
+    assert registry.serving()["version"] == ials["version"] and announced
 
 
 def test_pipeline_with_nothing_in_the_window_raises_no_data(tmp_path, monkeypatch):
     short = UserHistory()
     short.watch("trailer", 3, 1e9, 60)  # watched, never completed: nothing for als
-    with pytest.raises(NoData, match="no ratings or completed watches in the 168 h window"):
+    with pytest.raises(NoData, match="no ratings or completed watches in all the data"):
         run(tmp_path, monkeypatch, {1: UserHistory(), 2: short})
     with pytest.raises(NoData, match="no watches"):
         run(tmp_path, monkeypatch, {1: UserHistory()}, model="ials")

@@ -267,3 +267,28 @@ def test_a_far_future_timestamp_does_not_move_stream_time():
     rec.observe_time(1_700_000_060.0)
     rec.observe_time(7_000_000_000.0)  # year 2191: ignored
     assert rec.stream_time == 1_700_000_060.0
+
+
+def test_a_short_list_ranked_before_the_movies_arrived_is_re_ranked(rec, histories, items):
+    """Issue #10: movies reach the index by broadcast after the user's events; a list ranked
+    while they were missing was served as is (then the plain fallback, seen movies included)."""
+    known(rec, 7, X)
+    h = UserHistory()
+    for movie in MOVIES:
+        h.watch(movie, 0, 1.0, 60)
+    histories[7] = h
+    rec.answer(7)  # ranked now: everything excluded, an empty list
+    items.update("late+2010", bias=0.0, factors=np.array([0.5, 0.0], np.float32))
+    items.update("later+2011", bias=0.0, factors=np.array([0.4, 0.0], np.float32))
+    line, source = rec.answer(7)
+    assert source == "personal" and ids(line) == ["late+2010", "later+2011"]
+
+
+def test_the_fallback_for_a_known_user_leaves_out_what_they_saw(rec, histories):
+    known(rec, 7, X, minor=True)
+    h = UserHistory()
+    h.watch("a+2001", 0, 1.0, 60)
+    histories[7] = h
+    line = rec.fallback_for(rec.users.get_row(7))
+    assert "a+2001" not in ids(line) and "adult+1999" not in ids(line)
+    assert "r+rated+2000" not in ids(line) and len(ids(line)) == 3

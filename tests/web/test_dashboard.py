@@ -173,6 +173,9 @@ async def test_series_json_after_metric_updates(dash, rt):
     m.model_generation.set(7)
     m.licence_cost_per_view.labels("1h").set(0.42)
     m.online_rating.labels("1h").set(float("nan"))  # undefined yet: drawn as a gap
+    m.answers_by_user.labels("personal", "returning").inc(3)
+    m.answers_by_user.labels("popular", "returning").inc(1)
+    m.answers_by_user.labels("fallback", "new").inc(4)
     sampler.sample(now=1005.0, monotonic=5.0)
 
     response = await client.get("/dashboard/series.json")
@@ -182,6 +185,8 @@ async def test_series_json_after_metric_updates(dash, rt):
     assert [p["id"] for p in snap["panels"]] == [p.id for p in PANELS]
     availability = series_by_legend(snap, "availability")
     assert availability == {"availability 1h": [None, 0.98], "ok share per sample": [None, 0.9]}
+    assert series_by_legend(snap, "personal") == {"personal share, returning users": [None, 0.75],
+                                                  "personal share, all users": [None, 0.375]}
     assert series_by_legend(snap, "drift") == {"rating": [None, 0.05], "genre": [None, 0.31]}
     model = series_by_legend(snap, "model")
     assert model["version"] == [None, "v7"] and model["generation"] == [0.0, 7.0]

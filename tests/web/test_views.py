@@ -228,6 +228,9 @@ async def test_metrics_are_prometheus_text(client, rt):
                      'recstream_requests_total{source="invalid"} 1.0',
                      'recstream_requests_total{source="fallback"} 1.0',
                      "recstream_request_seconds_count 3.0",
+                     'recstream_answers_by_user_total{source="personal",user="returning"} 1.0',
+                     'recstream_answers_by_user_total{source="fallback",user="new"} 1.0',
+                     'recstream_answers_by_user_total{source="invalid",user="new"} 1.0',
                      "# TYPE recstream_rejects_total counter"):
         assert expected in text, expected
     # Only this worker's registry: nothing from the process-global default one.

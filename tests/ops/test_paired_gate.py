@@ -1,0 +1,150 @@
+"""Issue #10: the trainer's and ``models promote``'s gate cannot promote a worse model.
+
+A candidate fitted on 2% of the serving version's data is refused before any metric;
+an inconclusive paired comparison is refused; so is a manual promotion compared with a
+version that no longer serves.
+"""
+from __future__ import annotations
+
+import asyncio
+import io
+
+import numpy as np
+
+from models.registry import Registry, gate
+from recstream.ops import fit as training
+from recstream.ops.fit import Progress, TrainRequest
+from recstream.ops.gate import paired_gate
+from recstream.ops.registry_commands import promote as manual_promote
+from recstream.ops.training_data import TopicRange
+from recstream.settings import Settings
+from tests.ops.test_training import S, Announcements, planted_histories
+
+
+def run(tmp_path, monkeypatch, histories, settings=S):
+    async def fake_load(settings, source, hours, progress):
+        return histories, TopicRange("t", {0: (0, 42)})
+
+    monkeypatch.setattr(training, "load", fake_load)
+    registry = Registry(tmp_path / "models")
+    report = asyncio.run(training.train(settings, TrainRequest(promote=True), registry=registry,
+                                        progress=Progress(io.StringIO()), gate=gate,
+                                        announce=Announcements()))
+    return report, registry
+
+
+def test_a_candidate_trained_on_2_percent_of_the_data_is_refused(tmp_path, monkeypatch):
+    full = planted_histories()
+    first, registry = run(tmp_path, monkeypatch, full)
+    assert first["promoted"]
+    # The same users, 2% of their ratings (what a truncated read looks like).
+    rng = np.random.default_rng(0)
+    thin = {}
+    for user, history in full.items():
+        kept = type(history)()
+        for movie, (stars, at) in history.ratings.items():
+            if rng.random() < 0.02:
+                kept.rate(movie, stars, at)
+        thin[user] = kept
+    second, registry = run(tmp_path, monkeypatch, thin)
+    assert not second["promoted"]
+    (reason,) = second["decision"]["reasons"]
+    assert "truncated read" in reason
+    assert second["decision"]["compared"]["data_fraction"] < 0.05
+    assert registry.serving()["version"] == first["version"]
+
+
+def per_user(values) -> dict:
+    return {m: {str(u): float(v) for u, v in enumerate(values)}
+            for m in ("recall_at_20", "ndcg_at_20")}
+
+
+def test_an_inconclusive_paired_comparison_is_refused():
+    rng = np.random.default_rng(1)
+    serving = rng.uniform(0.1, 0.5, 150)
+    noisy = np.clip(serving + rng.normal(0, 0.3, 150), 0, 1)  # same mean, wide interval
+    entry = {"version": "v1", "interactions": 1000, "n_test": 150,
+             "paired": {"users": 150, "per_user": {"candidate": per_user(noisy),
+                                                   "serving": per_user(serving)}}}
+    decision = paired_gate({"interactions": 1000}, entry, S)
+    assert not decision["passed"]
+    assert all("inconclusive" in r for r in decision["reasons"]), decision["reasons"]
+    # The same candidate measured without noise passes: the test can fail.
+    entry["paired"]["per_user"]["candidate"] = per_user(serving + 0.01)
+    assert paired_gate({"interactions": 1000}, entry, S)["passed"]
+    # A version serving with no holdout user in common with the candidate: inconclusive.
+    lone = paired_gate({"interactions": 1000}, {"version": "v1", "interactions": 1000,
+                                                "n_test": 0}, S)
+    assert not lone["passed"] and "0 users in common" in lone["reasons"][0]
+
+
+def test_manual_promote_uses_the_same_paired_gate(tmp_path, monkeypatch):
+    histories = planted_histories()
+    first, registry = run(tmp_path, monkeypatch, histories)
+    strict = Settings.from_mapping({"n_factors": 8, "registry_dir": str(tmp_path / "models"),
+                                    "gate_min_users": 10_000})
+    second, _ = run(tmp_path, monkeypatch, histories, settings=strict)
+    assert not second["promoted"] and "inconclusive" in second["decision"]["reasons"][0]
+    again = manual_promote(strict, second["version"])
+    assert not again["promoted"] and "inconclusive" in again["decision"]["reasons"][0]
+    lenient = strict.replace(gate_min_users=10)
+    decided = manual_promote(lenient, second["version"])
+    assert decided["decision"]["compared"]["recall_at_20"]["users"] >= 10
+
+
+def test_the_ials_holdout_is_per_user_so_the_gate_can_pair_enough_users():
+    from recstream.ops.data_window import holdout_split, window_data
+    histories = planted_histories()
+    data = window_data(histories, hours=0, settings=S)
+    split, info = holdout_split(data, "ials")
+    eligible = {u for u, h in histories.items() if len(h.ratings) >= 5}
+    assert info["per_user"] and set(split.test.users.tolist()) == eligible
+    assert info["test_users"] == len(eligible) > 100
+    newest = {}
+    for u, i, t in zip(split.test.users.tolist(), split.test.items.tolist(),
+                       split.test.timestamps.tolist()):
+        newest[u] = min(newest.get(u, t), t)
+    for u, i, t in zip(split.train.users.tolist(), split.train.items.tolist(),
+                       split.train.timestamps.tolist()):
+        assert t < newest.get(u, float("inf"))  # nothing from the user's own future
+    assert not set(zip(split.test.users.tolist(), split.test.items.tolist())) & set(
+        zip(split.train.users.tolist(), split.train.items.tolist()))
+
+
+def test_ials_is_compared_only_on_users_whose_holdout_the_serving_version_never_saw(
+        tmp_path, monkeypatch):
+    from recstream.ops.data_window import holdout_split, window_data
+
+    def ials(histories, settings=S):
+        async def fake_load(settings, source, hours, progress):
+            return histories, TopicRange("t", {0: (0, 42)})
+        monkeypatch.setattr(training, "load", fake_load)
+        return asyncio.run(training.train(
+            settings, TrainRequest(model="ials", promote=True),
+            registry=Registry(tmp_path / "models"), progress=Progress(io.StringIO()),
+            gate=gate, announce=Announcements()))
+
+    full = planted_histories(n_users=400, n=16000)
+    times = sorted(t for h in full.values() for _, t in h.ratings.values())
+    early_end = times[len(times) // 2]
+    for user in range(0, 400, 3):  # a third of the users were active only before early_end
+        history = full[user]
+        history.ratings = {m: [r, t - (times[-1] - times[0]) - 1.0]
+                           for m, (r, t) in history.ratings.items()}
+        history.items, history.watches = list(history.ratings), {}
+    early = {}
+    for user, history in full.items():
+        kept = type(history)()
+        for movie, (stars, at) in history.ratings.items():
+            if at <= early_end:
+                kept.rate(movie, stars, at)
+        early[user] = kept
+    first = ials(early)
+    assert first["promoted"], first["decision"]
+    second = ials(full)
+    split, _ = holdout_split(window_data(full, hours=0, settings=S), "ials")
+    newest_unseen = {u for u in set(split.test.users.tolist())
+                     if split.test.timestamps[split.test.users == u].min() > early_end}
+    paired = second["metrics"]["serving"]["paired"]
+    assert 0 < paired["users"] <= len(newest_unseen) < len(set(split.test.users.tolist()))
+    assert set(map(int, paired["per_user"]["serving"]["recall_at_20"])) <= newest_unseen
