@@ -41,9 +41,11 @@ async def test_a_user_with_1200_watched_movies_never_gets_one_back(rt, make_even
     axis[0] = 1.0
     for i, movie in enumerate(watched):
         rt.items.update(movie, bias=0.0, factors=axis * (10.0 - i / WATCHED))
+        rt.items.set_flags(movie, adult=False, minors_ok=True)  # confirmed by the movie API
     unseen = [f"new+{i}" for i in range(UNSEEN)]
     for i, movie in enumerate(unseen):
         rt.items.update(movie, bias=0.0, factors=axis * (1.0 - i / UNSEEN))
+        rt.items.set_flags(movie, adult=False, minors_ok=True)
     rt.users.set_vector(USER, 0.0, axis)
     rt.users.invalidate(rt.users.row(USER))
     line, source = rt.recommender.answer(USER)
