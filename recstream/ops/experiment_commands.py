@@ -4,7 +4,7 @@ Every change is a new version of the experiment's spec on ``<app>-experiments``
 (compacted by id), which every worker follows; nothing here talks to a worker.
 ``ramp ID --auto`` is the canary controller: it watches the guardrails on the
 answers' provenance records (latency per request, error/fallback answers) with
-the anytime-valid test (:mod:`models.experiments.guardrails`), ramps the
+the anytime-valid test (:mod:`models.experiments.canary`), ramps the
 treatment 1% → 5% → 25% → 50% after ``--min-units`` clean answers per step and
 rolls it back to 0% the moment a guardrail is conclusively worse.
 """
@@ -22,7 +22,7 @@ import orjson
 from faust.cli import argument, option
 
 from models.experiments.assignment import CANARY_RAMP
-from models.experiments.guardrails import Guardrail, breached, canary_step
+from models.experiments.canary import Guardrail, breached, canary_step
 from models.experiments.spec import ExperimentSpec, parse_arm
 from models.experiments.stats import Moments
 from models.experiments.telemetry import interleaving_winners, join

@@ -1,7 +1,7 @@
 """Batch retraining (``recstream train``): read a window, fit, evaluate, store, maybe promote.
 
 The window is :mod:`recstream.ops.data_window`, the gate's measurements
-:mod:`recstream.ops.gate`; this module fits and stores.
+:mod:`recstream.ops.promotion`; this module fits and stores.
 
 Data never comes from a worker's RocksDB (the running worker holds its lock): it is read
 with a plain consumer up to end offsets fixed at the start, either from the
@@ -29,7 +29,7 @@ from models.artifact import data_hash, new_version_id, training_manifest
 from models.popularity_batch import PopularityModel
 from recstream.ops.data_window import (HOLDOUT_FRACTION, NoData, holdout_split, load,
                                        pseudo_rating, training_rows, window_data)
-from recstream.ops.gate import (METRIC_KEYS, AsServed, Fitted, paired_ranking, promote, score,
+from recstream.ops.promotion import (METRIC_KEYS, AsServed, Fitted, paired_ranking, promote, score,
                                 score_serving)
 from recstream.settings import Settings
 from recstream.version import code_version

@@ -18,7 +18,7 @@ from faust.cli import argument, option
 
 from models.registry import Registry, RegistryError
 from recstream.modelupdates import announce
-from recstream.ops.gate import paired_gate
+from recstream.ops.promotion import paired_gate
 from recstream.ops.provenance import SCAN_TIMEOUT_S, ScanDeadline, lookup, stream_time
 from recstream.settings import Settings
 

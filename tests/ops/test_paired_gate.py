@@ -14,7 +14,7 @@ import numpy as np
 from models.registry import Registry, gate
 from recstream.ops import fit as training
 from recstream.ops.fit import Progress, TrainRequest
-from recstream.ops.gate import paired_gate
+from recstream.ops.promotion import paired_gate
 from recstream.ops.registry_commands import promote as manual_promote
 from recstream.ops.training_data import TopicRange
 from recstream.settings import Settings

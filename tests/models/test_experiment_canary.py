@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from models.experiments.assignment import CANARY_RAMP
-from models.experiments.guardrails import Guardrail, breached, canary_step
+from models.experiments.canary import Guardrail, breached, canary_step
 from models.experiments.stats import Moments
 
 LATENCY = Guardrail("p_latency_ms", higher_is_worse=True, tolerance=5.0)
