@@ -76,6 +76,11 @@ class WatchedWriter:
         await self.watch.observe(batch)
         return result
 
+    async def stage(self, batch: list) -> Any:
+        result = await self.writer.stage(batch)
+        await self.watch.observe(batch)
+        return result
+
     def __getattr__(self, name: str) -> Any:  # everything else is the writer's
         return getattr(self.writer, name)
 

@@ -62,6 +62,15 @@ class Ingest:
         self._valid = metrics.lines.labels("valid")
 
     async def consume(self, events, *, forward: bool) -> None:
+        """Parse, apply and persist ``events`` (direct callers; the agents stage chunks)."""
+        await self.stage(events, forward=forward)
+        await self.commit()
+
+    async def commit(self) -> None:
+        """Persist what was staged: once per micro-batch, after the broker's acks."""
+        await self.writer.commit()
+
+    async def stage(self, events, *, forward: bool) -> None:
         metrics = self.metrics
         local = []
         # Applying in place is only right when movielog is co-partitioned with
@@ -88,9 +97,13 @@ class Ingest:
                 metrics.rekeyed.inc()
                 await self.producer.produce(self.events, key, event.value)
         if local:
-            await self.writer.apply(local)
+            await self.writer.stage(local)
 
     async def consume_profiles(self, events) -> None:
+        await self.stage_profiles(events)
+        await self.commit()
+
+    async def stage_profiles(self, events) -> None:
         """Our cold-start profiles, already in their user's partition; rejects quarantined."""
         local = []
         for event in events:
@@ -106,7 +119,7 @@ class Ingest:
                               offset=message.offset)
             await self.producer.produce(self.quarantine, None, reject.dumps())
         if local:
-            await self.writer.apply(local)
+            await self.writer.stage(local)
 
     def _co_partitioned(self) -> bool:
         topic = self.movielog.get_topic_name()
@@ -117,25 +130,33 @@ def register(app, ingest: Ingest, *, topics: Topics, batch_size: int,
              within_s: float) -> Ingest:
     """``ingest_movielog``, ``ingest_rekeyed`` and ``apply_profiles`` over one :class:`Ingest`."""
 
+    # Chunks are staged (applied in memory, movie updates sent) with a yield between them;
+    # the users' state is written once per micro-batch, after the broker acknowledged the
+    # batch's movie updates (agents.user_writer).  Faust acks the batch's events only when
+    # the next batch is asked for, so no offset is committed before those writes.
+
     @app.agent(topics.movielog, name="ingest_movielog")
     async def ingest_movielog(stream) -> None:
         async for events in stream.take_events(batch_size, within_s):
             for start in range(0, len(events), CHUNK):
-                await ingest.consume(events[start:start + CHUNK], forward=True)
+                await ingest.stage(events[start:start + CHUNK], forward=True)
                 await asyncio.sleep(0)  # let /recommend in between chunks
+            await ingest.commit()
 
     @app.agent(topics.events, name="ingest_rekeyed")
     async def ingest_rekeyed(stream) -> None:
         async for events in stream.take_events(batch_size, within_s):
             for start in range(0, len(events), CHUNK):
-                await ingest.consume(events[start:start + CHUNK], forward=False)
+                await ingest.stage(events[start:start + CHUNK], forward=False)
                 await asyncio.sleep(0)
+            await ingest.commit()
 
     @app.agent(topics.user_profiles, name="apply_profiles")
     async def apply_profiles(stream) -> None:
         async for events in stream.take_events(batch_size, within_s):
             for start in range(0, len(events), CHUNK):
-                await ingest.consume_profiles(events[start:start + CHUNK])
+                await ingest.stage_profiles(events[start:start + CHUNK])
                 await asyncio.sleep(0)
+            await ingest.commit()
 
     return ingest

@@ -19,6 +19,7 @@ extent by less than that, never lose a rating, watch start or account.
 """
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import numpy as np
@@ -70,8 +71,18 @@ class UserWriter:
         self._user_steps = metrics.model_updates.labels("user")
         self._interactions = metrics.interactions
         self._fold: set[int] = set()
+        # Staged by :meth:`stage`, written by :meth:`commit` (once per micro-batch).
+        self._acks: list = []
+        self._dirty: dict[int, tuple[EventT, UserHistory]] = {}
+        self._vectors: dict[int, EventT] = {}
 
     async def apply(self, batch: list[tuple[EventT, object]]) -> None:
+        """Apply a batch and persist it (:meth:`stage` then :meth:`commit`)."""
+        await self.stage(batch)
+        await self.commit()
+
+    async def stage(self, batch: list[tuple[EventT, object]]) -> None:
+        """Apply events in memory and send their movie updates; the writes wait for commit."""
         dirty: dict[int, tuple[EventT, UserHistory]] = {}
         vectors: dict[int, EventT] = {}
         updates: dict[str, MovieUpdate] = {}
@@ -107,12 +118,24 @@ class UserWriter:
             self.users.invalidate(self.users.row(user))
             vectors[user] = event
             self._user_steps.inc()
-        # The movies' owners hear first, and the users' state is written only once the
-        # broker has their updates: after a crash in between, the replayed events change
-        # the users again and re-send the same marks, which the owner counts once.  The
-        # other order would lose the play or rating (the replay finds it applied).
-        await self.producer.produce_acked(self.movie_updates, [
-            (movie_key(movie), update.dumps()) for movie, update in updates.items()])
+        self._acks.extend(await self.producer.produce_many(self.movie_updates, [
+            (movie_key(movie), update.dumps()) for movie, update in updates.items()]))
+        self._dirty.update(dirty)
+        self._vectors.update(vectors)
+
+    async def commit(self) -> None:
+        """Write the staged users' state once the broker has every staged movie update.
+
+        The movies' owners hear first: after a crash in between, the replayed events
+        change the users again and re-send the same marks, which the owner counts once.
+        The other order would lose the play or rating (the replay finds it applied).
+        One wait per micro-batch, not per chunk: the producer's linger is paid once.
+        """
+        acks, self._acks = self._acks, []
+        if acks:
+            await asyncio.gather(*acks)
+        dirty, self._dirty = self._dirty, {}
+        vectors, self._vectors = self._vectors, {}
         store = self.user_store
         for user, (event, history) in dirty.items():
             await store.save_history(user, history, event)

@@ -231,5 +231,10 @@ class AppProducer:
     async def produce_acked(self, topic: Any, messages: list[tuple[bytes | None, bytes]]
                             ) -> None:
         """Queue every message, then wait until the broker acknowledged all of them."""
+        await asyncio.gather(*await self.produce_many(topic, messages))
+
+    async def produce_many(self, topic: Any, messages: list[tuple[bytes | None, bytes]]
+                           ) -> list:
+        """Queue every message; → the futures of their acknowledgements (await them later)."""
         acks = [await self.produce(topic, key, value) for key, value in messages]
-        await asyncio.gather(*(ack for ack in acks if ack is not None))
+        return [ack for ack in acks if ack is not None]

@@ -1,6 +1,8 @@
 """Movie counters are exact: each play and rating counted once, whatever is re-sent (#12)."""
 from __future__ import annotations
 
+import asyncio
+
 from recstream.records import MovieUpdate
 from tables.codecs import decode_movie_stats
 from tests.agents.test_writers import apply_lines, line, sample, updates
@@ -60,22 +62,34 @@ async def test_redelivered_and_rebatched_updates_count_each_play_and_rating_once
 
 async def test_the_movie_update_is_acknowledged_before_the_users_state_is_written(
         rt, recorder, make_event):
-    """A crash between the two writes must not lose a play: the update goes out first."""
+    """A crash between the two writes must not lose a play: the update goes out first,
+    and the user's state is written only once the broker acknowledged it."""
     order = []
-    original = rt.producer.produce_acked
+    produce = rt.producer.produce
+    loop = asyncio.get_running_loop()
 
-    async def produce_acked(topic, messages):
-        order.append(("movie_updates", len(messages)))
-        await original(topic, messages)
+    async def acked_produce(topic, key, value):
+        await produce(topic, key, value)
+        if topic is not rt.topics.movie_updates:
+            return None
+        order.append("movie_update sent")
+        ack = loop.create_future()
 
-    rt.producer.produce_acked = produce_acked
+        def acknowledge():
+            order.append("movie_update acknowledged")
+            ack.set_result(None)
+
+        loop.call_later(0.05, acknowledge)  # the broker answers a little later
+        return ack
+
+    rt.producer.produce = acked_produce
     store = rt.user_store
     save_history = store.save_history
 
     async def recorded_save(user, history, event):
-        order.append(("user_history", user))
+        order.append(f"user {user} written")
         await save_history(user, history, event)
 
     store.save_history = recorded_save
     await apply_lines(rt, make_event, user_writer(rt), line(3, f"GET /data/m/{MOVIE}/0.mpg"))
-    assert order == [("movie_updates", 1), ("user_history", 3)]
+    assert order == ["movie_update sent", "movie_update acknowledged", "user 3 written"]

@@ -7,8 +7,11 @@ the popular and the learnt rankings both favour what the heavy user already saw.
 from __future__ import annotations
 
 import datetime
+import json
 
-from tests.integration.conftest import produce, wait_for
+from models.guardrails import safe_for_minors
+from tests.integration.conftest import Worker, produce, wait_for
+from tests.integration.movie_api import MovieApi, load_objects
 
 HEAVY, WATCHED, EXTRA = 4242, 1_200, 60
 
@@ -31,8 +34,27 @@ def lines() -> list[str]:
     return out
 
 
-def test_a_user_with_1200_watched_movies_is_never_served_one(make_worker):
-    worker = make_worker()
+def movie_objects() -> dict[str, bytes]:
+    """A real course movie object (safe for minors) under each of this test's slugs:
+    only movies the movie API confirmed are served (issue #14)."""
+    template = next(obj for obj in map(json.loads, load_objects().values())
+                    if safe_for_minors(obj))  # the heavy user's age is unknown
+    slugs = [f"seen+{i}" for i in range(WATCHED)] + [f"new+{k}" for k in range(EXTRA)]
+    return {slug: json.dumps(dict(template, id=slug, title=slug)).encode() for slug in slugs}
+
+
+def test_a_user_with_1200_watched_movies_is_never_served_one(make_worker, tmp_path):
+    api = MovieApi(movie_objects())
+    worker = Worker(make_worker.broker, make_worker.app_id, make_worker.topic,
+                    tmp_path / "own-data", tmp_path / "own-worker.log", api_url=api.url).start()
+    try:
+        _check_heavy_user(make_worker, worker)
+    finally:
+        worker.stop()
+        api.close()
+
+
+def _check_heavy_user(make_worker, worker) -> None:
     sent = lines()
     assert produce(make_worker.broker, make_worker.topic, sent) == len(sent)
     wait_for(lambda: worker.metric("recstream_lines_total") >= len(sent), 180,
