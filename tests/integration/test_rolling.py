@@ -70,6 +70,9 @@ def test_rolling_restart_of_two_workers_drops_no_request(make_worker):
              >= len(lines), 120, "both workers to ingest the sample")
     users = sorted({int(line.split(",")[1]) for line in lines[:3000]
                     if line.split(",")[1].isdigit()})[:200]
+    for worker in (a, b):  # only movies the movie API confirmed are served (issue #14)
+        wait_for(lambda w=worker: bool(w.get(f"/recommend/{users[0]}")[1].strip()), 60,
+                 "confirmed movies in every worker's answers")
     front = Front([a, b])
     client = threading.Thread(target=front.run, args=(users,), daemon=True)
     client.start()
