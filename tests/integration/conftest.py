@@ -76,6 +76,7 @@ class Worker:
             self.proc = subprocess.Popen([sys.executable, "-m", "recstream.cli", "worker", "-l",
                                           "info"], env=self.env, cwd=ROOT, stdout=out,
                                          stderr=subprocess.STDOUT, start_new_session=True)
+        timeout = round(timeout * load_scale(), 1)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -174,7 +175,19 @@ def produce(broker: str, topic: str, lines: list[str]) -> int:
         os.unlink(f.name)
 
 
+def load_scale() -> float:
+    """How much longer waits may take on this box now: the run-queue per core, 1..4.
+
+    The broker, worker and test share the machine with whatever else runs (CI on a shared box,
+    other test sessions); a wait that is generous on an idle 2-core machine times out at a load
+    of 20.  Scaling only lengthens the wait for a condition that has not come yet, so a passing
+    test is never slowed; a failing one reports the scaled timeout it used.
+    """
+    return min(4.0, max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1)))
+
+
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.3):
+    timeout = round(timeout * load_scale(), 1)
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
