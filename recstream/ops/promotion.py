@@ -13,8 +13,7 @@ import numpy as np
 
 from models import evaluation
 from models.als import BiasedALS, ImplicitALS
-from models.gate import promotion_gate
-from models.metrics import ndcg_at_k, recall_at_k
+from models.gate import METRICS, bootstrap_mean_ci, per_user_metrics, promotion_gate
 from recstream.ops.as_served import K, AsServed, Fitted
 from recstream.ops.data_window import relevance_threshold
 from recstream.settings import Settings
@@ -127,27 +126,19 @@ def paired_ranking(candidate: "AsServed", serving: "AsServed", split: evaluation
     out: dict[str, Any] = {"users": len(users), "resamples": resamples}
     if not users:
         return out
-    diffs = {f"recall_at_{K}": [], f"ndcg_at_{K}": []}
     # Per-user values for models.gate.promotion_gate (keys as strings: manifest JSON).
-    per_user = {side: {m: {} for m in diffs} for side in ("candidate", "serving")}
-    for user in users:
-        exclude = seen.get(user, ())
-        for side, model in (("candidate", candidate), ("serving", serving)):
-            ranked = model.recommend(user, K, exclude)
-            per_user[side][f"recall_at_{K}"][str(user)] = recall_at_k(ranked, relevant[user], K)
-            per_user[side][f"ndcg_at_{K}"][str(user)] = ndcg_at_k(ranked, relevant[user], K)
-        for metric in diffs:
-            diffs[metric].append(per_user["candidate"][metric][str(user)]
-                                 - per_user["serving"][metric][str(user)])
+    per_user: dict[str, dict[str, dict[str, float]]] = {}
+    for side, model in (("candidate", candidate), ("serving", serving)):
+        lists = {user: model.recommend(user, K, seen.get(user, ())) for user in users}
+        per_user[side] = {metric: {str(user): value for user, value in values.items()}
+                          for metric, values in per_user_metrics(lists, relevant, k=K).items()}
     out["per_user"] = per_user
-    rng = np.random.default_rng(seed)
-    picks = rng.integers(0, len(users), size=(resamples, len(users)))
-    for name, values in diffs.items():
-        arr = np.asarray(values, np.float64)
-        means = arr[picks].mean(axis=1)
-        out[name] = {"mean_difference": float(arr.mean()),
-                     "ci95": [float(np.quantile(means, 0.025)),
-                              float(np.quantile(means, 0.975))]}
+    for name in METRICS:
+        diffs = np.fromiter((per_user["candidate"][name][str(user)]
+                             - per_user["serving"][name][str(user)] for user in users),
+                            np.float64, len(users))
+        lo, hi = bootstrap_mean_ci(diffs, resamples=resamples, seed=seed)
+        out[name] = {"mean_difference": float(diffs.mean()), "ci95": [lo, hi]}
     return out
 
 
