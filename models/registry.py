@@ -18,7 +18,6 @@ replaced by rename, so a reader sees the old pointer or the new one.
 """
 from __future__ import annotations
 
-import dataclasses
 import fcntl
 import json
 import math
@@ -31,6 +30,7 @@ from typing import Any, Iterator, Mapping, Optional
 import numpy as np
 
 from models.artifact import list_versions, load_version, new_version_id, save_version
+from models.gate import GateDecision
 
 SERVING_FILE = "serving.json"
 DECISIONS_FILE = "decisions.jsonl"
@@ -41,17 +41,9 @@ class RegistryError(RuntimeError):
     """An operation the registry refuses (unknown version, nothing to roll back to)."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Decision:
-    """The outcome of the promotion gate, with the numbers it compared."""
-
-    passed: bool
-    reasons: list[str]
-    compared: dict[str, Any]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"passed": self.passed, "reasons": list(self.reasons),
-                "compared": dict(self.compared)}
+# The outcome of a promotion gate, with the numbers it compared: one class for the
+# aggregate rule below and the paired per-user gate (models.gate).
+Decision = GateDecision
 
 
 # Below this many users in common, a paired bootstrap interval says nothing (with 4 users

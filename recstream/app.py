@@ -3,9 +3,10 @@
 This is the only module that imports ``agents`` and ``web`` (the layering test allows it
 and ``recstream.cli`` nothing else): it builds the worker's parts
 (:class:`~recstream.parts.WorkerParts`), then :func:`wire_agents` and :func:`wire_web` give
-each agent and view only the collaborators it uses, and :func:`recstream.ops.register`
-adds the operator commands.  To add an agent: write its module under ``agents/`` with a
-``register(app, ...)`` taking what it needs, and call it from :func:`wire_agents`.
+each agent and view only the collaborators it uses, and
+:func:`recstream.ops.all_commands.register` adds the operator commands.  To add an agent:
+write its module under ``agents/`` with a ``register(app, ...)`` taking what it needs, and
+call it from :func:`wire_agents`.
 
 ``faust -A recstream.app worker`` (and the ``recstream`` CLI) use the module-level
 ``app``, configured from the environment.  Building it connects to nothing: Kafka,
@@ -22,7 +23,7 @@ from models.detectors import ScrapingDetector, SybilDetector
 from recstream.experiment_metrics import ExperimentMetrics
 from recstream.api_checks import ApiObjectGate
 from recstream.clean_exit import Worker as CleanExitWorker
-from recstream.ops import register as register_ops
+from recstream.ops.all_commands import register as register_ops
 from recstream.parts import WorkerParts
 from recstream.settings import Settings
 from recstream.topics import define_topics

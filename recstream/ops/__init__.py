@@ -8,20 +8,9 @@ experiment`` (:mod:`.experiment_commands` over :mod:`.experiment_data`,
 argparse tools ``recstream evaluate`` (:mod:`.evaluate`) and ``recstream compare``
 (:mod:`.compare`).  Ops import the kernel, ``tables`` and ``models``; never ``agents`` or
 ``web``.
+
+Every command is registered on the app by :func:`recstream.ops.all_commands.register`
+(a module of its own: this package's ``__init__`` imports none of its children, so
+importing one operation, e.g. ``recstream.ops.fit`` in a training child process, does
+not import them all, and the package never depends on its own modules).
 """
-from __future__ import annotations
-
-import faust
-
-from recstream.settings import Settings
-
-
-def register(app: faust.App, settings: Settings) -> None:
-    """Every operator ``@app.command`` on ``app`` (called by :func:`recstream.app.create_app`)."""
-    from recstream.ops import audit, commands, experiment_commands, registry_commands
-
-    commands.register(app, settings)
-    registry_commands.register(app, settings)
-    registry_commands.register_provenance(app, settings)
-    audit.register(app, settings)  # issue #14: recstream audit fairness|feedback|security|safety
-    experiment_commands.register(app, settings)

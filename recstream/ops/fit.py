@@ -29,8 +29,8 @@ from models.artifact import data_hash, new_version_id, training_manifest
 from models.popularity_batch import PopularityModel
 from recstream.ops.data_window import (HOLDOUT_FRACTION, NoData, holdout_split, load,
                                        pseudo_rating, training_rows, window_data)
-from recstream.ops.promotion import (METRIC_KEYS, AsServed, Fitted, paired_ranking, promote, score,
-                                score_serving)
+from recstream.ops.as_served import AsServed, Fitted
+from recstream.ops.promotion import METRIC_KEYS, paired_ranking, promote, score, score_serving
 from recstream.settings import Settings
 from recstream.version import code_version
 

@@ -1,125 +1,25 @@
-"""The promotion gate's measurements: candidate and serving version ranked as served.
+"""The promotion gate's measurements: candidate and serving version ranked as served
+(``recstream/ops/as_served.py``).
 
 ``recstream train --promote`` and ``recstream models promote`` compare a candidate with
 the serving version on the same holdout users; the pass/fail rule itself is
-:func:`models.registry.gate`.
+:func:`models.gate.promotion_gate`.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from models import evaluation
 from models.als import BiasedALS, ImplicitALS
-from models._ids import lookup, top_k
-from models.foldin import fold_in_users
-from models.gate import promotion_gate
-from models.metrics import ndcg_at_k, recall_at_k
-from models.popularity import popularity_prior
-from models.ranking import score_users
+from models.gate import METRICS, bootstrap_mean_ci, per_user_metrics, promotion_gate
+from recstream.ops.as_served import K, AsServed, Fitted
 from recstream.ops.data_window import relevance_threshold
 from recstream.settings import Settings
 
-K = 20
 METRIC_KEYS = ("rmse", "mae", f"recall_at_{K}", f"ndcg_at_{K}", "n_test", "n_users",
                "n_ranked_users", "n_train", "fit_seconds")
-
-
-class Fitted:
-    """A model fitted elsewhere (the serving version): ``evaluate`` must not refit it."""
-
-    def __init__(self, model: Any) -> None:
-        self.model = model
-        self.predicts_ratings = getattr(model, "predicts_ratings", True)
-
-    def fit(self, *args: Any, **kwargs: Any) -> "Fitted":
-        return self
-
-    def predict_many(self, users: Iterable, items: Iterable) -> np.ndarray:
-        return self.model.predict_many(users, items)
-
-    def recommend(self, user: int, k: int = K, exclude: Iterable = ()) -> list[str]:
-        return self.model.recommend(user, k=k, exclude=exclude)
-
-
-class AsServed:
-    """Ranks the way the service ranks, so the gate compares what users would be shown.
-
-    The service scores ``p_u . q_i + b_i + blend * log1p(popularity_i)`` over every movie
-    it knows (``tables.serving``, ``models.ranking.score_users``), and answers a user
-    without a vector with the popularity order.  Ranking a model's raw ``p . q + b`` instead
-    penalises the model that knows more users (the one trained on more data ranks them by
-    MF alone, the older one falls back to popularity for them), which made the gate prefer
-    the older version.  Here both get the same item universe (the split's training items),
-    the same popularity (training counts) and the same fallback; rating predictions are the
-    model's own.
-    """
-
-    def __init__(self, model: Any, blend: float) -> None:
-        self.model = model
-        self.blend = blend
-        self.predicts_ratings = getattr(model, "predicts_ratings", True)
-
-    def fit(self, users: Iterable, items: Iterable, values: Iterable, *,
-            timestamps: Iterable | None = None) -> "AsServed":
-        self.model.fit(users, items, values, timestamps=timestamps)
-        inner = self.model.model if isinstance(self.model, Fitted) else self.model
-        self.item_ids, counts = np.unique(np.asarray(items).astype(str), return_counts=True)
-        rows = lookup(np.asarray(inner.item_ids).astype(str), self.item_ids)
-        known = rows >= 0
-        self.factors = np.zeros((self.item_ids.size, inner.item_factors.shape[1]), np.float32)
-        self.factors[known] = inner.item_factors[rows[known]]
-        self.bias = np.zeros(self.item_ids.size, np.float32)
-        self.bias[known] = inner.item_bias[rows[known]]
-        self.popularity = counts.astype(np.float64)
-        self.inner = inner
-        self.folded = None
-        if isinstance(inner, ImplicitALS):  # served as the live path serves it (issue #10)
-            self.prior = np.zeros(self.item_ids.size)  # no popularity blend for ials
-            self.folded = self._fold_in(np.asarray(users, np.int64),
-                                        np.asarray(items).astype(str))
-        else:
-            self.prior = popularity_prior(self.popularity, self.blend)
-        return self
-
-    def _fold_in(self, users: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Every user's vector by exact fold-in of their training items against the
-        model's item factors: what the worker holds after the user's last event."""
-        inner = self.inner
-        rows = lookup(np.asarray(inner.item_ids).astype(str), items)
-        keep = rows >= 0
-        ids, user_rows = np.unique(users[keep], return_inverse=True)
-        pairs = sp.csr_matrix((np.full(int(keep.sum()), float(inner.alpha)),
-                               (user_rows, rows[keep])),
-                              shape=(ids.size, inner.item_factors.shape[0]))
-        pairs.sum_duplicates()
-        pairs.data[:] = float(inner.alpha)  # binary: a repeated pair is one interaction
-        return ids, fold_in_users(inner.item_factors, pairs, float(inner.regularization))
-
-    def predict_many(self, users: Iterable, items: Iterable) -> np.ndarray:
-        return self.model.predict_many(users, items)
-
-    def recommend(self, user: int, k: int = K, exclude: Iterable = ()) -> list[str]:
-        if self.folded is not None:
-            ids, vectors = self.folded
-            at = int(np.searchsorted(ids, user))
-            row = at if at < ids.size and ids[at] == user else -1
-            scores = (self.factors @ vectors[row] if row >= 0 else self.popularity.copy()
-                      ).astype(np.float64)
-            excluded = lookup(self.item_ids, np.asarray(list(exclude), dtype=str))
-            scores[excluded[excluded >= 0]] = -np.inf
-            return self.item_ids[top_k(scores, k)].tolist()
-        row = int(lookup(np.asarray(self.inner.user_ids), np.asarray([user], np.int64))[0])
-        if row >= 0:
-            scores = score_users(self.inner.user_factors[row][None, :], self.factors,
-                                 self.bias, self.prior)[0].astype(np.float64)
-        else:
-            scores = self.popularity.copy()
-        excluded = lookup(self.item_ids, np.asarray(list(exclude), dtype=str))
-        scores[excluded[excluded >= 0]] = -np.inf
-        return self.item_ids[top_k(scores, k)].tolist()
 
 
 def score(model: Any, split: evaluation.Split, settings: Settings) -> dict[str, Any]:
@@ -226,27 +126,19 @@ def paired_ranking(candidate: "AsServed", serving: "AsServed", split: evaluation
     out: dict[str, Any] = {"users": len(users), "resamples": resamples}
     if not users:
         return out
-    diffs = {f"recall_at_{K}": [], f"ndcg_at_{K}": []}
     # Per-user values for models.gate.promotion_gate (keys as strings: manifest JSON).
-    per_user = {side: {m: {} for m in diffs} for side in ("candidate", "serving")}
-    for user in users:
-        exclude = seen.get(user, ())
-        for side, model in (("candidate", candidate), ("serving", serving)):
-            ranked = model.recommend(user, K, exclude)
-            per_user[side][f"recall_at_{K}"][str(user)] = recall_at_k(ranked, relevant[user], K)
-            per_user[side][f"ndcg_at_{K}"][str(user)] = ndcg_at_k(ranked, relevant[user], K)
-        for metric in diffs:
-            diffs[metric].append(per_user["candidate"][metric][str(user)]
-                                 - per_user["serving"][metric][str(user)])
+    per_user: dict[str, dict[str, dict[str, float]]] = {}
+    for side, model in (("candidate", candidate), ("serving", serving)):
+        lists = {user: model.recommend(user, K, seen.get(user, ())) for user in users}
+        per_user[side] = {metric: {str(user): value for user, value in values.items()}
+                          for metric, values in per_user_metrics(lists, relevant, k=K).items()}
     out["per_user"] = per_user
-    rng = np.random.default_rng(seed)
-    picks = rng.integers(0, len(users), size=(resamples, len(users)))
-    for name, values in diffs.items():
-        arr = np.asarray(values, np.float64)
-        means = arr[picks].mean(axis=1)
-        out[name] = {"mean_difference": float(arr.mean()),
-                     "ci95": [float(np.quantile(means, 0.025)),
-                              float(np.quantile(means, 0.975))]}
+    for name in METRICS:
+        diffs = np.fromiter((per_user["candidate"][name][str(user)]
+                             - per_user["serving"][name][str(user)] for user in users),
+                            np.float64, len(users))
+        lo, hi = bootstrap_mean_ci(diffs, resamples=resamples, seed=seed)
+        out[name] = {"mean_difference": float(diffs.mean()), "ci95": [lo, hi]}
     return out
 
 

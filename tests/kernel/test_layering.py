@@ -35,8 +35,8 @@ def room(module: str) -> str:
     return top
 
 
-def module_name(path: Path) -> str:
-    parts = path.relative_to(REPO).with_suffix("").parts
+def module_name(path: Path, root: Path = REPO) -> str:
+    parts = path.relative_to(root).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
@@ -61,7 +61,7 @@ def imports_of(path: Path, name: str) -> set[str]:
 
 def graph(root: Path = REPO) -> dict[str, set[str]]:
     """Our module → our modules it imports (recstream.sim excluded: another room's test)."""
-    files = {module_name(p): p for pkg in PACKAGES for p in (root / pkg).rglob("*.py")}
+    files = {module_name(p, root): p for pkg in PACKAGES for p in (root / pkg).rglob("*.py")}
     files = {m: p for m, p in files.items() if room(m) != "sim"}
     ours = set(files) | {"recstream.sim"}
     edges = {}
@@ -72,6 +72,9 @@ def graph(root: Path = REPO) -> dict[str, set[str]]:
                 imported = imported.rpartition(".")[0]
             if imported and imported != name:
                 targets.add(imported)
+        parent = name.rpartition(".")[0]
+        if parent in files:  # Python imports a module's package first: a hidden edge
+            targets.add(parent)
         edges[name] = targets
     return edges
 
@@ -154,6 +157,20 @@ def test_the_checks_can_fail(source, target, ok):
     edges = {source: {target}, target: set()}
     assert (violations(edges) == []) is ok
     assert cycles({"a.x": {"a.y"}, "a.y": {"a.x"}}) == [["a.x", "a.y"]]
+
+
+def test_a_package_that_imports_its_own_modules_is_a_cycle(tmp_path):
+    """``pkg/__init__`` importing ``pkg.child`` (even inside a function) is a cycle, since
+    importing ``pkg.child`` imports ``pkg`` first: how ``recstream.ops.register`` hid one."""
+    for pkg in PACKAGES:
+        (tmp_path / pkg).mkdir()
+        (tmp_path / pkg / "__init__.py").write_text("")
+    (tmp_path / "agents" / "__init__.py").write_text(
+        "def register():\n    from agents import child\n")
+    (tmp_path / "agents" / "child.py").write_text("import numpy\n")
+    assert cycles(graph(tmp_path)) == [["agents", "agents.child"]]
+    (tmp_path / "agents" / "__init__.py").write_text("")
+    assert cycles(graph(tmp_path)) == []
 
 
 def test_every_module_was_read():

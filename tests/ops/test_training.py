@@ -13,7 +13,7 @@ from models.registry import Registry, gate
 from recstream.ops import fit as training
 from recstream.ops.data_window import NoData, holdout_split, pseudo_rating, window_data
 from recstream.ops.fit import Progress, TrainRequest, make_model, with_progress
-from recstream.ops.promotion import Fitted
+from recstream.ops.as_served import Fitted
 from recstream.settings import Settings
 from recstream.ops.training_data import (
     LogAggregator,
@@ -289,7 +289,7 @@ def test_pipeline_with_nothing_in_the_window_raises_no_data(tmp_path, monkeypatc
 def test_as_served_ranks_like_the_service_and_falls_back_to_popularity():
     from models.als import BiasedALS
     from models.popularity import popularity_prior
-    from recstream.ops.promotion import AsServed, Fitted
+    from recstream.ops.as_served import AsServed, Fitted
 
     model = BiasedALS.from_arrays({
         "user_ids": np.array([1, 2], np.int64),

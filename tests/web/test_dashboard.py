@@ -16,7 +16,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from recstream.prometheus import Metrics
 from tests.chromium import panels, render_async
-from web.dashboard import PANELS, Sampler, histogram_quantile, make_routes
+from web.dashboard import PANELS, make_routes
+from web.dashboard_sampler import Sampler, histogram_quantile
 
 INF = math.inf
 
@@ -60,7 +61,7 @@ def series_by_legend(snapshot: dict, panel: str) -> dict[str, list]:
 
 def test_quantiles_and_rates_come_from_the_interval_not_the_lifetime():
     m = Metrics()
-    sampler = Sampler(m.registry, every_s=5, horizon_s=60)
+    sampler = Sampler(m.registry, PANELS, every_s=5, horizon_s=60)
     sampler.sample(now=100.0, monotonic=0.0)  # the baseline: no interval yet
     for _ in range(100):
         m.latency.observe(0.003)           # (0.002, 0.005]
@@ -84,7 +85,7 @@ def test_quantiles_and_rates_come_from_the_interval_not_the_lifetime():
 
 def test_ring_buffer_keeps_the_horizon_and_aligns_late_series():
     m = Metrics()
-    sampler = Sampler(m.registry, every_s=5, horizon_s=20)
+    sampler = Sampler(m.registry, PANELS, every_s=5, horizon_s=20)
     assert sampler.capacity == 4
     for i in range(10):
         if i == 8:
@@ -132,7 +133,7 @@ def test_sampling_is_cheap():
     """It runs on the serving loop: well under a millisecond for everything we draw."""
     m = Metrics()
     fill(m)
-    sampler = Sampler(m.registry)
+    sampler = Sampler(m.registry, PANELS)
     costs = []
     for i in range(300):
         m.requests.labels("personal").inc()
@@ -151,7 +152,7 @@ def test_sampling_is_cheap():
 
 @pytest.fixture
 async def dash(rt):
-    sampler = Sampler(rt.metrics.registry, every_s=5, horizon_s=3600)
+    sampler = Sampler(rt.metrics.registry, PANELS, every_s=5, horizon_s=3600)
     app = web.Application()
     app.add_routes(make_routes(sampler))
     client = TestClient(TestServer(app, host="127.0.0.1"))
