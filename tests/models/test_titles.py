@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import time
 from pathlib import Path
 
 import pytest
@@ -114,18 +113,12 @@ def test_unknown_titles_get_nothing_confident(index):
 
 
 @needs_catalogue
-def test_build_and_query_speed(catalogue):
-    start = time.perf_counter()
+def test_the_real_catalogue_indexes_and_answers_every_kind_of_query(catalogue):
+    """Build and query on the whole real sample (their speed: bench/hot_paths.py)."""
     index = TitleIndex([(m, t, y) for m, t, y, _ in catalogue])
-    build_s = time.perf_counter() - start
-    queries = ["the shawshank redemtpion", "Toy Story", "american hustel", "Zorblax Quintessence"] * 50
-    start = time.perf_counter()
-    for q in queries:
-        index.lookup(q)
-    per_query = (time.perf_counter() - start) / len(queries)
-    print(f"\nbuild {build_s:.2f} s for {len(index)} titles; {per_query * 1e6:.0f} us/lookup")
-    assert build_s < 2.0          # < 1 s unloaded; CI boxes are shared
-    assert per_query < 1e-3
+    assert len(index) == len(catalogue)
+    assert index.lookup("Toy Story") is not None
+    assert index.lookup("Zorblax Quintessence") is None
 
 
 def perturb(title: str, year: int | None, rng: random.Random) -> str:

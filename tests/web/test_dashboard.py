@@ -6,7 +6,6 @@ describes its own interval; known answers follow Prometheus' ``histogram_quantil
 from __future__ import annotations
 
 import math
-import statistics
 import time
 
 import orjson
@@ -129,22 +128,18 @@ def fill(m: Metrics, n_partitions: int = 8) -> None:
         m.platform_latency.observe(v)
 
 
-def test_sampling_is_cheap():
-    """It runs on the serving loop: well under a millisecond for everything we draw."""
+def test_sampling_keeps_its_own_cost_and_every_drift_line():
+    """It runs on the serving loop; its speed is bench/hot_paths.py's claim, not a timed test."""
     m = Metrics()
     fill(m)
     sampler = Sampler(m.registry, PANELS)
-    costs = []
     for i in range(300):
         m.requests.labels("personal").inc()
         m.latency.observe(0.002)
-        started = time.perf_counter()
         sampler.sample()
-        costs.append(time.perf_counter() - started)
-    median = statistics.median(costs)
-    assert median < 1e-3, f"median sample took {median * 1e3:.3f} ms"
-    assert sampler.samples == 300 and sampler.max_s >= median
+    assert sampler.samples == 300 and sampler.max_s > 0
     snap = sampler.snapshot()
+    assert snap["sampler"]["samples"] == 300 and snap["sampler"]["max_ms"] >= snap["sampler"]["mean_ms"] > 0
     assert len([s for s in snap["series"] if s["panel"] == "drift"]) == 8
 
 
