@@ -320,8 +320,9 @@ async def test_the_api_being_down_never_blocks_ingest(rt, recorder, make_event, 
         t0 = time.perf_counter()
         for u in users:           # one account per micro-batch while fetches hang
             await create_accounts(rt, make_event, writer, [u])
-        # Waiting on the API would take >= 20 x 0.5 s (the timeout); ingest did not wait.
-        assert time.perf_counter() - t0 < 5.0
+        # Waiting on the API would take >= 20 x 0.5 s (the timeout); ingest did not wait
+        # (the bound leaves a loaded box its margin below those 10 s).
+        assert time.perf_counter() - t0 < 9.0
         await eventually(lambda: calls(rt, "error") >= 1)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
