@@ -6,10 +6,17 @@
   goes once to ``<app>-suspects`` (keyed by user, JSON ``{user, time, movie,
   rating, reason}``); ``recstream train`` drops the suspects' ratings of the
   pushed movie (recstream/ops/suspects.py).
+  Once an account is suspected, its later ratings and watches of the pushed
+  movie are not applied at all (:meth:`WatchedWriter.stage`): the live path
+  stops learning from the wave at once instead of at the next retrain.
 * :class:`ScrapingWatch` gets one ``request(client, user)`` per ``/recommend``
   call (an O(1) append) and the platform's outcome lines from the same writer
   wrap; :class:`models.detectors.ScrapingDetector` runs on them in a timer, off
-  the request path.
+  the request path.  Both sides are on **one clock, the wall clock**: a request at
+  its arrival, an outcome line at its Kafka record's timestamp (when the platform
+  produced it, right after our answer).  The line's own time is the platform's
+  stream time, which a sped-up simulator (or a replay) moves far faster than the
+  wall: comparing the two flagged the graders themselves (issue #14 phase 3).
 
 Scope: a worker sees the events of its own partitions, so with N workers a
 wave of A accounts shows ~A/N of them to each; ``min_accounts`` is per worker
@@ -33,18 +40,30 @@ log = logging.getLogger(__name__)
 MAX_QUEUED_REQUESTS = 100_000  # requests waiting for the scraping timer (oldest dropped)
 
 
+def produced_at(event: Any) -> float:
+    """Wall time the platform produced ``event`` (its Kafka timestamp); now if it has none."""
+    message = getattr(event, "message", None)
+    stamp = getattr(message, "timestamp", None)
+    now = time.time()
+    if isinstance(stamp, (int, float)) and 0 < stamp <= now + 60.0:
+        return float(stamp)
+    return now
+
+
 class SybilWatch:
     def __init__(self, *, detector: SybilDetector, producer: Any, topic: Any, metrics: Any,
                  scraping: "ScrapingWatch | None" = None) -> None:
         self.detector, self.producer, self.topic = detector, producer, topic
         self.suspected = metrics.sybil_suspected
         self.pushed = metrics.sybil_pushed_movies
+        self.skipped = metrics.sybil_skipped_events
         self.scraping = scraping
+        self.poisoned: dict[int, set[str]] = {}   # suspect -> the movies its waves pushed
 
     async def observe(self, batch: list) -> int:
         """Feed one applied batch of ``(event, record)``; publish new suspects → how many."""
         d, new = self.detector, []
-        for _, rec in batch:
+        for event, rec in batch:
             if isinstance(rec, WatchMinute):
                 d.watch(rec.time, rec.user, rec.movie, rec.minute)
             elif isinstance(rec, Rating):
@@ -52,8 +71,9 @@ class SybilWatch:
             elif isinstance(rec, AccountCreated):
                 d.account(rec.time, rec.user)
             elif isinstance(rec, RecommendationOutcome) and self.scraping is not None:
-                self.scraping.outcome(rec.time, rec.user)
+                self.scraping.outcome(produced_at(event), rec.user)
         for user, rec in new:
+            self.poisoned.setdefault(user, set()).add(rec.movie)
             value = {"user": user, "time": rec.time, "movie": rec.movie, "rating": rec.rating,
                      "reason": "sybil_wave"}
             await self.producer.produce(self.topic, user_key(user), orjson.dumps(value))
@@ -64,22 +84,36 @@ class SybilWatch:
                         ", ".join(sorted({rec.movie for _, rec in new})))
         return len(new)
 
+    def keep(self, batch: list) -> list:
+        """``batch`` without the suspects' ratings and watches of the movies they pushed."""
+        poisoned = self.poisoned
+        if not poisoned:
+            return batch
+        kept = [(event, rec) for event, rec in batch
+                if not (type(rec) in (Rating, WatchMinute)
+                        and rec.movie in poisoned.get(rec.user, ()))]
+        if len(kept) < len(batch):
+            self.skipped.inc(len(batch) - len(kept))
+        return kept
+
 
 class WatchedWriter:
-    """The user writer with the detectors looking on: same ``apply``, then observe."""
+    """The user writer with the detectors looking on: observe first, then apply what is kept.
+
+    The detectors see every event (a wave is judged on all of it); the writer gets the
+    batch without what suspected accounts did to the movies they pushed.
+    """
 
     def __init__(self, writer: Any, watch: SybilWatch) -> None:
         self.writer, self.watch = writer, watch
 
     async def apply(self, batch: list) -> Any:
-        result = await self.writer.apply(batch)
         await self.watch.observe(batch)
-        return result
+        return await self.writer.apply(self.watch.keep(batch))
 
     async def stage(self, batch: list) -> Any:
-        result = await self.writer.stage(batch)
         await self.watch.observe(batch)
-        return result
+        return await self.writer.stage(self.watch.keep(batch))
 
     def __getattr__(self, name: str) -> Any:  # everything else is the writer's
         return getattr(self.writer, name)
@@ -110,7 +144,10 @@ class ScrapingWatch:
                 new.append(client)
         if new:
             self.flagged.inc(len(new))
-            log.warning("scraping suspected from %s", ", ".join(new))
+            for client in new:
+                _, requests, why = d.flagged[client]
+                log.warning("scraping suspected from %s after %d requests (%s)", client,
+                            requests, why)
         return new
 
 

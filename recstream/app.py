@@ -70,7 +70,7 @@ def create_app(settings: Settings) -> faust.App:
     return app
 
 
-def wire_agents(app: faust.App, rt: WorkerParts) -> attack_watch.ScrapingWatch:
+def wire_agents(app: faust.App, rt: WorkerParts) -> attack_watch.ScrapingWatch | None:
     """Each agent module gets what it reads and writes; the order is the start order.
 
     Returns the scraping detector's feed, which the recommend view also writes to.
@@ -87,11 +87,14 @@ def wire_agents(app: faust.App, rt: WorkerParts) -> attack_watch.ScrapingWatch:
         metrics=rt.metrics, changelog=rt.changelog, producer=rt.producer,
         movie_updates=rt.topics.movie_updates, sent_answers=rt.sent_answers)
     # Issue #14: the live detectors look on as the writer applies each batch.
-    scraping = attack_watch.ScrapingWatch(detector=ScrapingDetector(), metrics=rt.metrics)
-    attack_watch.register(app, scraping)
-    watched = attack_watch.WatchedWriter(writer, attack_watch.SybilWatch(
-        detector=SybilDetector(min_accounts=s.sybil_min_accounts), producer=rt.producer,
-        topic=rt.topics.suspects, metrics=rt.metrics, scraping=scraping))
+    scraping: attack_watch.ScrapingWatch | None = None
+    watched: object = writer
+    if s.attack_watch:
+        scraping = attack_watch.ScrapingWatch(detector=ScrapingDetector(), metrics=rt.metrics)
+        attack_watch.register(app, scraping)
+        watched = attack_watch.WatchedWriter(writer, attack_watch.SybilWatch(
+            detector=SybilDetector(min_accounts=s.sybil_min_accounts), producer=rt.producer,
+            topic=rt.topics.suspects, metrics=rt.metrics, scraping=scraping))
     ingest.register(app, ingest.Ingest(settings=s, writer=watched, metrics=rt.metrics,
                                        producer=rt.producer, topics=rt.topics,
                                        consumer_of=lambda: app.consumer),

@@ -104,6 +104,9 @@ class Settings:
     grader_cidrs: str = ""
     # Live sybil-wave detector (agents.attack_watch): distinct young accounts per worker.
     sybil_min_accounts: int = 10
+    # Issue #14: the live attack detectors (sybil, scraping) and the live skip of the
+    # suspects' events; off only to measure what they change (bench/attack_live.py).
+    attack_watch: bool = True
     # Feedback-loop mitigation in serving (tables/mitigation.py): long-tail re-rank weight
     # and exploration slots per answer; both 0 = off.
     feedback_rerank_weight: float = 0.0
