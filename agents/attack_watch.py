@@ -104,16 +104,23 @@ class WatchedWriter:
     batch without what suspected accounts did to the movies they pushed.
     """
 
-    def __init__(self, writer: Any, watch: SybilWatch) -> None:
+    def __init__(self, writer: Any, watch: SybilWatch | None, observers: tuple = ()) -> None:
         self.writer, self.watch = writer, watch
+        self.observers = observers  # others looking on (``observe(batch)``, e.g. fairness)
+
+    async def _kept(self, batch: list) -> list:
+        for observer in self.observers:
+            observer.observe(batch)
+        if self.watch is None:
+            return batch
+        await self.watch.observe(batch)
+        return self.watch.keep(batch)
 
     async def apply(self, batch: list) -> Any:
-        await self.watch.observe(batch)
-        return await self.writer.apply(self.watch.keep(batch))
+        return await self.writer.apply(await self._kept(batch))
 
     async def stage(self, batch: list) -> Any:
-        await self.watch.observe(batch)
-        return await self.writer.stage(self.watch.keep(batch))
+        return await self.writer.stage(await self._kept(batch))
 
     def __getattr__(self, name: str) -> Any:  # everything else is the writer's
         return getattr(self.writer, name)
