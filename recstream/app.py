@@ -92,10 +92,16 @@ def wire_agents(app: faust.App, rt: WorkerParts) -> attack_watch.ScrapingWatch |
     sybil: attack_watch.SybilWatch | None = None
     if s.attack_watch:
         scraping = attack_watch.ScrapingWatch(detector=ScrapingDetector(), metrics=rt.metrics)
-        attack_watch.register(app, scraping)
+        def rank_again() -> None:  # a movie was withheld or given back
+            rt.users.invalidate_all()
+            rt.recommender.refresh_fallback()
+        block = attack_watch.AlarmBlock(items=rt.items, clock=lambda: rt.recommender.stream_time,
+                                        hold_s=s.sybil_hold_s, blocked=rt.metrics.sybil_blocked,
+                                        on_change=rank_again)
+        attack_watch.register(app, scraping, block=block)
         sybil = attack_watch.SybilWatch(
             detector=SybilDetector(min_accounts=s.sybil_min_accounts), producer=rt.producer,
-            topic=rt.topics.suspects, metrics=rt.metrics, scraping=scraping)
+            topic=rt.topics.suspects, metrics=rt.metrics, scraping=scraping, block=block)
     fairness = fairness_watch.FairnessWatch(  # #14 phase 3: the live fairness monitor
         monitor=GroupConversion(window_s=s.fairness_window_s), profile_of=rt.user_store.peek,
         metrics=rt.metrics, groups_file=s.fairness_groups_file,

@@ -137,6 +137,9 @@ class Metrics:
             "(their ratings are quarantined from training)", registry=r)
         self.sybil_pushed_movies = Gauge(
             "recstream_sybil_pushed_movies", "movies a sybil wave was seen pushing", registry=r)
+        self.sybil_blocked = Gauge(
+            "recstream_sybil_withheld_movies", "movies withheld from every answer while "
+            "their sybil alarm is active", registry=r)
         self.sybil_skipped_events = Counter(
             "recstream_sybil_skipped_events", "ratings and watches of a pushed movie by its "
             "suspected accounts, not applied to the live model", registry=r)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import orjson
 
-from agents.attack_watch import ScrapingWatch, SybilWatch, WatchedWriter
+from agents.attack_watch import AlarmBlock, ScrapingWatch, SybilWatch, WatchedWriter
 from models.detectors import ScrapingDetector, SybilDetector
 from recstream.ops.suspects import exclude, parse_suspect
 from recstream.records import AccountCreated, Rating, RecommendationOutcome, WatchMinute
@@ -136,3 +136,34 @@ async def test_once_suspected_the_wave_stops_moving_the_live_model(rt, make_even
     assert HIT in rt.user_store.peek(2025).ratings                   # and the suspect's other
     skipped = rt.metrics.registry.get_sample_value("recstream_sybil_skipped_events_total")
     assert skipped >= len(late)            # each rating, dropped in the batch that flagged it
+
+
+async def test_a_pushed_movie_is_served_to_nobody_while_its_alarm_lasts(rt, make_event):
+    items, rec = rt.items, rt.recommender
+    for k, movie in enumerate([PUSHED, HIT] + [f"filler+{i}+2000" for i in range(30)]):
+        items.update(movie, pop_score=100.0 - k, pop_time=5000.0)  # the pushed one on top
+        items.set_flags(movie, adult=False, minors_ok=True)
+    rec.observe_time(5000.0)
+    rec.refresh_fallback()
+    assert rec.fallback().split(",")[0] == PUSHED
+    now = {"t": 5000.0}
+
+    def rank_again() -> None:
+        rt.users.invalidate_all()
+        rec.refresh_fallback()
+    block = AlarmBlock(items=items, clock=lambda: now["t"], hold_s=3600.0,
+                       blocked=rt.metrics.sybil_blocked, on_change=rank_again)
+    watch = SybilWatch(detector=SybilDetector(min_accounts=10), producer=rt.producer,
+                       topic=rt.topics.suspects, metrics=rt.metrics, block=block)
+    writer = WatchedWriter(user_writer(rt), watch)
+    for r in wave(5000.0, 2000, 20, PUSHED, gap_s=2.0, minutes=1):
+        await writer.apply([(make_event(r, key=user_key(r.user)), r)])
+    assert PUSHED not in rec.fallback().split(",") and HIT in rec.fallback().split(",")
+    assert rt.metrics.registry.get_sample_value("recstream_sybil_withheld_movies") == 1
+    items.set_flags(PUSHED, adult=False, minors_ok=True)   # the catalogue confirms it again
+    block.enforce()
+    assert PUSHED not in rec.fallback().split(",")         # still withheld
+    now["t"] = max(block.active.values()) + 3600.0 + 1      # the alarm is over
+    block.enforce()
+    assert rec.fallback().split(",")[0] == PUSHED
+    assert rt.metrics.registry.get_sample_value("recstream_sybil_withheld_movies") == 0
