@@ -6,9 +6,11 @@ its graders' loop calling the worker over HTTP, ``sybil`` + ``scraping`` on, the
 ground truth written to a file), all on free ports, same seed.  Afterwards it reads:
 
 * **reach**: from the platform's own outcome lines in the movielog, per simulated
-  hour, the share of the other (real, non-sybil) users answered that hour whose
-  list held a movie a wave had pushed before the answer; also the share before
-  the first wave (the movie's organic exposure);
+  hour, the share of the other (real, non-sybil) users shown a non-empty list that
+  hour whose list held a movie a wave had pushed before the answer; also the share
+  before the first wave (the movie's organic exposure).  Lists are empty until the
+  movie API confirmed movies (fail closed), which on a loaded box takes the first
+  simulated hours: ``first_list_h`` says when lists began;
 * **sybil detection** (on arm): the suspects the live detector published on
   ``<app>-suspects`` against the truth's sybil accounts, false positives among
   the real accounts created in the movielog;
@@ -78,7 +80,8 @@ async def read_run(settings: Settings) -> tuple[list, set[int], set[int]]:
 
 
 def reach(outcomes: list, waves: list, fake: set[int]) -> dict:
-    """Per simulated hour: distinct real users answered, and those whose list held a pushed movie."""
+    """Per simulated hour after the first wave: distinct real users shown a (non-empty) list,
+    and those whose list held a pushed movie; where in the list it stood."""
     if not waves:
         return {}
     first = waves[0][0]
@@ -88,8 +91,11 @@ def reach(outcomes: list, waves: list, fake: set[int]) -> dict:
     answered: dict[int, set] = defaultdict(set)
     reached: dict[int, set] = defaultdict(set)
     before, before_hit = set(), set()
+    first_list = min((t for t, _, status, movies in outcomes if status == 200 and movies),
+                     default=None)
+    positions: dict[int, int] = defaultdict(int)
     for t, user, status, movies in outcomes:
-        if status != 200 or user in fake:
+        if status != 200 or not movies or user in fake:  # an empty list shows nothing
             continue
         if t < first:
             before.add(user)
@@ -98,14 +104,18 @@ def reach(outcomes: list, waves: list, fake: set[int]) -> dict:
             continue
         hour = int((t - first) // 3600)
         answered[hour].add(user)
-        if any(pushed_at.get(m, float("inf")) <= t for m in movies):
+        hits = [i for i, m in enumerate(movies) if pushed_at.get(m, float("inf")) <= t]
+        if hits:
             reached[hour].add(user)
+            positions[hits[0] + 1] += 1
     hours = sorted(answered)
     series = [(h, len(answered[h]), len(reached[h])) for h in hours]
     shares = [r / n for _, n, r in series if n]
     everyone = set().union(*answered.values()) if answered else set()
     ever = set().union(*reached.values()) if reached else set()
     return {"pushed": sorted(pushed_at), "before_first_wave": [len(before), len(before_hit)],
+            "first_list_h": round((first_list - first) / 3600, 2) if first_list else None,
+            "positions": dict(sorted(positions.items())),
             "hourly": series, "max_hourly_share": round(max(shares), 4) if shares else None,
             "mean_hourly_share": round(sum(shares) / len(shares), 4) if shares else None,
             "users_after": len(everyone), "users_reached_after": len(ever),
@@ -136,9 +146,10 @@ def run_arm(arm: str, args: argparse.Namespace, tmp: Path) -> dict:
                        "RECSTREAM_API_RETRY_S": "2", "RECSTREAM_API_TIMEOUT_S": "1"})
     truth = tmp / f"truth-{arm}.jsonl"
     scenario = tmp / "scenarios.json"
-    scenario.write_text(json.dumps({"scenarios": {
-        "sybil": {"every_s": args.wave_every_s},
-        "scraping": {"requests_per_s": args.scrape_rate}}}))
+    chosen = {"sybil": {"every_s": args.wave_every_s},
+              "scraping": {"requests_per_s": args.scrape_rate}}
+    scenario.write_text(json.dumps({"scenarios": {k: v for k, v in chosen.items()
+                                                  if k in args.scenarios.split(",")}}))
     sim = None
     load_before = os.getloadavg()
     started = time.monotonic()
@@ -149,6 +160,7 @@ def run_arm(arm: str, args: argparse.Namespace, tmp: Path) -> dict:
                 [sys.executable, "-m", "recstream.sim", "--users", str(args.users), "--movies",
                  str(args.movies), "--speed", str(args.speed), "--rate", str(args.rate),
                  "--seed", str(args.seed), "--duration", str(args.hours * 3600),
+                 "--new-user-share", str(args.new_user_share),
                  "--backfill-days", "7", "--backfill-lines", str(args.backfill_lines),
                  "--no-oracle", "--quiet", "--truth", str(truth),
                  "--api-port", str(api_port), "--recommender", f"http://127.0.0.1:{worker.port}",
@@ -170,6 +182,7 @@ def run_arm(arm: str, args: argparse.Namespace, tmp: Path) -> dict:
             sim.wait(15)
         worker.stop()
         stop(tansu)
+    (tmp / f"outcomes-{arm}.json").write_text(json.dumps(outcomes))
     waves = truth_waves(truth)
     fake = {u for _, _, users in waves for u in users}
     real_new = accounts - fake
@@ -200,6 +213,9 @@ def main() -> None:
     p.add_argument("--backfill-lines", type=int, default=20_000)
     p.add_argument("--wave-every-s", type=float, default=1800.0)
     p.add_argument("--scrape-rate", type=float, default=20.0, help="scraper calls per wall second")
+    p.add_argument("--new-user-share", type=float, default=0.02,
+                   help="arrivals that are new accounts (real ones: the false-positive base)")
+    p.add_argument("--scenarios", default="sybil,scraping")
     p.add_argument("--arms", default="on,off")
     p.add_argument("--json", type=Path)
     args = p.parse_args()
