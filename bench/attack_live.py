@@ -122,16 +122,20 @@ def reach(outcomes: list, waves: list, fake: set[int]) -> dict:
             "share_ever_reached": round(len(ever) / max(len(everyone), 1), 4)}
 
 
-def wait_ingested(worker: Worker, *, quiet_s: float = 15.0, limit_s: float = 900.0) -> bool:
-    """Until the worker's line counter stops moving (it has read what the simulator wrote)."""
-    deadline, last, since = time.monotonic() + limit_s, -1.0, time.monotonic()
+def written(sim_log: Path) -> int:
+    """Lines the simulator counted (its past included; attack lines are on top of these)."""
+    found = re.findall(r" lines=([\d,]+)", sim_log.read_text(errors="replace"))
+    return int(found[-1].replace(",", "")) if found else 0
+
+
+def wait_ingested(worker: Worker, sim_log: Path, *, limit_s: float = 1500.0) -> bool:
+    """Until the worker has counted every line the simulator wrote (valid or rejected)."""
+    want, deadline = written(sim_log), time.monotonic() + limit_s
     while time.monotonic() < deadline:
-        lines = worker.metric("recstream_lines_total")
-        if lines != last:
-            last, since = lines, time.monotonic()
-        elif time.monotonic() - since >= quiet_s:
+        if worker.metric("recstream_lines_total") >= want:
+            time.sleep(10.0)  # the last batch through the detectors and the answer refresh
             return True
-        time.sleep(2.0)
+        time.sleep(3.0)
     return False
 
 
@@ -150,10 +154,21 @@ def run_arm(arm: str, args: argparse.Namespace, tmp: Path) -> dict:
               "scraping": {"requests_per_s": args.scrape_rate}}
     scenario.write_text(json.dumps({"scenarios": {k: v for k, v in chosen.items()
                                                   if k in args.scenarios.split(",")}}))
-    sim = None
+    sim = api = None
     load_before = os.getloadavg()
     started = time.monotonic()
     try:
+        # The movie/user API from its own simulator process (same seeded world, no traffic
+        # of its own): it stays up while the worker catches up after the traffic ends, so
+        # the worker can confirm the movies it reads late (lists are empty until it has).
+        with open(tmp / f"api-{arm}.log", "wb") as out:
+            api = subprocess.Popen(
+                [sys.executable, "-m", "recstream.sim", "--users", str(args.users), "--movies",
+                 str(args.movies), "--seed", str(args.seed), "--rate", "0.001", "--duration",
+                 "0", "--no-kafka", "--no-oracle", "--quiet", "--recommender",
+                 "builtin:popularity", "--api-port", str(api_port)],
+                env=worker.env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True)
         worker.start()
         with open(tmp / f"sim-{arm}.log", "wb") as out:
             sim = subprocess.Popen(
@@ -162,14 +177,14 @@ def run_arm(arm: str, args: argparse.Namespace, tmp: Path) -> dict:
                  "--seed", str(args.seed), "--duration", str(args.hours * 3600),
                  "--new-user-share", str(args.new_user_share),
                  "--backfill-days", "7", "--backfill-lines", str(args.backfill_lines),
-                 "--no-oracle", "--quiet", "--truth", str(truth),
-                 "--api-port", str(api_port), "--recommender", f"http://127.0.0.1:{worker.port}",
+                 "--no-oracle", "--quiet", "--truth", str(truth), "--no-api",
+                 "--recommender", f"http://127.0.0.1:{worker.port}",
                  "--topic", worker.env["RECSTREAM_TOPIC"], "--scenario-file", str(scenario)],
                 env=worker.env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True)
         sim.wait(timeout=args.hours * 3600 / args.speed * 4 + 600)
         sim_wall = round(time.monotonic() - started, 1)
-        caught_up = wait_ingested(worker)
+        caught_up = wait_ingested(worker, tmp / f"sim-{arm}.log")
         wall = round(time.monotonic() - started, 1)
         metrics = {n: worker.metric(n) for n in (
             "recstream_sybil_suspected_accounts_total", "recstream_sybil_skipped_events_total",
@@ -177,9 +192,10 @@ def run_arm(arm: str, args: argparse.Namespace, tmp: Path) -> dict:
         settings = Settings.from_env(worker.env)
         outcomes, accounts, suspects = asyncio.run(read_run(settings))
     finally:
-        if sim is not None and sim.poll() is None:
-            os.killpg(sim.pid, signal.SIGTERM)
-            sim.wait(15)
+        for proc in (sim, api):
+            if proc is not None and proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(15)
         worker.stop()
         stop(tansu)
     (tmp / f"outcomes-{arm}.json").write_text(json.dumps(outcomes))

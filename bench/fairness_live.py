@@ -97,7 +97,8 @@ def run_arm(arm: str, args: argparse.Namespace, tmp: Path) -> dict:
     worker = Worker(f"tansu://127.0.0.1:{port}", f"fair-{arm}-{run}", f"movielog-{run}",
                     tmp / f"data-{arm}", tmp / f"worker-{arm}.log",
                     api_url=f"http://127.0.0.1:{api_port}")
-    worker.env.update({"RECSTREAM_FAIRNESS_GROUPS_FILE": str(groups_path),
+    worker.env.update({"RECSTREAM_API_RETRY_S": "2", "RECSTREAM_API_TIMEOUT_S": "1",
+                       "RECSTREAM_FAIRNESS_GROUPS_FILE": str(groups_path),
                        "RECSTREAM_FAIRNESS_WINDOW_S": str(args.window_h * 3600)})
     truth = tmp / f"truth-{arm}.jsonl"
     cmd = [sys.executable, "-m", "recstream.sim", "--users", str(args.users), "--movies",

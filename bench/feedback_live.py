@@ -105,7 +105,7 @@ def run_arm(arm: str, args: argparse.Namespace, tmp: Path) -> dict:
             sim = subprocess.Popen(cmd, env=worker.env, cwd=ROOT, stdout=out,
                                    stderr=subprocess.STDOUT, start_new_session=True)
         sim.wait(timeout=args.hours * 3600 / args.speed * 4 + 600)
-        caught_up = wait_ingested(worker)
+        caught_up = wait_ingested(worker, tmp / f"sim-{arm}.log")
         _, body = worker.get("/metrics")
         sources = {line.split('"')[1]: float(line.rsplit(" ", 1)[1])
                    for line in body.decode().splitlines()
