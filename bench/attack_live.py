@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from collections import defaultdict
 from pathlib import Path
@@ -139,6 +140,31 @@ def wait_ingested(worker: Worker, sim_log: Path, *, limit_s: float = 1500.0) -> 
     return False
 
 
+def probe_reach(worker: Worker, truth: Path, n: int) -> dict:
+    """Once caught up: ask ``/recommend`` for up to ``n`` real users who had sessions and count
+    the lists holding a pushed movie (the answers as they stand at the end of the run)."""
+    waves = truth_waves(truth)
+    fake = {u for _, _, users in waves for u in users}
+    pushed = {m for _, m, _ in waves}
+    users = []
+    with open(truth) as f:
+        for line in f:
+            rec = json.loads(line)
+            if rec.get("kind") == "session" and rec["user"] not in fake:
+                users.append(int(rec["user"]))
+    users = sorted(set(users))[:n]
+    shown = reached = 0
+    for user in users:
+        request = urllib.request.Request(f"http://127.0.0.1:{worker.port}/recommend/{user}",
+                                         headers={"User-Agent": "recstream-bench/probe"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            movies = [m for m in response.read().decode().strip().split(",") if m]
+        shown += bool(movies)
+        reached += bool(pushed & set(movies))
+    return {"users": len(users), "non_empty": shown, "with_pushed": reached,
+            "share": round(reached / max(shown, 1), 4)}
+
+
 def run_arm(arm: str, args: argparse.Namespace, tmp: Path) -> dict:
     port, api_port = free_port(), free_port()
     tansu = start_tansu(port, log_path=tmp / f"tansu-{arm}.log")
@@ -191,6 +217,7 @@ def run_arm(arm: str, args: argparse.Namespace, tmp: Path) -> dict:
             "recstream_scraping_flagged_clients_total", "recstream_lines_total")}
         settings = Settings.from_env(worker.env)
         outcomes, accounts, suspects = asyncio.run(read_run(settings))
+        probe = probe_reach(worker, truth, args.probe_users)
     finally:
         for proc in (sim, api):
             if proc is not None and proc.poll() is None:
@@ -213,7 +240,8 @@ def run_arm(arm: str, args: argparse.Namespace, tmp: Path) -> dict:
         "false_positives": len(suspects & real_new),
         "false_positive_rate": round(len(suspects & real_new) / max(len(real_new), 1), 4),
         "scraping_flags": [{"client": c, "requests": int(n), "why": w} for c, n, w in flags],
-        "false_flags": sum("scraper" not in c for c, _, _ in flags),
+        "false_flags": sum("scraper" not in c and "probe" not in c for c, _, _ in flags),
+        "probe_at_end": probe,
         "reach": reach(outcomes, waves, fake),
     }
 
@@ -232,6 +260,7 @@ def main() -> None:
     p.add_argument("--new-user-share", type=float, default=0.02,
                    help="arrivals that are new accounts (real ones: the false-positive base)")
     p.add_argument("--scenarios", default="sybil,scraping")
+    p.add_argument("--probe-users", type=int, default=400)
     p.add_argument("--arms", default="on,off")
     p.add_argument("--json", type=Path)
     args = p.parse_args()
