@@ -17,5 +17,6 @@ each only the collaborators it uses.
 | monitoring        | availability, quality, cost and drift from the stream          |
 | lifecycle         | topics, recovery, rebalances, clean shutdown                   |
 | attack_watch      | live sybil-wave and scraping detectors (#14), suspects topic   |
+| fairness_watch    | live fairness monitor: conversion and pick ratings by group    |
 """
 from __future__ import annotations

@@ -22,7 +22,9 @@ outcome lines in the movielog (the platform logs every call it makes; nobody
 else can write there).  A client walking user ids asks for many distinct
 users, and either its calls are never echoed (``unconfirmed``) or its ids move
 in small monotone steps (``sequential``).  Decisions are per client over its
-last ``window`` requests.
+last ``window`` requests and its last ``window`` verdicts (a verdict waits until
+the movielog has been read ``confirm_s`` past the request, so under consumer lag
+it can come after the request left the first window).
 """
 from __future__ import annotations
 
@@ -117,11 +119,15 @@ class SybilDetector:
 class _Client:
     recent: deque = field(default_factory=deque)      # [t, user, confirmed, small step, live]
     users: Counter = field(default_factory=Counter)   # distinct users in `recent`
-    unconfirmed: int = 0
-    resolved: int = 0
+    judged: deque = field(default_factory=deque)      # confirmed? of its last judged requests
+    unconfirmed: int = 0                               # ... how many of those were not
     steps: int = 0                                     # small monotone id steps in `recent`
     requests: int = 0
     last_user: int = -1
+
+    @property
+    def resolved(self) -> int:
+        return len(self.judged)
 
 
 class ScrapingDetector:
@@ -192,15 +198,21 @@ class ScrapingDetector:
         (the watermark, in the stream's time): consumer lag delays decisions
         but never turns the graders' calls into unconfirmed ones.
         """
+        touched: dict[str, _Client] = {}
         while self.pending and self.watermark - self.pending[0][0] > self.confirm_s + self.skew_s:
             t, client, entry = self.pending.popleft()
             if not entry[4]:
                 continue
-            entry[2] = self.outcomes.get(entry[1], float("-inf")) >= t - self.skew_s
+            entry[2] = confirmed = self.outcomes.get(entry[1], float("-inf")) >= t - self.skew_s
             c = self.clients.get(client)
             if c is not None:
-                c.resolved += 1
-                c.unconfirmed += not entry[2]
+                c.judged.append(confirmed)
+                c.unconfirmed += not confirmed
+                if len(c.judged) > self.window:
+                    c.unconfirmed -= not c.judged.popleft()
+                touched[client] = c
+        for client, c in touched.items():  # a verdict can come after the client's last call
+            self._decide(client, c)
         horizon = self.watermark - 3 * (self.confirm_s + self.skew_s)
         while self.outcome_log and self.outcome_log[0][0] < horizon:
             t, user = self.outcome_log.popleft()
@@ -208,11 +220,9 @@ class ScrapingDetector:
                 del self.outcomes[user]
 
     def _forget(self, c: _Client, entry: list) -> None:
+        """``entry`` leaves the distinct-users window; it is still judged when its time comes
+        (consumer lag can exceed the window: the verdicts keep their own last ``window``)."""
         c.users[entry[1]] -= 1
         if not c.users[entry[1]]:
             del c.users[entry[1]]
         c.steps -= entry[3]
-        if entry[2] is not None:
-            c.resolved -= 1
-            c.unconfirmed -= not entry[2]
-        entry[4] = False  # out of the window: never counted again

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import faust
 
-from agents import (attack_watch, experiment_follower, ingest, item_follower, lifecycle,
-                    metadata, model_follower, monitoring, movies, profiles, refresher,
-                    user_writer)
+from agents import (attack_watch, experiment_follower, fairness_watch, ingest, item_follower,
+                    lifecycle, metadata, model_follower, monitoring, movies, profiles,
+                    refresher, user_writer)
 from models.detectors import ScrapingDetector, SybilDetector
+from models.fairness_live import GroupConversion
 from recstream.experiment_metrics import ExperimentMetrics
 from recstream.api_checks import ApiObjectGate
 from recstream.clean_exit import Worker as CleanExitWorker
@@ -71,7 +72,7 @@ def create_app(settings: Settings) -> faust.App:
     return app
 
 
-def wire_agents(app: faust.App, rt: WorkerParts) -> attack_watch.ScrapingWatch:
+def wire_agents(app: faust.App, rt: WorkerParts) -> attack_watch.ScrapingWatch | None:
     """Each agent module gets what it reads and writes; the order is the start order.
 
     Returns the scraping detector's feed, which the recommend view also writes to.
@@ -88,11 +89,26 @@ def wire_agents(app: faust.App, rt: WorkerParts) -> attack_watch.ScrapingWatch:
         metrics=rt.metrics, changelog=rt.changelog, producer=rt.producer,
         movie_updates=rt.topics.movie_updates, sent_answers=rt.sent_answers)
     # Issue #14: the live detectors look on as the writer applies each batch.
-    scraping = attack_watch.ScrapingWatch(detector=ScrapingDetector(), metrics=rt.metrics)
-    attack_watch.register(app, scraping)
-    watched = attack_watch.WatchedWriter(writer, attack_watch.SybilWatch(
-        detector=SybilDetector(min_accounts=s.sybil_min_accounts), producer=rt.producer,
-        topic=rt.topics.suspects, metrics=rt.metrics, scraping=scraping))
+    scraping: attack_watch.ScrapingWatch | None = None
+    sybil: attack_watch.SybilWatch | None = None
+    if s.attack_watch:
+        scraping = attack_watch.ScrapingWatch(detector=ScrapingDetector(), metrics=rt.metrics)
+        def rank_again() -> None:  # a movie was withheld or given back
+            rt.users.invalidate_all()
+            rt.recommender.refresh_fallback()
+        block = attack_watch.AlarmBlock(items=rt.items, clock=lambda: rt.recommender.stream_time,
+                                        hold_s=s.sybil_hold_s, blocked=rt.metrics.sybil_blocked,
+                                        on_change=rank_again)
+        attack_watch.register(app, scraping, block=block)
+        sybil = attack_watch.SybilWatch(
+            detector=SybilDetector(min_accounts=s.sybil_min_accounts), producer=rt.producer,
+            topic=rt.topics.suspects, metrics=rt.metrics, scraping=scraping, block=block)
+    fairness = fairness_watch.FairnessWatch(  # #14 phase 3: the live fairness monitor
+        monitor=GroupConversion(window_s=s.fairness_window_s), profile_of=rt.user_store.peek,
+        metrics=rt.metrics, groups_file=s.fairness_groups_file,
+        bound=s.fairness_bound)
+    fairness_watch.register(app, fairness)
+    watched = attack_watch.WatchedWriter(writer, sybil, observers=(fairness,))
     ingest.register(app, ingest.Ingest(settings=s, writer=watched, metrics=rt.metrics,
                                        producer=rt.producer, topics=rt.topics,
                                        consumer_of=lambda: app.consumer),

@@ -137,10 +137,31 @@ class Metrics:
             "(their ratings are quarantined from training)", registry=r)
         self.sybil_pushed_movies = Gauge(
             "recstream_sybil_pushed_movies", "movies a sybil wave was seen pushing", registry=r)
+        self.sybil_blocked = Gauge(
+            "recstream_sybil_withheld_movies", "movies withheld from every answer while "
+            "their sybil alarm is active", registry=r)
+        self.sybil_skipped_events = Counter(
+            "recstream_sybil_skipped_events", "ratings and watches of a pushed movie by its "
+            "suspected accounts, not applied to the live model", registry=r)
         self.exposure = Gauge(
             "recstream_exposure", "concentration of recent answers over the confirmed "
             "catalogue: gini, top1_share, coverage (models/feedback.py)", ["measure"],
             registry=r)
+        # -- #14 phase 3: the live fairness monitor (agents/fairness_watch.py) --------------
+        fair = ["attribute", "group"]
+        self.fairness_answers = Gauge(
+            "recstream_fairness_answers", "answers judged in the fairness window, by group",
+            fair, registry=r)
+        self.fairness_conversion = Gauge(
+            "recstream_fairness_conversion", "share of answers after which the user started "
+            "a listed movie within an hour, by group (windowed)", fair, registry=r)
+        self.fairness_pick_rating = Gauge(
+            "recstream_fairness_pick_rating", "mean rating of movies picked from our lists, "
+            "by group (windowed)", fair, registry=r)
+        self.fairness_shortfall = Gauge(
+            "recstream_fairness_shortfall_lower", "lower 99% bound of the group's relative "
+            "shortfall against the rest of its attribute (NaN: too few)",
+            fair + ["measure"], registry=r)
         self.scraping_flagged = Counter(
             "recstream_scraping_flagged_clients", "clients flagged as walking user ids",
             registry=r)

@@ -104,6 +104,17 @@ class Settings:
     grader_cidrs: str = ""
     # Live sybil-wave detector (agents.attack_watch): distinct young accounts per worker.
     sybil_min_accounts: int = 10
+    # Issue #14: the live attack detectors (sybil, scraping) and the live skip of the
+    # suspects' events; off only to measure what they change (bench/attack_live.py).
+    attack_watch: bool = True
+    # A movie a sybil wave pushed is served to nobody for this long (stream seconds) after
+    # its last suspect (agents.attack_watch.AlarmBlock); 0 = never withheld.
+    sybil_hold_s: float = 86_400.0
+    # Live fairness monitor (agents.fairness_watch): window of stream time, the relative
+    # shortfall bound of requirement F1, and an optional operator ``user,group`` file.
+    fairness_window_s: float = 21_600.0
+    fairness_bound: float = 0.2
+    fairness_groups_file: str = ""
     # Feedback-loop mitigation in serving (tables/mitigation.py): long-tail re-rank weight
     # and exploration slots per answer; both 0 = off.
     feedback_rerank_weight: float = 0.0
@@ -187,6 +198,9 @@ class Settings:
             (self.client_rate_per_s >= 0, "client_rate_per_s must be >= 0 (0 disables it)"),
             (self.client_burst >= 1, "client_burst must be >= 1"),
             (self.sybil_min_accounts >= 2, "sybil_min_accounts must be >= 2"),
+            (self.fairness_window_s > 0, "fairness_window_s must be > 0"),
+            (self.sybil_hold_s >= 0, "sybil_hold_s must be >= 0"),
+            (0 < self.fairness_bound < 1, "fairness_bound must be within (0, 1)"),
             (self.feedback_rerank_weight >= 0, "feedback_rerank_weight must be >= 0"),
             (0 <= self.feedback_explore_slots <= self.top_k,
              "feedback_explore_slots must be within [0, top_k]"),

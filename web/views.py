@@ -81,7 +81,10 @@ def make_routes(*, settings: Settings, metrics: Metrics, recommender: Recommende
                                     headers={"Retry-After": "1"})
         user = parse_user_id(request.match_info.get("user_id", ""), max_user_id)
         if guard is not None and guard.scraping is not None and not routed_in and user is not None:
-            guard.scraping.request(request.remote or "", user)  # O(1); detector in a timer
+            # O(1); detector in a timer.  A client is its address and its User-Agent: one
+            # front (or one simulator host) carries several clients (#14 phase 3).
+            agent = request.headers.get("User-Agent", "")
+            guard.scraping.request(f"{request.remote or ''} {agent}", user)
         guardrails: list[str] = []
         reason = arm = teams = ""
         delay_ms = 0.0

@@ -127,6 +127,23 @@ def test_consumer_lag_delays_decisions_but_never_flags_the_graders():
     assert c.resolved > 500 and c.unconfirmed == 0 and not det.flagged
 
 
+def test_a_scraper_is_flagged_even_when_the_verdicts_come_after_its_window():
+    """Consumer lag longer than the request window (phase 3, seen on the live worker): the
+    verdicts arrive after the requests left the distinct-users window and after the
+    scraper's last call; it is flagged on the verdicts, the graders are not."""
+    rng = np.random.default_rng(3)
+    det = ScrapingDetector(window=200)
+    graders = [(k * 0.1, int(rng.integers(1, 600_000))) for k in range(1500)]
+    for k in range(1500):  # 150 s of both; the movielog reader is 200 s behind
+        det.request(k * 0.1, "scraper", int(rng.integers(1, 600_000)))
+        det.request(graders[k][0], "grader", graders[k][1])
+    assert not det.flagged
+    for t, u in graders:  # the reader catches up, after both clients went quiet
+        det.outcome(t + 0.3, u)
+    det.outcome(400.0, 1)
+    assert set(det.flagged) == {"scraper"} and det.flagged["scraper"][2] == "unconfirmed"
+
+
 def test_a_client_asking_for_few_users_is_not_a_scraper():
     det = ScrapingDetector(confirm_s=1.0)
     for k in range(5000):  # a dashboard polling 5 users, never echoed
