@@ -82,7 +82,8 @@ async def produce_state(bootstrap: str, app_id: str, partitions: int, users: np.
     from tables.context import partition_for
 
     rng = np.random.default_rng(seed)
-    prod = producer(bootstrap, linger_ms=50, max_batch_size=512 * 1024)
+    prod = producer(bootstrap, linger_ms=50, max_batch_size=512 * 1024,
+                    request_timeout_ms=300_000)  # a loaded box: slow acks are not failures
     await prod.start()
     t0, sent, pending = time.perf_counter(), 0, []
 
@@ -166,6 +167,7 @@ def main() -> None:
                    help="a real Apache Kafka broker (deploy/kafka/kafka.sh), or embedded Tansu")
     p.add_argument("--worker-env", action="append", default=[], metavar="RECSTREAM_X=V")
     args = p.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop children in finally
     from recstream.settings import Settings
 
     load0 = os.getloadavg()
@@ -227,10 +229,16 @@ def main() -> None:
                 out["during_refresh"]["refreshed_meanwhile"] = \
                     metric(web_port, "recstream_answers_refreshed_total") - refreshed0
                 print(json.dumps(out), flush=True)
-                done = None
+                # Done when the refresher's count stops growing (5 s without a change) after
+                # most users: the users asked for meanwhile were re-ranked on the request path
+                # instead, and are not in this count.
+                done, last, changed = None, -1.0, time.monotonic()
                 while time.monotonic() - ready < args.refresh_timeout:
-                    if metric(web_port, "recstream_answers_refreshed_total") >= args.users:
-                        done = time.monotonic()
+                    count = metric(web_port, "recstream_answers_refreshed_total")
+                    if count != last:
+                        last, changed = count, time.monotonic()
+                    elif count >= 0.5 * args.users and time.monotonic() - changed > 5.0:
+                        done = changed
                         break
                     time.sleep(1.0)
                 n_refreshed = metric(web_port, "recstream_answers_refreshed_total")

@@ -99,6 +99,7 @@ def main() -> None:
     p.add_argument("--attempt-s", type=float, default=1.0, help="client timeout per attempt")
     p.add_argument("--partitions", type=int, default=8)
     args = p.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop children in finally
     from recstream.broker import running_tansu
     from recstream.ops.replay import replay_file
     from recstream.sim.cli import main as sim_main

@@ -630,6 +630,7 @@ def main() -> None:
     if args.role in roles:
         return roles[args.role](args)
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop children in finally
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         result = run_state(args, work) if args.mode == "state" else run_worker_mode(args, work)
