@@ -83,9 +83,18 @@ class Front:
 
 
 def lines_total(ports: list[int]) -> float:
+    """Lines ingested by these workers (retried: a loaded worker's /metrics can be slow)."""
     total = 0.0
     for port in ports:
-        total += sum(sb.metric_sum(sb.metrics_text(port), "recstream_lines_total").values())
+        for attempt in range(5):
+            try:
+                text = sb.metrics_text(port)
+                break
+            except OSError:
+                time.sleep(1.0)
+        else:
+            raise SystemExit(f"no /metrics from the worker on :{port}")
+        total += sum(sb.metric_sum(text, "recstream_lines_total").values())
     return total
 
 
@@ -98,9 +107,11 @@ def main() -> None:
     p.add_argument("--rate", type=float, default=100.0, help="client requests per second")
     p.add_argument("--attempt-s", type=float, default=1.0, help="client timeout per attempt")
     p.add_argument("--partitions", type=int, default=8)
+    p.add_argument("--broker", choices=("kafka", "tansu"), default="kafka",
+                   help="a real Apache Kafka broker (deploy/kafka/kafka.sh), or embedded Tansu")
     args = p.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop children in finally
-    from recstream.broker import running_tansu
+    from million import running_broker
     from recstream.ops.replay import replay_file
     from recstream.sim.cli import main as sim_main
 
@@ -115,7 +126,8 @@ def main() -> None:
                              if x.count(b",") >= 2 and x.split(b",", 2)[1].isdigit()}), np.int64)
     broker_port, api_port = sb.free_port(), sb.free_port()
     app_id = f"bench-scale-{os.getpid()}"
-    env = {**os.environ, "RECSTREAM_BROKER": f"tansu://127.0.0.1:{broker_port}",
+    scheme = "kafka" if args.broker == "kafka" else "tansu"
+    env = {**os.environ, "RECSTREAM_BROKER": f"{scheme}://127.0.0.1:{broker_port}",
            "RECSTREAM_APP_ID": app_id, "RECSTREAM_TOPIC": app_id,
            "RECSTREAM_PARTITIONS": str(args.partitions), "RECSTREAM_WEB_HOST": "127.0.0.1",
            "RECSTREAM_API_URL": f"http://127.0.0.1:{api_port}",
@@ -168,7 +180,7 @@ def main() -> None:
         print(json.dumps(phases[-1]), flush=True)
 
     try:
-        with running_tansu(broker_port):
+        with running_broker(args.broker, broker_port, work):
             asyncio.run(replay_file([f"127.0.0.1:{broker_port}"], app_id, args.partitions, lines))
             start_worker(0)
             client.start()
