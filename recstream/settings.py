@@ -43,11 +43,11 @@ class Settings:
     # http://<hostname>:<web_port>.
     canonical_url: str = ""
     route_timeout_s: float = 0.25
-    # Serving isolation (#11): the HTTP server runs on its own event loop in its own
-    # thread, so a request never queues behind an ingest batch, a Faust callback or a
-    # table write on the worker's loop; the interpreter hands the GIL over every
-    # ``serve_switch_ms`` (Python's default: 5 ms) so a waiting request gets it soon.
-    web_thread: bool = True
+    # Serving isolation (#11), opt-in until measured on a quiet machine: the HTTP server
+    # on its own event loop in its own thread, so a request does not queue behind an
+    # ingest batch, a Faust callback or a table write on the worker's loop; the
+    # interpreter hands the GIL over every ``serve_switch_ms`` (Python's default: 5 ms).
+    web_thread: bool = False
     serve_switch_ms: float = 0.5
     operator_token: str = ""
     # Platform APIs.

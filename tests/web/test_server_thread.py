@@ -11,6 +11,8 @@ from __future__ import annotations
 import time
 import urllib.request
 
+import pytest
+
 from tests.web.test_views import fill
 
 HOLD_S = 1.5
@@ -28,8 +30,13 @@ async def hold_and_ask(app, port: int, path: str) -> tuple[int, str, float]:
         await app.web.stop()
 
 
+@pytest.fixture
+def settings(settings):
+    return settings.replace(web_thread=True)  # RECSTREAM_WEB_THREAD=true
+
+
 async def test_recommend_answers_while_the_worker_loop_is_held(app, rt) -> None:
-    assert app.conf.web_in_thread  # RECSTREAM_WEB_THREAD defaults to on
+    assert app.conf.web_in_thread
     fill(rt)
     status, body, seconds = await hold_and_ask(app, rt.settings.web_port, "/recommend/1")
     assert status == 200
@@ -37,11 +44,10 @@ async def test_recommend_answers_while_the_worker_loop_is_held(app, rt) -> None:
     assert seconds < HOLD_S  # answered by the server's own loop, not after the hold
 
 
-def test_off_switch_keeps_the_server_on_the_worker_loop(tmp_path) -> None:
+def test_default_keeps_the_server_on_the_worker_loop(tmp_path) -> None:
     from recstream.app import create_app
     from recstream.settings import Settings
     from tests.conftest import free_port
-    base = Settings.from_mapping({"data_dir": str(tmp_path), "web_port": free_port(),
-                                  "web_thread": "false"})
+    base = Settings.from_mapping({"data_dir": str(tmp_path), "web_port": free_port()})
     assert base.web_thread is False
     assert not create_app(base).conf.web_in_thread
