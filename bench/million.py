@@ -223,7 +223,8 @@ def main() -> None:
                 # 3. The full refresh (every user stale), with the load running meanwhile.
                 ns = argparse.Namespace(rate=args.rate, duration=args.load_s, warmup=2.0,
                                         timeout=2.0, max_user_id=settings.max_user_id,
-                                        seed=args.seed, pin=False, profile="")
+                                        seed=args.seed, pin=False, profile="",
+                                        baseline_duration=args.baseline_s)
                 refreshed0 = metric(web_port, "recstream_answers_refreshed_total")
                 out["during_refresh"] = sb.measure(ns, web_port, worker.pid, work / "ids.npy")
                 out["during_refresh"]["refreshed_meanwhile"] = \
@@ -253,8 +254,7 @@ def main() -> None:
                 rss.stopped.set()
                 sb.stop(worker)
             out["rss_mb_peak"] = max((s for _, s in rss.samples), default=None)
-            out["sources"] = None
-        ns.duration = args.baseline_s
+            print(json.dumps(out), flush=True)
         base = sb.run_baseline(ns, work / "ids.npy")
         out["baseline"] = {k: base[k] for k in ("p50_ms", "p99_ms", "errors",
                                                 "machine_busy_cores", "loadavg_1m")}
