@@ -515,13 +515,21 @@ def run_worker_mode(args, work: Path) -> dict:
     ids = work / "ids.npy"
     np.save(ids, np.array(users, np.int64))
 
-    broker_port, web_port = free_port(), free_port()
+    broker_port, web_port, api_port = free_port(), free_port(), free_port()
     broker = f"127.0.0.1:{broker_port}"
+    # Guardrails fail closed (#14): a worker serves only movies the movie API confirmed.
+    # The same world (same seed and size) serves its movie API, slowly, beside the worker.
+    api = subprocess.Popen([sys.executable, "-m", "recstream.cli", "sim", "--no-kafka",
+                            "--quiet", "--users", str(args.users), "--recommender",
+                            "builtin:popularity", "--rate", "0.01", "--api-port",
+                            str(api_port), "--out", os.devnull], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    BACKGROUND.append(api)
     topic = f"bench-serve-{os.getpid()}"
-    env = {**os.environ, "RECSTREAM_BROKER": f"kafka://{broker}", "RECSTREAM_TOPIC": topic,
+    env = {**os.environ, "RECSTREAM_BROKER": f"tansu://{broker}", "RECSTREAM_TOPIC": topic,
            "RECSTREAM_APP_ID": f"bench-serve-{os.getpid()}", "RECSTREAM_WEB_PORT": str(web_port),
            "RECSTREAM_WEB_HOST": "127.0.0.1", "RECSTREAM_DATA_DIR": str(work / "worker-data"),
-           "RECSTREAM_API_URL": "http://127.0.0.1:9",  # no API: metadata fetches fail fast
+           "RECSTREAM_API_URL": f"http://127.0.0.1:{api_port}",
            **dict(kv.split("=", 1) for kv in args.worker_env)}
     with running_tansu(broker_port):
         asyncio.run(replay_file([broker], topic, 8, warm))
@@ -536,7 +544,9 @@ def run_worker_mode(args, work: Path) -> dict:
             consumed = 0.0
             while consumed < args.warm_lines:
                 if time.monotonic() > deadline or proc.poll() is not None:
-                    raise SystemExit(f"worker consumed {consumed} warm lines; see {log.name}")
+                    log.flush()
+                    tail = Path(log.name).read_text()[-3000:]
+                    raise SystemExit(f"worker consumed {consumed} warm lines:\n{tail}")
                 time.sleep(0.5)
                 try:
                     consumed = sum(metric_sum(metrics_text(web_port), "recstream_lines_total")
@@ -567,6 +577,7 @@ def run_worker_mode(args, work: Path) -> dict:
             after = proc_status(proc.pid)
         finally:
             stop(proc)
+            stop(api)
     return {**result, "sim_s": round(sim_s, 1), "known_users": len(users),
             "lines_ingested_during_load": int(during),
             "ingest_lines_per_s_during_load": round(ingest_rate),
@@ -619,6 +630,7 @@ def main() -> None:
     if args.role in roles:
         return roles[args.role](args)
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop children in finally
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         result = run_state(args, work) if args.mode == "state" else run_worker_mode(args, work)

@@ -14,6 +14,8 @@ RocksDB and the web server start with the worker.
 """
 from __future__ import annotations
 
+import sys
+
 import faust
 
 from agents import (attack_watch, experiment_follower, fairness_watch, ingest, item_follower,
@@ -49,7 +51,7 @@ def create_app(settings: Settings) -> faust.App:
         web_host=settings.web_host,
         web_port=settings.web_port,
         **({"canonical_url": settings.canonical_url} if settings.canonical_url else {}),
-        web_in_thread=False,
+        web_in_thread=settings.web_thread,  # serving isolated from ingest (#11)
         producer_linger_ms=20,
         producer_max_batch_size=256 * 1024,
         stream_buffer_maxsize=8192,
@@ -162,6 +164,12 @@ def wire_web(app: faust.App, rt: WorkerParts,
              scraping: attack_watch.ScrapingWatch | None = None) -> None:
     """The views get only what they read; the answer log and the router are theirs."""
     s = rt.settings
+    if s.web_thread:
+        @app.task
+        async def quick_gil_handover() -> None:
+            # Issue #11: the server thread waits at most this long for the interpreter
+            # while the worker's loop runs Python (ingest, Faust); only in a worker.
+            sys.setswitchinterval(s.serve_switch_ms / 1000.0)
     guard = Guard(signer=RouteSigner(s.route_secret),  # issue #14: web/guard.py
                   limiter=RateLimiter(rate_per_s=s.client_rate_per_s, burst=s.client_burst,
                                       grader_cidrs=s.grader_cidrs),

@@ -43,6 +43,12 @@ class Settings:
     # http://<hostname>:<web_port>.
     canonical_url: str = ""
     route_timeout_s: float = 0.25
+    # Serving isolation (#11), opt-in until measured on a quiet machine: the HTTP server
+    # on its own event loop in its own thread, so a request does not queue behind an
+    # ingest batch, a Faust callback or a table write on the worker's loop; the
+    # interpreter hands the GIL over every ``serve_switch_ms`` (Python's default: 5 ms).
+    web_thread: bool = False
+    serve_switch_ms: float = 0.5
     operator_token: str = ""
     # Platform APIs.
     api_url: str = "http://127.0.0.1:8080"
@@ -180,6 +186,7 @@ class Settings:
             (1 <= self.api_batch_size <= 200, "api_batch_size must be within 1..200 (API limit)"),
             (self.history_limit >= 1, "history_limit must be >= 1"),
             (self.refresh_interval_s > 0, "refresh_interval_s must be > 0"),
+            (0 < self.serve_switch_ms <= 100, "serve_switch_ms must be within (0, 100]"),
             (self.ingest_batch >= 1, "ingest_batch must be >= 1"),
             (bool(self.topic.strip()), "topic must not be empty"),
             (self.retrain_every_h >= 0, "retrain_every_h must be >= 0 (0 disables it)"),

@@ -136,7 +136,9 @@ class ExposureMonitor:
         """
         n = len(self.items)
         counts = np.zeros(n)
-        for row, c in self.exposed.items():
+        # A copy first: with the server in its own thread (#11) the view counts meanwhile.
+        exposed = dict(self.exposed)
+        for row, c in exposed.items():
             if 0 <= row < n:
                 counts[row] = c
         catalogue = counts[self.items.safe_for_all[:n]]
@@ -145,7 +147,7 @@ class ExposureMonitor:
         if catalogue.sum() > 0:
             for name, value in values.items():
                 self.gauges.labels(name).set(value)
-        self.exposed = Counter({r: c * decay for r, c in self.exposed.items() if c * decay >= 0.5})
+        self.exposed = Counter({r: c * decay for r, c in exposed.items() if c * decay >= 0.5})
         return values
 
 

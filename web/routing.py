@@ -45,6 +45,7 @@ class OwnerRouter:
         self.timeout_s = timeout_s
         self.topic = user_history.changelog_topic.get_topic_name()
         self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.down_until: dict[str, float] = {}
 
     def available(self, base_url: str) -> bool:
@@ -72,6 +73,7 @@ class OwnerRouter:
         if self._session is None:
             timeout = aiohttp.ClientTimeout(total=self.timeout_s)
             self._session = aiohttp.ClientSession(timeout=timeout)
+            self._loop = asyncio.get_running_loop()  # the server's (its own thread: #11)
         try:
             async with self._session.get(base_url + path,
                                          headers={ROUTED_HEADER: self.sign(path)}) as response:
@@ -90,5 +92,15 @@ class OwnerRouter:
         return None
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        session, self._session = self._session, None
+        if session is None:
+            return
+        loop = self._loop
+        if loop is None or loop is asyncio.get_running_loop():
+            await session.close()
+        elif loop.is_running():  # the server's own loop, in its thread: close it there
+            done = asyncio.run_coroutine_threadsafe(session.close(), loop)
+            try:
+                await asyncio.wait_for(asyncio.wrap_future(done), 5.0)
+            except (asyncio.TimeoutError, RuntimeError) as exc:
+                log.info("routing session not closed: %r", exc)
