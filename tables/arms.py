@@ -12,11 +12,15 @@ The interleaving arm drafts the answers of its two rankers into one list
 (:func:`models.experiments.interleaving.team_draft`, coin flips seeded per
 request) and returns the team of every slot (``"ABBA…"``) for the provenance
 record, from which the report credits each ranker with the user's later picks.
+:meth:`ArmRanker.answer_now` (what the view awaits) adds the cold start's request-time
+path: a user without a vector (unknown, or created but not yet profiled) is ranked
+from the vector ``cold_now`` returns within its bounded wait (agents/profiles.py),
+else keeps the fallback.
 """
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import Awaitable, Callable, Optional
 
 import numpy as np
 
@@ -31,6 +35,44 @@ class ArmRanker:
         self.recommender = recommender
         self.book = book
         self._penalties: dict[float, tuple[tuple[int, int], np.ndarray]] = {}
+        # (vector, bias, minor) of a cold user, or None; set by the composition root.
+        self.cold_now: Optional[Callable[[int], Awaitable[Optional[tuple]]]] = None
+
+    async def answer_now(self, user: int) -> tuple[str, Source, list[str], str, float, str]:
+        """:meth:`answer`, or for a user without a vector the cold start's answer."""
+        out = self.answer(user)
+        line, source, guardrails, label, delay, _ = out
+        if self.cold_now is None or source not in ("fallback", "popular") or \
+                "empty_personal" in guardrails:
+            return out
+        cold = await self.cold_now(user)
+        if cold is None:
+            return out
+        vector, _, minor = cold
+        ranker = self.book.ranker_of(user) if label else None
+        policy = ranker[1].policy if ranker is not None else {}
+        weight = float(policy.get("cost_weight", 0.0)) if policy.get("ranker") == "cost" else 0.0
+        cold_line = self.vector_line(user, vector, minor, weight)
+        if not cold_line:
+            return out
+        return (cold_line, "personal", ["minor_safe" if minor else "no_adult", "cold_start_now"],
+                label, delay, "")
+
+    def vector_line(self, user: int, vector: np.ndarray, minor: bool, weight: float) -> str:
+        """Top-k for a vector not (yet) in the user index; guardrails and exclusions as usual."""
+        rec, items = self.recommender, self.recommender.items
+        n = len(items)
+        if n == 0 or vector.shape[0] != items.factors.shape[1]:
+            return ""
+        history = rec.history_of(user) if rec.settings.exclude_watched else None
+        seen = np.fromiter((items.row_of[m] for m in (history.seen() if history else ())
+                            if m in items.row_of), np.int64)
+        bias = items.bias[:n] - self.penalty(weight) if weight else items.bias[:n]
+        ranked = rec.score_and_rank(
+            vector[None, :], np.array([minor]), [seen], items.factors[:n], bias,
+            rec.prior()[:n], items.safe_for_all[:n], items.safe_for_minors[:n],
+            rec.settings.top_k)[0]
+        return ",".join(items.ids[i] for i in ranked.tolist() if i >= 0)
 
     def answer(self, user: int) -> tuple[str, Source, list[str], str, float, str]:
         """``(line, source, guardrails, arm label, fault delay in ms, interleaving teams)``."""
