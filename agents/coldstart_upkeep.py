@@ -1,4 +1,4 @@
-"""The cold start's upkeep, off the hot path: the title index and the demographic prior.
+"""The cold start's upkeep: its queues and retries, the title index, the demographic prior.
 
 A mixin of :class:`agents.profiles.ColdStart` (it reads the same indexes and tables):
 the title index is rebuilt in an executor thread when the catalogue has grown by
@@ -33,7 +33,21 @@ SCAN_CHUNK = 1_000         # table rows read between two yields to the event loo
 
 
 class ColdStartUpkeep:
-    """Retries, title index, stored demographics, prior (state lives on the ColdStart)."""
+    """Queues, retries, title index, stored demographics, prior (state on the ColdStart)."""
+
+    def pending(self) -> int:
+        return self.queue.qsize() + self.urgent.qsize()
+
+    async def _take(self, limit: int) -> list[int]:
+        """The next call's ids: new accounts alone (a small, quick call) if any wait."""
+        while self.urgent.empty() and self.queue.empty():
+            await self._wake.wait()
+            self._wake.clear()
+        q = self.queue if self.urgent.empty() else self.urgent
+        users = [q.get_nowait()]
+        while len(users) < limit and not q.empty():
+            users.append(q.get_nowait())
+        return users
 
     def retry_due(self) -> int:
         """Re-queue users whose last try failed and whose wait is over; forget old entries."""

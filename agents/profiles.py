@@ -118,20 +118,6 @@ class ColdStart(ColdStartUpkeep):
         self._wake.set()
         self.tried[user] = (tries + 1, now)
 
-    def pending(self) -> int:
-        return self.queue.qsize() + self.urgent.qsize()
-
-    async def _take(self, limit: int) -> list[int]:
-        """The next call's ids: new accounts alone (a small, quick call) if any wait."""
-        while self.urgent.empty() and self.queue.empty():
-            await self._wake.wait()
-            self._wake.clear()
-        q = self.queue if self.urgent.empty() else self.urgent
-        users = [q.get_nowait()]
-        while len(users) < limit and not q.empty():
-            users.append(q.get_nowait())
-        return users
-
     def _done(self, user: int, hold_s: float = RETRY_AFTER_S) -> None:
         """No more tries for ``user`` for ``hold_s`` (profiled, not found, no longer cold)."""
         self.tried[user] = (MAX_TRIES, time.monotonic() + hold_s - RETRY_AFTER_S)
@@ -168,7 +154,21 @@ class ColdStart(ColdStartUpkeep):
                 await self.fetch(session, cold)
 
     async def fetch(self, session: aiohttp.ClientSession, users: list[int]) -> int:
-        """One API call for ``users``; produces their profiles → how many."""
+        """One API call for ``users``; produces their profiles → how many.
+
+        While it runs, a request for one of ``users`` waits for it (``inflight``)."""
+        done = asyncio.get_running_loop().create_future()
+        for u in users:
+            self.inflight.setdefault(u, done)
+        try:
+            return await self._fetch(session, users)
+        finally:
+            for u in users:
+                if self.inflight.get(u) is done:
+                    del self.inflight[u]
+            done.set_result(None)
+
+    async def _fetch(self, session: aiohttp.ClientSession, users: list[int]) -> int:
         s = self.settings
         try:
             outcome, payload = await get_users(session, s.api_url, users)
@@ -257,9 +257,7 @@ class ColdStart(ColdStartUpkeep):
                 return None
             self.tried[user] = (tries + 1, time.monotonic())
             task = asyncio.ensure_future(self.fetch(self.session, [user]))
-            self.inflight[user] = task
-            task.add_done_callback(lambda done: (self.inflight.pop(user, None),
-                                                 done.cancelled() or done.exception()))
+            task.add_done_callback(lambda done: done.cancelled() or done.exception())
         try:
             await asyncio.wait_for(asyncio.shield(task), REQUEST_BUDGET_S)
         except asyncio.TimeoutError:
