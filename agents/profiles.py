@@ -1,26 +1,20 @@
 """Cold start, automated: a new user's first vector from the user API, off the ingest path.
 
 When the user writer first sees a user (an account creation, or a first event of a
-user without history) it calls :meth:`ColdStart.want`, which only queues the id.
-``coldstart_concurrency`` background workers take queued ids in calls of up to
-``api_batch_size``, fetch ``GET /user/<ids>`` (timeout ``api_timeout_s``), match the
-self-description's liked / disliked titles against the catalogue
-(:class:`~models.titles.TitleIndex`), fold a vector in against the serving item
-vectors plus the demographic prior (:func:`~models.coldstart.fold_in`), and produce a
-:class:`~recstream.records.UserProfile` keyed by the user onto the user-profiles topic.
-The user writer - the one writer of ``user_vectors`` - applies it only while the
-user has no vector, and invalidates the user's answer, so the next request is
-personalised.  Nothing here writes a table.
-
-A just-created account is queued ahead of everything else and fetched alone; a request
-for a user without a vector may also start (or join) that user's fetch and wait for it
-up to ``REQUEST_BUDGET_S`` (:meth:`ColdStart.profile_now`, issue #13): a profile made is
-kept in ``fresh`` and serves until the user writer has applied it.  The API is asked at
-most once per user per ``RETRY_AFTER_S``, at most ``MAX_TRIES`` times: a 404 means no
-profile (not retried); a 429, a 5xx or a timeout is counted in
-``recstream_api_calls_total{outcome="user_..."}`` and retried later.  Title index and
-prior: agents/coldstart_upkeep.py.  No factor model and no prior yet: no vector, the
-user keeps the popularity fallback (demographics and named titles are still stored).
+user without history) it calls :meth:`ColdStart.want`, which only queues the id (a
+just-created account ahead of the rest).  ``coldstart_concurrency`` background workers
+fetch ``GET /user/<ids>`` in calls of up to ``api_batch_size``, match the
+self-description's titles against the catalogue (:class:`~models.titles.TitleIndex`),
+fold a vector in against the serving item vectors plus the demographic prior
+(:func:`~models.coldstart.fold_in`) and produce a :class:`~recstream.records.UserProfile`
+onto the user-profiles topic; the user writer (the one writer of ``user_vectors``)
+applies it while the user has no vector.  Nothing here writes a table.  Issue #13: a
+request for a user without a vector may start (or join) the user's fetch and wait up
+to ``coldstart_wait_s`` (:meth:`ColdStart.profile_now`); a profile made is kept in
+``fresh`` and serves until the writer has applied it.  The API is asked at most once
+per user per ``RETRY_AFTER_S``, at most ``MAX_TRIES`` times (a 404: not retried; 429,
+5xx, timeouts: counted in ``recstream_api_calls_total`` and retried).  Queues, title
+index, prior: agents/coldstart_upkeep.py.  No model and no prior yet: no vector.
 """
 from __future__ import annotations
 
@@ -59,7 +53,6 @@ REG_RELATIVE = 4.0         # x mean squared item norm (bench/coldstart.py, seed 
 BIAS_REG = 5.0
 PRIOR_REFIT_S = 300.0
 TITLES_CHECK_S = 30.0
-REQUEST_BUDGET_S = 0.25    # a request waits at most this for a cold user's profile
 REQUEST_CONCURRENCY = 16   # request-time fetches in flight; beyond, the fallback at once
 API_DOWN_HOLD_S = 10.0     # after a failed request-time call, requests do not wait for a while
 FRESH_KEEP_S = 120.0       # a profile just made serves requests until the writer applied it
@@ -88,7 +81,7 @@ class ColdStart(ColdStartUpkeep):
         self.session: Optional[aiohttp.ClientSession] = None   # while run() runs
         self.inflight: dict[int, asyncio.Future] = {}          # request-time fetches
         self.fresh: dict[int, tuple[np.ndarray, float, bool, float]] = {}  # made, maybe unapplied
-        self._api_down_until = 0.0
+        self._api_down_until, self._asking = 0.0, 0   # request-time fetches running
         self.tried: dict[int, tuple[int, float]] = {}   # user -> (tries, monotonic time of last)
         self.titles: Optional[TitleIndex] = None
         self.titles_for = -1                            # catalogue size the index was built for
@@ -242,7 +235,7 @@ class ColdStart(ColdStartUpkeep):
         Called by the recommend view for an unknown or vector-less user: a profile
         already made (not yet applied by the user writer) is returned at once; else
         one ``GET /user/<id>`` is started (or joined) and awaited for at most
-        ``REQUEST_BUDGET_S``.  The fetch goes on past the budget and publishes the
+        ``coldstart_wait_s``.  The fetch goes on past the budget and publishes the
         profile as usual.  Never raises; None whenever the wait would not pay.
         """
         held = self.fresh.get(user)
@@ -252,20 +245,27 @@ class ColdStart(ColdStartUpkeep):
         if task is None:
             tries, _ = self.tried.get(user, (0, 0.0))
             if (self.session is None or tries >= MAX_TRIES or self.titles is None
-                    or len(self.inflight) >= REQUEST_CONCURRENCY
+                    or not self.settings.coldstart_wait_s
+                    or self._asking >= REQUEST_CONCURRENCY
                     or time.monotonic() < self._api_down_until or not self._cold(user)):
                 return None
             self.tried[user] = (tries + 1, time.monotonic())
             task = asyncio.ensure_future(self.fetch(self.session, [user]))
-            task.add_done_callback(lambda done: done.cancelled() or done.exception())
+            self._asking += 1
+            task.add_done_callback(self._asked)
         try:
-            await asyncio.wait_for(asyncio.shield(task), REQUEST_BUDGET_S)
+            await asyncio.wait_for(asyncio.shield(task), self.settings.coldstart_wait_s)
         except asyncio.TimeoutError:
             return None
         except Exception:  # the fetch's own failure: counted there; this answer degrades
             return None
         held = self.fresh.get(user)
         return held[:3] if held is not None else None
+
+    def _asked(self, task: asyncio.Future) -> None:
+        self._asking -= 1
+        if not task.cancelled():
+            task.exception()  # retrieved (the fetch counts its own failures)
 
 
 def register(app, cold: ColdStart, writer: Any, *, readiness: Readiness) -> ColdStart:
@@ -289,7 +289,8 @@ def register(app, cold: ColdStart, writer: Any, *, readiness: Readiness) -> Cold
                 await cold.rebuild_titles()
                 if time.monotonic() >= refit_at:
                     await cold.refit_prior()
-                    refit_at = time.monotonic() + PRIOR_REFIT_S
+                    refit_at = time.monotonic() + (PRIOR_REFIT_S if cold.prior_users
+                                                   else TITLES_CHECK_S)  # not ready: soon
                 cold.retry_due()
             except (ValueError, RuntimeError, KeyError) as exc:  # keep serving; log and retry
                 log.warning("cold start maintenance failed: %s", exc)
