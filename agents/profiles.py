@@ -10,8 +10,8 @@ fold a vector in against the serving item vectors plus the demographic prior
 onto the user-profiles topic; the user writer (the one writer of ``user_vectors``)
 applies it while the user has no vector.  Nothing here writes a table.  Issue #13: a
 request for a user without a vector may start (or join) the user's fetch and wait up
-to ``coldstart_wait_s`` (:meth:`ColdStart.profile_now`); a profile made is kept in
-``fresh`` and serves until the writer has applied it.  The API is asked at most once
+to ``coldstart_wait_s`` (agents/coldstart_now.py); a profile made is kept in ``fresh``
+and serves until the writer has applied it.  The API is asked at most once
 per user per ``RETRY_AFTER_S``, at most ``MAX_TRIES`` times (a 404: not retried; 429,
 5xx, timeouts: counted in ``recstream_api_calls_total`` and retried).  Queues, title
 index, prior: agents/coldstart_upkeep.py.  No model and no prior yet: no vector.
@@ -26,6 +26,7 @@ from typing import Any, Callable, Optional
 import aiohttp
 import numpy as np
 
+from agents.coldstart_now import ColdStartNow
 from agents.coldstart_upkeep import MAX_TRIES, PRIOR_SHRINKAGE, RETRY_AFTER_S, ColdStartUpkeep
 from models.coldstart import DemographicPrior, make_profile, relative_reg
 from models.guardrails import ADULT, audience
@@ -53,13 +54,12 @@ REG_RELATIVE = 4.0         # x mean squared item norm (bench/coldstart.py, seed 
 BIAS_REG = 5.0
 PRIOR_REFIT_S = 300.0
 TITLES_CHECK_S = 30.0
-REQUEST_CONCURRENCY = 16   # request-time fetches in flight; beyond, the fallback at once
 API_DOWN_HOLD_S = 10.0     # after a failed request-time call, requests do not wait for a while
 FRESH_KEEP_S = 120.0       # a profile just made serves requests until the writer applied it
 FRESH_LIMIT = 20_000
 
 
-class ColdStart(ColdStartUpkeep):
+class ColdStart(ColdStartNow, ColdStartUpkeep):
     """Queue, fetch, match, fold in, publish; reads the indexes and tables, writes none."""
 
     def __init__(self, *, settings: Settings, users: UserIndex, items: ItemIndex,
@@ -82,6 +82,7 @@ class ColdStart(ColdStartUpkeep):
         self.inflight: dict[int, asyncio.Future] = {}          # request-time fetches
         self.fresh: dict[int, tuple[np.ndarray, float, bool, float]] = {}  # made, maybe unapplied
         self._api_down_until, self._asking = 0.0, 0   # request-time fetches running
+        self._paid = 1.0  # moving share of request-time waits that gave a vector in time
         self.tried: dict[int, tuple[int, float]] = {}   # user -> (tries, monotonic time of last)
         self.titles: Optional[TitleIndex] = None
         self.titles_for = -1                            # catalogue size the index was built for
@@ -227,45 +228,6 @@ class ColdStart(ColdStartUpkeep):
             await self.producer.produce(self.profiles_topic, user_key(u["user"]),
                                         profile.dumps())
         return len(found)
-
-    # -- the request side: a cold user's first answer, within a bounded wait ----------------
-    async def profile_now(self, user: int) -> Optional[tuple[np.ndarray, float, bool]]:
-        """``(vector, bias, minor)`` of a user who has no vector yet, or None.
-
-        Called by the recommend view for an unknown or vector-less user: a profile
-        already made (not yet applied by the user writer) is returned at once; else
-        one ``GET /user/<id>`` is started (or joined) and awaited for at most
-        ``coldstart_wait_s``.  The fetch goes on past the budget and publishes the
-        profile as usual.  Never raises; None whenever the wait would not pay.
-        """
-        held = self.fresh.get(user)
-        if held is not None:
-            return held[:3] if held[3] > time.monotonic() else None
-        task = self.inflight.get(user)
-        if task is None:
-            tries, _ = self.tried.get(user, (0, 0.0))
-            if (self.session is None or tries >= MAX_TRIES or self.titles is None
-                    or not self.settings.coldstart_wait_s
-                    or self._asking >= REQUEST_CONCURRENCY
-                    or time.monotonic() < self._api_down_until or not self._cold(user)):
-                return None
-            self.tried[user] = (tries + 1, time.monotonic())
-            task = asyncio.ensure_future(self.fetch(self.session, [user]))
-            self._asking += 1
-            task.add_done_callback(self._asked)
-        try:
-            await asyncio.wait_for(asyncio.shield(task), self.settings.coldstart_wait_s)
-        except asyncio.TimeoutError:
-            return None
-        except Exception:  # the fetch's own failure: counted there; this answer degrades
-            return None
-        held = self.fresh.get(user)
-        return held[:3] if held is not None else None
-
-    def _asked(self, task: asyncio.Future) -> None:
-        self._asking -= 1
-        if not task.cancelled():
-            task.exception()  # retrieved (the fetch counts its own failures)
 
 
 def register(app, cold: ColdStart, writer: Any, *, readiness: Readiness) -> ColdStart:

@@ -52,13 +52,15 @@ class ArmRanker:
         ranker = self.book.ranker_of(user) if label else None
         policy = ranker[1].policy if ranker is not None else {}
         weight = float(policy.get("cost_weight", 0.0)) if policy.get("ranker") == "cost" else 0.0
-        cold_line = self.vector_line(user, vector, minor, weight)
+        cold_line = self.random_line(user, minor) if policy.get("ranker") == "random" else \
+            self.vector_line(user, vector, minor, weight)
         if not cold_line:
             return out
         return (cold_line, "personal", ["minor_safe" if minor else "no_adult", "cold_start_now"],
                 label, delay, "")
 
-    def vector_line(self, user: int, vector: np.ndarray, minor: bool, weight: float) -> str:
+    def vector_line(self, user: int, vector: np.ndarray, minor: bool, weight: float, *,
+                    bias: Optional[np.ndarray] = None, prior: Optional[np.ndarray] = None) -> str:
         """Top-k for a vector not (yet) in the user index; guardrails and exclusions as usual."""
         rec, items = self.recommender, self.recommender.items
         n = len(items)
@@ -67,10 +69,12 @@ class ArmRanker:
         history = rec.history_of(user) if rec.settings.exclude_watched else None
         seen = np.fromiter((items.row_of[m] for m in (history.seen() if history else ())
                             if m in items.row_of), np.int64)
-        bias = items.bias[:n] - self.penalty(weight) if weight else items.bias[:n]
+        if bias is None:
+            bias = items.bias[:n] - self.penalty(weight) if weight else items.bias[:n]
         ranked = rec.score_and_rank(
             vector[None, :], np.array([minor]), [seen], items.factors[:n], bias,
-            rec.prior()[:n], items.safe_for_all[:n], items.safe_for_minors[:n],
+            rec.prior()[:n] if prior is None else prior, items.safe_for_all[:n],
+            items.safe_for_minors[:n],
             rec.settings.top_k)[0]
         return ",".join(items.ids[i] for i in ranked.tolist() if i >= 0)
 
@@ -99,7 +103,18 @@ class ArmRanker:
         """The line of one plain ranker policy (``baseline`` is the service's own answer)."""
         if policy["ranker"] == "cost":
             return self.cost_line(user, float(policy["cost_weight"])) or baseline
+        if policy["ranker"] == "random":
+            row = self.recommender.users.get_row(user)
+            minor = bool(self.recommender.users.minor[row]) if row >= 0 else True
+            return self.random_line(user, minor) or baseline
         return baseline
+
+    def random_line(self, user: int, minor: bool) -> str:
+        """Random safe, unseen titles: a deliberately bad ranker for canary drills."""
+        rec, n = self.recommender, len(self.recommender.items)
+        noise = np.random.default_rng().standard_normal(n).astype(np.float32)
+        return self.vector_line(user, np.zeros(rec.items.factors.shape[1], np.float32), minor,
+                                0.0, bias=noise, prior=np.zeros(n, np.float32))
 
     def penalty(self, weight: float) -> np.ndarray:
         items = self.recommender.items

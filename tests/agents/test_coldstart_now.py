@@ -129,3 +129,28 @@ async def test_the_wait_is_bounded_and_an_unreachable_api_is_not_waited_for_agai
         finally:
             await stop(task)
     assert not recorder.on("user_profiles")
+
+
+async def test_no_wait_where_it_cannot_pay(rt, recorder, make_event, world, api_port):  # noqa: F811
+    """No prior and no promoted model: no vector can be made, so no request waits or fetches.
+    Waits that recently came back empty: the fetch starts, the request does not wait."""
+    _, cold = await setup(rt, world, make_event)
+    arms = ArmRanker(rt.recommender, ExperimentBook())
+    arms.cold_now = cold.profile_now
+    new = sign_up(world, 12)
+    async with user_api(world, api_port, scenarios={"api-slow": {"share": 1.0, "delay_s": 0.2}}):
+        task = await running(cold)
+        try:
+            cold.prior_users = 0
+            assert (await arms.answer_now(new[0]))[1] == "fallback" and not cold.inflight
+            cold.prior_users, cold._paid = 300, 0.0
+            waits = []
+            for u in new[1:]:
+                started = time.perf_counter()
+                await arms.answer_now(u)
+                waits.append(time.perf_counter() - started)
+            await eventually(lambda: len(recorder.on("user_profiles")) == len(new) - 1)
+        finally:
+            await stop(task)
+    assert sum(w > 0.15 for w in waits) == 1  # the one probe in ten waited; the rest did not
+    assert all(w < 0.1 for w in waits if w <= 0.15)

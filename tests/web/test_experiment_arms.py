@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from models.experiments.spec import ExperimentSpec, parse_arm
 from recstream.experiments import ExperimentBook
 from tables.arms import ArmRanker
-from tests.web.test_views import MOVIES, fill
+from tests.web.test_views import ADULT, MOVIES, R_RATED, fill
 from tests.wiring import publisher as publisher_of, routes
 
 
@@ -137,3 +137,17 @@ async def test_an_interleaved_arm_drafts_both_rankers_and_records_the_teams(cost
     # Each team contributes its rankers' titles in order (team draft).
     a_items = [m for m, t in zip(got, teams) if t == "A"]
     assert a_items == [m for m in plain if m in a_items]
+
+
+async def test_a_random_arm_serves_random_safe_titles(costly):
+    """The canary drill's bad ranker: different lists each time, never an unsafe title."""
+    rt = costly
+    plain = rt.recommender.answer(1)[0]
+    lines, publisher = await serve(rt, book_with("bad=random", "b=baseline", weights=(1.0, 0.0)),
+                                   ["/recommend/1"] * 5)
+    assert len(set(lines)) > 1 and plain not in lines
+    for line in lines:
+        got = line.split(",")
+        assert len(got) == len(set(got)) == len(plain.split(","))
+        assert ADULT not in got and set(got) <= set(MOVIES) | {R_RATED}  # user 1 is an adult
+    assert b'"arm":"x:bad"' in publisher.encode(publisher.pending[0])[1]
