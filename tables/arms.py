@@ -107,7 +107,21 @@ class ArmRanker:
             row = self.recommender.users.get_row(user)
             minor = bool(self.recommender.users.minor[row]) if row >= 0 else True
             return self.random_line(user, minor) or baseline
+        if policy["ranker"] == "noisy":
+            return self.noisy_line(user, float(policy["noise"])) or baseline
         return baseline
+
+    def noisy_line(self, user: int, noise: float) -> str:
+        """The user's scores plus N(0, (noise · their spread)²): a degraded model."""
+        rec, items, users = self.recommender, self.recommender.items, self.recommender.users
+        row, n = users.get_row(user), len(items)
+        if row < 0 or not users.has_vector[row] or n == 0:
+            return ""
+        prior = rec.prior()[:n]
+        scores = items.factors[:n] @ users.factors[row] + items.bias[:n] + prior
+        jitter = np.random.default_rng().standard_normal(n).astype(np.float32)
+        bias = items.bias[:n] + noise * float(np.std(scores)) * jitter
+        return self.vector_line(user, users.factors[row], bool(users.minor[row]), 0.0, bias=bias)
 
     def random_line(self, user: int, minor: bool) -> str:
         """Random safe, unseen titles: a deliberately bad ranker for canary drills."""

@@ -151,3 +151,14 @@ async def test_a_random_arm_serves_random_safe_titles(costly):
         assert len(got) == len(set(got)) == len(plain.split(","))
         assert ADULT not in got and set(got) <= set(MOVIES) | {R_RATED}  # user 1 is an adult
     assert b'"arm":"x:bad"' in publisher.encode(publisher.pending[0])[1]
+
+
+async def test_a_noisy_arm_is_the_service_ranking_disturbed(costly):
+    rt = costly
+    plain = rt.recommender.answer(1)[0].split(",")
+    arms = ArmRanker(rt.recommender, ExperimentBook())
+    heavy = [arms.noisy_line(1, 50.0).split(",") for _ in range(5)]
+    assert all(len(h) == len(set(h)) == len(plain) for h in heavy)
+    assert len({",".join(h) for h in heavy}) > 1 and any(h != plain for h in heavy)
+    assert all(ADULT not in h for h in heavy)
+    assert arms.noisy_line(424242, 1.0) == ""  # an unknown user has no scores to disturb
