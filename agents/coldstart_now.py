@@ -15,6 +15,10 @@ publishes the profile as usual).  The wait is only paid where it pays:
 * when recent waits mostly came back empty-handed (a moving share ``_paid`` below
   ``MIN_PAID``), the fetch is still started but not awaited, except for one request in
   ``PROBE_EVERY`` which keeps measuring whether waiting pays again.
+
+Counted in ``recstream_api_calls_total{outcome="user_wait_answered|user_wait_empty|
+user_not_waited"}`` (a wait that gave a vector in time, one that did not, a fetch
+started without waiting).
 """
 from __future__ import annotations
 
@@ -55,6 +59,7 @@ class ColdStartNow:
             task.add_done_callback(self._asked)
             self._probe = (getattr(self, "_probe", 0) + 1) % PROBE_EVERY
             if self._paid < MIN_PAID and self._probe:
+                self.calls["not_waited"].inc()
                 return None  # fetched for the next request, not waited for
         try:
             await asyncio.wait_for(asyncio.shield(task), self.settings.coldstart_wait_s)
@@ -64,6 +69,7 @@ class ColdStartNow:
             pass
         held = self.fresh.get(user)
         self._paid = PAID_DECAY * self._paid + (1.0 - PAID_DECAY) * (held is not None)
+        self.calls["wait_answered" if held is not None else "wait_empty"].inc()
         return held[:3] if held is not None else None
 
     def _asked(self, task: asyncio.Future) -> None:

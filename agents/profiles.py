@@ -57,6 +57,7 @@ TITLES_CHECK_S = 30.0
 API_DOWN_HOLD_S = 10.0     # after a failed request-time call, requests do not wait for a while
 FRESH_KEEP_S = 120.0       # a profile just made serves requests until the writer applied it
 FRESH_LIMIT = 20_000
+ANCHORS_TTL_S = 30.0       # supported anchors and the fold-in penalty, recomputed this often
 
 
 class ColdStart(ColdStartNow, ColdStartUpkeep):
@@ -83,6 +84,7 @@ class ColdStart(ColdStartNow, ColdStartUpkeep):
         self.fresh: dict[int, tuple[np.ndarray, float, bool, float]] = {}  # made, maybe unapplied
         self._api_down_until, self._asking = 0.0, 0   # request-time fetches running
         self._paid = 1.0  # moving share of request-time waits that gave a vector in time
+        self._anchors: tuple = (None,)
         self.tried: dict[int, tuple[int, float]] = {}   # user -> (tries, monotonic time of last)
         self.titles: Optional[TitleIndex] = None
         self.titles_for = -1                            # catalogue size the index was built for
@@ -91,7 +93,8 @@ class ColdStart(ColdStartNow, ColdStartUpkeep):
         self.prior_users = 0
         self.demographics: dict[int, tuple[Optional[int], str]] = {}  # this worker's users
         self.calls = {k: metrics.api_calls.labels(f"user_{k}")
-                      for k in ("ok", "not_found", "rate_limited", "error", "dropped")}
+                      for k in ("ok", "not_found", "rate_limited", "error", "dropped",
+                                "wait_answered", "wait_empty", "not_waited")}  # #13 requests
 
     # -- the ingest side: never blocks ---------------------------------------------------
     def want(self, user: int) -> None:
@@ -203,12 +206,19 @@ class ColdStart(ColdStartNow, ColdStartUpkeep):
         trained = self.current_model.model.item_row
         prior, titles, mean = self.prior, self.titles, float(self.current_model.global_mean)
         ready = self.prior_users > 0 and prior.global_vector.shape[0] == factors.shape[1]
+        # Anchors and their penalty: ~0.1 s for 27k x 64 on a busy box, so reused a while.
+        key = (n, self.current_model.generation, int(time.monotonic() // ANCHORS_TTL_S))
+        held = self._anchors if self._anchors[0] == key else None
 
         def compute() -> list[dict]:
-            supported = plays >= MIN_SUPPORT
-            if trained:
-                supported |= np.fromiter((m in trained for m in ids), bool, n)
-            reg = relative_reg(factors, REG_RELATIVE, rows=np.flatnonzero(supported))
+            if held is not None:
+                supported, reg = held[1], held[2]
+            else:
+                supported = plays >= MIN_SUPPORT
+                if trained:
+                    supported |= np.fromiter((m in trained for m in ids), bool, n)
+                reg = relative_reg(factors, REG_RELATIVE, rows=np.flatnonzero(supported))
+                self._anchors = (key, supported, reg)
             return [make_profile(u, bias_reg=BIAS_REG, titles=titles, row_of=items.row_of, factors=factors,
                                  bias=bias, supported=supported,
                                  prior=prior.prior(u["age"], u["gender"]) if ready else None,
