@@ -50,14 +50,29 @@ class ArmRanker:
             return out
         vector, _, minor = cold
         ranker = self.book.ranker_of(user) if label else None
-        policy = ranker[1].policy if ranker is not None else {}
-        weight = float(policy.get("cost_weight", 0.0)) if policy.get("ranker") == "cost" else 0.0
-        cold_line = self.random_line(user, minor) if policy.get("ranker") == "random" else \
-            self.vector_line(user, vector, minor, weight)
+        policy = ranker[1].policy if ranker is not None else {"ranker": "baseline"}
+        teams = ""
+        if policy["ranker"] == "interleave":  # both rankers over the cold vector, drafted
+            a, b = (self.cold_line(user, vector, minor, policy[k]).split(",") for k in "ab")
+            drafted = team_draft(a, b, k=self.recommender.settings.top_k,
+                                 seed=os.urandom(8).hex())
+            cold_line = ",".join(m for m in drafted.items if m)
+            teams = "".join("AB"[t] for t, m in zip(drafted.teams, drafted.items) if m)
+        else:
+            cold_line = self.cold_line(user, vector, minor, policy)
         if not cold_line:
             return out
         return (cold_line, "personal", ["minor_safe" if minor else "no_adult", "cold_start_now"],
-                label, delay, "")
+                label, delay, teams)
+
+    def cold_line(self, user: int, vector: np.ndarray, minor: bool, policy: dict) -> str:
+        """One plain ranker policy over a vector not (yet) in the user index."""
+        if policy["ranker"] == "random":
+            return self.random_line(user, minor)
+        if policy["ranker"] == "noisy":
+            return self.noisy_line(user, float(policy["noise"]), vector, minor)
+        weight = float(policy["cost_weight"]) if policy["ranker"] == "cost" else 0.0
+        return self.vector_line(user, vector, minor, weight)
 
     def vector_line(self, user: int, vector: np.ndarray, minor: bool, weight: float, *,
                     bias: Optional[np.ndarray] = None, prior: Optional[np.ndarray] = None) -> str:
@@ -111,17 +126,22 @@ class ArmRanker:
             return self.noisy_line(user, float(policy["noise"])) or baseline
         return baseline
 
-    def noisy_line(self, user: int, noise: float) -> str:
+    def noisy_line(self, user: int, noise: float, vector: Optional[np.ndarray] = None,
+                   minor: Optional[bool] = None) -> str:
         """The user's scores plus N(0, (noise · their spread)²): a degraded model."""
         rec, items, users = self.recommender, self.recommender.items, self.recommender.users
-        row, n = users.get_row(user), len(items)
-        if row < 0 or not users.has_vector[row] or n == 0:
+        n = len(items)
+        if vector is None:
+            row = users.get_row(user)
+            if row < 0 or not users.has_vector[row]:
+                return ""
+            vector, minor = users.factors[row], bool(users.minor[row])
+        if n == 0 or vector.shape[0] != items.factors.shape[1]:
             return ""
-        prior = rec.prior()[:n]
-        scores = items.factors[:n] @ users.factors[row] + items.bias[:n] + prior
+        scores = items.factors[:n] @ vector + items.bias[:n] + rec.prior()[:n]
         jitter = np.random.default_rng().standard_normal(n).astype(np.float32)
         bias = items.bias[:n] + noise * float(np.std(scores)) * jitter
-        return self.vector_line(user, users.factors[row], bool(users.minor[row]), 0.0, bias=bias)
+        return self.vector_line(user, vector, bool(minor), 0.0, bias=bias)
 
     def random_line(self, user: int, minor: bool) -> str:
         """Random safe, unseen titles: a deliberately bad ranker for canary drills."""

@@ -162,3 +162,26 @@ async def test_a_noisy_arm_is_the_service_ranking_disturbed(costly):
     assert len({",".join(h) for h in heavy}) > 1 and any(h != plain for h in heavy)
     assert all(ADULT not in h for h in heavy)
     assert arms.noisy_line(424242, 1.0) == ""  # an unknown user has no scores to disturb
+
+
+async def test_a_cold_users_answer_follows_their_arm_interleaved_included(costly):
+    """A user without a vector, answered from the cold start's vector: the arm still applies."""
+    rt = costly
+    vector = np.ones(rt.settings.n_factors, np.float32)
+
+    async def cold_now(user):
+        return vector, 0.0, False
+    for arm, check in (("il=interleave:baseline/noisy:50", "teams"), ("bad=random", "random"),
+                       ("cheap=cost:50", "cheap")):
+        arms = ArmRanker(rt.recommender, book_with(arm, "b=baseline", weights=(1.0, 0.0)))
+        arms.cold_now = cold_now
+        line, source, guardrails, label, _, teams = await arms.answer_now(424242)
+        got = line.split(",")
+        assert source == "personal" and "cold_start_now" in guardrails and label
+        assert ADULT not in got and len(got) == len(set(got)) > 0
+        if check == "teams":
+            assert len(teams) == len(got) and set(teams) <= {"A", "B"}
+        if check == "cheap":
+            assert set(got[:5]) == set(MOVIES[:5])
+    arms = ArmRanker(rt.recommender, ExperimentBook())
+    assert (await arms.answer_now(424242))[1] == "fallback"  # no cold start wired: unchanged
