@@ -40,6 +40,7 @@ def main() -> None:
     p.add_argument("--quality-window-s", default="0", help="conversion guardrail (0 = off)")
     p.add_argument("--backfill-lines", default="0", help="past lines (7 days) before live traffic")
     p.add_argument("--speed", default="60")
+    p.add_argument("--movies", default="5000")
     p.add_argument("--interval", default="5")
     p.add_argument("--rate", default="30")
     p.add_argument("--timeout", type=float, default=900.0)
@@ -64,7 +65,7 @@ def main() -> None:
                         f"bad={args.policy or 'slow:' + args.delay_ms}", "--arm", "control=baseline"],
                        env=env, cwd=ROOT, check=True, capture_output=True)
         sim = subprocess.Popen([*exe, "sim", "--api-port", str(api_port), "--quiet", "--users", "20000",
-                                "--movies", "5000", "--rate", args.rate, "--speed", args.speed,
+                                "--movies", args.movies, "--rate", args.rate, "--speed", args.speed,
                                 *(["--backfill-days", "7", "--backfill-lines", args.backfill_lines]
                                   if args.backfill_lines != "0" else []),
                                 "--recommender", f"http://127.0.0.1:{web_port}"],
@@ -78,6 +79,8 @@ def main() -> None:
                              text=True, timeout=args.timeout)
         for line in out.stdout.strip().splitlines():
             print(line, flush=True)
+        if out.returncode != 0:
+            raise SystemExit(f"ramp --auto exited with {out.returncode}:\n{out.stderr[-3000:]}")
         final = json.loads(out.stdout.strip().splitlines()[-1])
         print(json.dumps({"final_state": final["state"], "final_weights": final["weights"],
                           "version": final["version"], "seconds": round(time.monotonic() - started),

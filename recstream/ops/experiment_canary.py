@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+from aiokafka.errors import KafkaError
 
 from models.experiments.canary import Guardrail, breached, canary_step
 from models.experiments.spec import ExperimentSpec
@@ -111,7 +112,13 @@ async def control_loop(settings: Settings, spec: ExperimentSpec, *, interval_s: 
     step_since = time.time()
     while True:
         await asyncio.sleep(interval_s)
-        answers = await answers_of(settings, spec.id)
+        try:
+            answers = await answers_of(settings, spec.id)
+            conv = await conversion_moments(settings, answers, quality_window_s) \
+                if quality_window_s > 0 else {}
+        except (KafkaError, asyncio.TimeoutError, OSError) as exc:  # a slow read: look again
+            say(json.dumps({"experiment": spec.id, "look_failed": repr(exc)}))
+            continue
         moments = guardrail_moments(answers, step_since)
         t, c = moments.get(treatment), moments.get(control)
         if t is None or c is None:
@@ -119,7 +126,6 @@ async def control_loop(settings: Settings, spec: ExperimentSpec, *, interval_s: 
         breaches = {g.name: breached(g, c[g.name], t[g.name]) for g in GUARDRAILS}
         quality: dict[str, Any] = {}
         if quality_window_s > 0:
-            conv = await conversion_moments(settings, answers, quality_window_s)
             if treatment in conv and control in conv:
                 breaches[QUALITY.name] = breached(QUALITY, conv[control], conv[treatment])
                 quality = {arm: {"users": conv[arm].n, "mean": round(conv[arm].mean, 4)}
