@@ -30,7 +30,7 @@ import numpy as np
 
 from agents.coldstart_upkeep import MAX_TRIES
 
-REQUEST_CONCURRENCY = 16   # request-time fetches in flight; beyond, the fallback at once
+REQUEST_CONCURRENCY = 4    # request-time fetches in flight; beyond, the fallback at once
 MIN_PAID = 0.25            # below this share of useful waits, requests stop waiting
 PAID_DECAY = 0.9           # weight of the past in the moving share
 PROBE_EVERY = 10           # while waits do not pay, one request in ten still waits

@@ -85,8 +85,9 @@ class Settings:
     # Cold start: self-descriptions fetched from the user API and folded in.
     coldstart: bool = True
     coldstart_concurrency: int = 4
-    # #13: a request for a user without a vector waits at most this for the user API (0 = never)
-    coldstart_wait_s: float = 0.25
+    # #13: a request for a user without a vector waits at most this for the user API (0 = never);
+    # 0.25 s gave 1.4% grader timeouts at load 33 on 2 cores (docs/benchmarks.md, #13 phase 3)
+    coldstart_wait_s: float = 0.15
     # Monitoring windows, in seconds of stream time.
     attribution_window_s: float = 3600.0
     drift_window_s: float = 3600.0

