@@ -41,6 +41,7 @@ def main() -> None:
     p.add_argument("--backfill-lines", default="0", help="past lines (7 days) before live traffic")
     p.add_argument("--speed", default="60")
     p.add_argument("--movies", default="5000")
+    p.add_argument("--users", default="20000")
     p.add_argument("--interval", default="5")
     p.add_argument("--rate", default="30")
     p.add_argument("--timeout", type=float, default=900.0)
@@ -64,7 +65,7 @@ def main() -> None:
         subprocess.run([*exe, "experiment", "start", "canary", "--canary", "--arm",
                         f"bad={args.policy or 'slow:' + args.delay_ms}", "--arm", "control=baseline"],
                        env=env, cwd=ROOT, check=True, capture_output=True)
-        sim = subprocess.Popen([*exe, "sim", "--api-port", str(api_port), "--quiet", "--users", "20000",
+        sim = subprocess.Popen([*exe, "sim", "--api-port", str(api_port), "--quiet", "--users", args.users,
                                 "--movies", args.movies, "--rate", args.rate, "--speed", args.speed,
                                 *(["--backfill-days", "7", "--backfill-lines", args.backfill_lines]
                                   if args.backfill_lines != "0" else []),

@@ -17,7 +17,9 @@ false-rollback rate.  Guardrails:
   older than the newest watch read (younger ones could still convert).
 
 Any breach publishes a ``rolled_back`` version at 0%; otherwise the treatment is
-ramped 1% → 5% → 25% → 50% after ``min_units`` clean treatment answers per step.
+ramped 1% → 5% → 25% → 50% after ``min_units`` clean treatment answers per step and,
+with the quality guardrail on, only once ``min_units`` treatment users have matured
+conversion (a canary is not ramped on quality nobody has measured yet).
 """
 from __future__ import annotations
 
@@ -130,8 +132,10 @@ async def control_loop(settings: Settings, spec: ExperimentSpec, *, interval_s: 
                 breaches[QUALITY.name] = breached(QUALITY, conv[control], conv[treatment])
                 quality = {arm: {"users": conv[arm].n, "mean": round(conv[arm].mean, 4)}
                            for arm in (treatment, control)}
-        action, share = canary_step(spec.weights[0], breaches, t["latency_ms"].n,
-                                    min_units=min_units)
+        units = t["latency_ms"].n  # with a quality guardrail, a step also waits for its evidence
+        if quality_window_s > 0:
+            units = min(units, conv[treatment].n if treatment in conv else 0)
+        action, share = canary_step(spec.weights[0], breaches, units, min_units=min_units)
         say(json.dumps({"experiment": spec.id, "share": spec.weights[0], "action": action,
                         "treatment_units": t["latency_ms"].n, "breaches": breaches,
                         "latency_ms": {"treatment": t["latency_ms"].mean,
