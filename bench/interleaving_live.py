@@ -45,7 +45,7 @@ Z = 1.959964 + 0.841621  # two-sided alpha 0.05, power 0.8
 
 def users_ab(effect: dict) -> float | None:
     """Total users (both arms) an A/B test needs for this effect and spread."""
-    if not effect or not effect.get("effect"):
+    if not effect or not effect.get("effect") or min(effect["n_control"], effect["n_treatment"]) < 2:
         return None
     se = (effect["ci"][1] - effect["ci"][0]) / (2 * 1.959964)
     var = se ** 2 / (1 / effect["n_control"] + 1 / effect["n_treatment"])
@@ -122,6 +122,8 @@ def main() -> None:
         gap = {arm: float(np.nanmean(d.per_user["served_true_mean"])) for arm, d in served_true.items()}
         c, d = served_true["control"].per_user["served_true_mean"], served_true["degraded"].per_user["served_true_mean"]
         c, d = c[np.isfinite(c)], d[np.isfinite(d)]
+        if min(len(c), len(d)) < 2:
+            raise SystemExit("too few answered users per arm for the ground-truth comparison")
         se = float(np.sqrt(c.var(ddof=1) / len(c) + d.var(ddof=1) / len(d)))
         oracle = {"effect": float(d.mean() - c.mean()), "n_control": len(c), "n_treatment": len(d),
                   "ci": [float(d.mean() - c.mean() - 1.959964 * se), float(d.mean() - c.mean() + 1.959964 * se)]}

@@ -37,7 +37,7 @@ from models.experiments.spec import ExperimentSpec
 from models.experiments.stats import Moments
 from models.experiments.telemetry import Served, Watch, join
 from recstream.experiments import parse_label, publish
-from recstream.ops.experiment_data import events_of
+from recstream.ops.experiment_data import events_of, shown_at
 from recstream.ops.provenance import scan
 from recstream.settings import Settings
 from recstream.topics import topic_names
@@ -79,12 +79,18 @@ def guardrail_moments(answers: list[dict], since: float) -> dict[str, dict[str, 
     return {arm: {g: Moments.of(np.asarray(v)) for g, v in per.items()} for arm, per in sums.items()}
 
 
-def conversion_by_arm(answers: list[dict], watches: list[Watch], window_s: float
+def conversion_by_arm(answers: list[dict], watches: list[Watch], window_s: float,
+                      outcomes: dict[tuple[int, tuple], list[float]] | None = None
                       ) -> dict[str, Moments]:
-    """arm → Moments of per-user conversion over the matured, ranker-shaped answers (pure)."""
+    """arm → Moments of per-user conversion over the matured, ranker-shaped answers (pure).
+
+    ``outcomes`` (the platform's log of each answer) re-time the answers to when users saw
+    them: a worker behind the stream stamps its answers with an older stream time."""
     served = [Served(int(b["user"]), float(b.get("stream_time") or b["time"]), b["arm"],
                      tuple(b.get("movies") or ()), 0.0)
               for b in answers if b.get("source") in RANKED_SOURCES and b.get("user", -1) >= 0]
+    if outcomes:
+        served = shown_at(served, outcomes)
     if not served or not watches:
         return {}
     newest = max(w.time for w in watches)
@@ -99,9 +105,9 @@ async def conversion_moments(settings: Settings, answers: list[dict], window_s: 
     if not users:
         return {}
     lines = await scan(settings, topic_names(settings)["movielog"],
-                       lambda k, v: b"/data/m/" in v)
-    watches, _, _, _ = events_of([v for _, _, v in lines], users, settings)
-    return conversion_by_arm(answers, watches, window_s)
+                       lambda k, v: b"/data/m/" in v or b"recommendation request" in v)
+    watches, _, _, outcomes = events_of([v for _, _, v in lines], users, settings)
+    return conversion_by_arm(answers, watches, window_s, outcomes)
 
 
 async def control_loop(settings: Settings, spec: ExperimentSpec, *, interval_s: float,

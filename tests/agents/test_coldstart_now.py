@@ -67,6 +67,7 @@ async def test_a_user_the_worker_has_not_seen_is_answered_from_the_user_api_in_b
                 started = time.perf_counter()
                 answers.append(await arms.answer_now(u))
                 waits.append(time.perf_counter() - started)
+                await eventually(lambda: cold._asking == 0, 60.0)  # one at a time (the cap is 4)
             await eventually(lambda: len(recorder.on("user_profiles")) >= len(new), 60.0)
         finally:
             await stop(task)
@@ -164,6 +165,7 @@ async def test_no_wait_where_it_cannot_pay(rt, recorder, make_event, world, api_
                 started = time.perf_counter()
                 await arms.answer_now(u)
                 waits.append(time.perf_counter() - started)
+                await eventually(lambda: cold._asking == 0, 60.0)  # one at a time (the cap is 4)
             await eventually(lambda: len(recorder.on("user_profiles")) == len(new) - 1, 60.0)
         finally:
             await stop(task)

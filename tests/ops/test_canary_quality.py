@@ -39,3 +39,12 @@ def test_a_ranker_that_users_ignore_breaches_the_quality_guardrail_and_a_good_on
     got = conversion_by_arm(ca + ba + ga, cw + bw + gw + late, window_s=120)
     assert breached(QUALITY, got["c"], got["bad"])
     assert not breached(QUALITY, got["c"], got["good"])
+
+
+def test_answers_stamped_by_a_lagging_worker_are_timed_by_the_platforms_log():
+    """The worker's stream clock lagged 500 s: the watch comes 'late' unless re-timed."""
+    answers = [answer(1, 100, "t")]
+    watches = [Watch(1, "a", 620, 10), Watch(9, "z", 2000, 1)]
+    assert conversion_by_arm(answers, watches, window_s=120)["t"].mean == 0.0
+    outcomes = {(1, ("a", "b")): [600.0]}
+    assert conversion_by_arm(answers, watches, window_s=120, outcomes=outcomes)["t"].mean == 1.0
