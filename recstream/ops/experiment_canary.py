@@ -38,7 +38,7 @@ from models.experiments.stats import Moments
 from models.experiments.telemetry import Served, Watch, join
 from recstream.experiments import parse_label, publish
 from recstream.ops.experiment_data import events_of, shown_at
-from recstream.ops.provenance import scan
+from recstream.ops.provenance import ScanDeadline, scan
 from recstream.settings import Settings
 from recstream.topics import topic_names
 
@@ -124,7 +124,7 @@ async def control_loop(settings: Settings, spec: ExperimentSpec, *, interval_s: 
             answers = await answers_of(settings, spec.id)
             conv = await conversion_moments(settings, answers, quality_window_s) \
                 if quality_window_s > 0 else {}
-        except (KafkaError, asyncio.TimeoutError, OSError) as exc:  # a slow read: look again
+        except (KafkaError, ScanDeadline, asyncio.TimeoutError, OSError) as exc:  # look again
             say(json.dumps({"experiment": spec.id, "look_failed": repr(exc)}))
             continue
         moments = guardrail_moments(answers, step_since)
