@@ -176,8 +176,9 @@ def main() -> None:
         res_a = truth_result(desc, new_sessions, a_metrics, labelled["desc"])
         write_named(res_a, "course-a-self-descriptions",
                     "**(a) Self-descriptions for new users, on vs off.** Units: new accounts that wrote a "
-                    "self-description, all their sessions (the first answer usually comes before their "
-                    f"profile is built). Users with a later session: {len(later)}. Source of each new "
+                    "self-description, all their sessions (a first answer is personal when the cold "
+                    "start had the profile by then, or made it within the request's wait). "
+                    f"Users with a later session: {len(later)}. Source of each new "
                     f"describer's first answer, by arm (from the provenance records): {first_sources}. "
                     + setup.replace("{e}", "desc"))
         res_a2 = truth_result(desc, later, a_metrics, labelled["desc"])

@@ -68,13 +68,15 @@ def create_app(settings: Settings) -> faust.App:
     # Issue #13: per-arm series, counted by the view (answers) and the monitor (views, cost).
     rt.monitor.experiments = ExperimentMetrics(rt.metrics.registry, rt.experiments)
 
-    scraping = wire_agents(app, rt)
-    wire_web(app, rt, scraping=scraping)
+    arms = ArmRanker(rt.recommender, rt.experiments)  # #13: the view's rankers (+ cold start)
+    scraping = wire_agents(app, rt, arms=arms)
+    wire_web(app, rt, scraping=scraping, arms=arms)
     register_ops(app, settings)
     return app
 
 
-def wire_agents(app: faust.App, rt: WorkerParts) -> attack_watch.ScrapingWatch | None:
+def wire_agents(app: faust.App, rt: WorkerParts,
+                arms: ArmRanker | None = None) -> attack_watch.ScrapingWatch | None:
     """Each agent module gets what it reads and writes; the order is the start order.
 
     Returns the scraping detector's feed, which the recommend view also writes to.
@@ -115,13 +117,17 @@ def wire_agents(app: faust.App, rt: WorkerParts) -> attack_watch.ScrapingWatch |
                                        producer=rt.producer, topics=rt.topics,
                                        consumer_of=lambda: app.consumer),
                     topics=rt.topics, batch_size=s.ingest_batch, within_s=s.ingest_within_s)
-    profiles.register(app, profiles.ColdStart(  # new users: user API → UserProfile records
+    cold = profiles.register(app, profiles.ColdStart(  # new users: user API → UserProfile records
         settings=s, users=rt.users, items=rt.items, user_store=rt.user_store,
         current_model=rt.current_model, clock=rt.recommender,
         movie_catalog=rt.tables.movie_catalog, user_history=rt.tables.user_history,
         producer=rt.producer, profiles_topic=rt.topics.user_profiles, metrics=rt.metrics,
         describes=rt.experiments.describes, gate=gate),
         writer, readiness=rt.readiness)
+    # #13: a cold user's first request may wait (bounded) for the user API.  Not with the
+    # server on its own thread (#11): the fetch belongs to the worker's loop and session.
+    if arms is not None and s.coldstart and not s.web_thread:
+        arms.cold_now = cold.profile_now
     movie_writer = movies.register(app, movies.MovieWriter(
         settings=s, movie_stats=rt.tables.movie_stats, item_factors=rt.tables.item_factors,
         items=rt.items, current_model=rt.current_model, changelog=rt.changelog,
@@ -161,7 +167,8 @@ def wire_agents(app: faust.App, rt: WorkerParts) -> attack_watch.ScrapingWatch |
 
 
 def wire_web(app: faust.App, rt: WorkerParts,
-             scraping: attack_watch.ScrapingWatch | None = None) -> None:
+             scraping: attack_watch.ScrapingWatch | None = None,
+             arms: ArmRanker | None = None) -> None:
     """The views get only what they read; the answer log and the router are theirs."""
     s = rt.settings
     if s.web_thread:
@@ -187,7 +194,7 @@ def wire_web(app: faust.App, rt: WorkerParts,
     register_web(app, settings=rt.settings, metrics=rt.metrics, recommender=rt.recommender,
                  readiness=rt.readiness, user_store=rt.user_store, users=rt.users,
                  router=router, publisher=publisher, guard=guard,
-                 arms=ArmRanker(rt.recommender, rt.experiments), arm_metrics=rt.monitor.experiments,
+                 arms=arms or ArmRanker(rt.recommender, rt.experiments), arm_metrics=rt.monitor.experiments,
                  sent_answers=rt.sent_answers)
 
 

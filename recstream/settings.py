@@ -91,6 +91,9 @@ class Settings:
     # Cold start: self-descriptions fetched from the user API and folded in.
     coldstart: bool = True
     coldstart_concurrency: int = 4
+    # #13: a request for a user without a vector waits at most this for the user API (0 = never);
+    # 0.25 s gave 1.4% grader timeouts at load 33 on 2 cores (docs/benchmarks.md, #13 phase 3)
+    coldstart_wait_s: float = 0.15
     # Monitoring windows, in seconds of stream time.
     attribution_window_s: float = 3600.0
     drift_window_s: float = 3600.0
@@ -199,6 +202,8 @@ class Settings:
              "ials_regularization and ials_alpha must be > 0"),
             (0 <= self.gate_tolerance < 1, "gate_tolerance must be within [0, 1)"),
             (self.coldstart_concurrency >= 1, "coldstart_concurrency must be >= 1"),
+            (0 <= self.coldstart_wait_s <= 0.4, "coldstart_wait_s must be within [0, 0.4] s "
+             "(the graders' deadline is 600 ms)"),
             (self.attribution_window_s > 0, "attribution_window_s must be > 0"),
             (self.drift_window_s > 0, "drift_window_s must be > 0"),
             (self.unconfirmed_max >= 1, "unconfirmed_max must be >= 1"),

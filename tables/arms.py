@@ -12,11 +12,15 @@ The interleaving arm drafts the answers of its two rankers into one list
 (:func:`models.experiments.interleaving.team_draft`, coin flips seeded per
 request) and returns the team of every slot (``"ABBA…"``) for the provenance
 record, from which the report credits each ranker with the user's later picks.
+:meth:`ArmRanker.answer_now` (what the view awaits) adds the cold start's request-time
+path: a user without a vector (unknown, or created but not yet profiled) is ranked
+from the vector ``cold_now`` returns within its bounded wait (agents/profiles.py),
+else keeps the fallback.
 """
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import Awaitable, Callable, Optional
 
 import numpy as np
 
@@ -31,6 +35,63 @@ class ArmRanker:
         self.recommender = recommender
         self.book = book
         self._penalties: dict[float, tuple[tuple[int, int], np.ndarray]] = {}
+        # (vector, bias, minor) of a cold user, or None; set by the composition root.
+        self.cold_now: Optional[Callable[[int], Awaitable[Optional[tuple]]]] = None
+
+    async def answer_now(self, user: int) -> tuple[str, Source, list[str], str, float, str]:
+        """:meth:`answer`, or for a user without a vector the cold start's answer."""
+        out = self.answer(user)
+        line, source, guardrails, label, delay, _ = out
+        if self.cold_now is None or source not in ("fallback", "popular") or \
+                "empty_personal" in guardrails:
+            return out
+        cold = await self.cold_now(user)
+        if cold is None:
+            return out
+        vector, _, minor = cold
+        ranker = self.book.ranker_of(user) if label else None
+        policy = ranker[1].policy if ranker is not None else {"ranker": "baseline"}
+        teams = ""
+        if policy["ranker"] == "interleave":  # both rankers over the cold vector, drafted
+            a, b = (self.cold_line(user, vector, minor, policy[k]).split(",") for k in "ab")
+            drafted = team_draft(a, b, k=self.recommender.settings.top_k,
+                                 seed=os.urandom(8).hex())
+            cold_line = ",".join(m for m in drafted.items if m)
+            teams = "".join("AB"[t] for t, m in zip(drafted.teams, drafted.items) if m)
+        else:
+            cold_line = self.cold_line(user, vector, minor, policy)
+        if not cold_line:
+            return out
+        return (cold_line, "personal", ["minor_safe" if minor else "no_adult", "cold_start_now"],
+                label, delay, teams)
+
+    def cold_line(self, user: int, vector: np.ndarray, minor: bool, policy: dict) -> str:
+        """One plain ranker policy over a vector not (yet) in the user index."""
+        if policy["ranker"] == "random":
+            return self.random_line(user, minor)
+        if policy["ranker"] == "noisy":
+            return self.noisy_line(user, float(policy["noise"]), vector, minor)
+        weight = float(policy["cost_weight"]) if policy["ranker"] == "cost" else 0.0
+        return self.vector_line(user, vector, minor, weight)
+
+    def vector_line(self, user: int, vector: np.ndarray, minor: bool, weight: float, *,
+                    bias: Optional[np.ndarray] = None, prior: Optional[np.ndarray] = None) -> str:
+        """Top-k for a vector not (yet) in the user index; guardrails and exclusions as usual."""
+        rec, items = self.recommender, self.recommender.items
+        n = len(items)
+        if n == 0 or vector.shape[0] != items.factors.shape[1]:
+            return ""
+        history = rec.history_of(user) if rec.settings.exclude_watched else None
+        seen = np.fromiter((items.row_of[m] for m in (history.seen() if history else ())
+                            if m in items.row_of), np.int64)
+        if bias is None:
+            bias = items.bias[:n] - self.penalty(weight) if weight else items.bias[:n]
+        ranked = rec.score_and_rank(
+            vector[None, :], np.array([minor]), [seen], items.factors[:n], bias,
+            rec.prior()[:n] if prior is None else prior, items.safe_for_all[:n],
+            items.safe_for_minors[:n],
+            rec.settings.top_k)[0]
+        return ",".join(items.ids[i] for i in ranked.tolist() if i >= 0)
 
     def answer(self, user: int) -> tuple[str, Source, list[str], str, float, str]:
         """``(line, source, guardrails, arm label, fault delay in ms, interleaving teams)``."""
@@ -57,7 +118,37 @@ class ArmRanker:
         """The line of one plain ranker policy (``baseline`` is the service's own answer)."""
         if policy["ranker"] == "cost":
             return self.cost_line(user, float(policy["cost_weight"])) or baseline
+        if policy["ranker"] == "random":
+            row = self.recommender.users.get_row(user)
+            minor = bool(self.recommender.users.minor[row]) if row >= 0 else True
+            return self.random_line(user, minor) or baseline
+        if policy["ranker"] == "noisy":
+            return self.noisy_line(user, float(policy["noise"])) or baseline
         return baseline
+
+    def noisy_line(self, user: int, noise: float, vector: Optional[np.ndarray] = None,
+                   minor: Optional[bool] = None) -> str:
+        """The user's scores plus N(0, (noise · their spread)²): a degraded model."""
+        rec, items, users = self.recommender, self.recommender.items, self.recommender.users
+        n = len(items)
+        if vector is None:
+            row = users.get_row(user)
+            if row < 0 or not users.has_vector[row]:
+                return ""
+            vector, minor = users.factors[row], bool(users.minor[row])
+        if n == 0 or vector.shape[0] != items.factors.shape[1]:
+            return ""
+        scores = items.factors[:n] @ vector + items.bias[:n] + rec.prior()[:n]
+        jitter = np.random.default_rng().standard_normal(n).astype(np.float32)
+        bias = items.bias[:n] + noise * float(np.std(scores)) * jitter
+        return self.vector_line(user, vector, bool(minor), 0.0, bias=bias)
+
+    def random_line(self, user: int, minor: bool) -> str:
+        """Random safe, unseen titles: a deliberately bad ranker for canary drills."""
+        rec, n = self.recommender, len(self.recommender.items)
+        noise = np.random.default_rng().standard_normal(n).astype(np.float32)
+        return self.vector_line(user, np.zeros(rec.items.factors.shape[1], np.float32), minor,
+                                0.0, bias=noise, prior=np.zeros(n, np.float32))
 
     def penalty(self, weight: float) -> np.ndarray:
         items = self.recommender.items

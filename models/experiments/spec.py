@@ -15,7 +15,11 @@ Policies (``Arm.policy``) the serving path understands:
   rankers (each ``baseline`` or ``cost``) into one answer, teams recorded per answer;
 * ``{"describe": true|false}`` — cold start with or without the self-description;
 * ``{"ranker": "baseline", "fault_delay_ms": d}`` — a deliberately broken arm, for
-  canary drills only (it delays the answer).
+  canary drills only (it delays the answer);
+* ``{"ranker": "random"}`` — a deliberately bad ranker (random safe titles), for canary
+  drills of the quality guardrail only;
+* ``{"ranker": "noisy", "noise": s}`` — a degraded ranker (the service's scores plus
+  Gaussian noise of ``s`` times their spread), a known-worse model for sensitivity drills.
 """
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ from models.experiments.assignment import HOLDOUT, Allocation
 
 STATES = ("running", "stopped", "rolled_back")
 KINDS = ("ranker", "coldstart")
-RANKERS = ("baseline", "cost", "interleave")
+RANKERS = ("baseline", "cost", "interleave", "random", "noisy")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -98,6 +102,8 @@ def _check_policy(kind: str, policy: dict) -> None:
         raise ValueError(f"unknown ranker {ranker!r} (one of {RANKERS})")
     if ranker == "cost" and not float(policy.get("cost_weight", -1)) >= 0:
         raise ValueError("a cost arm needs cost_weight >= 0")
+    if ranker == "noisy" and not float(policy.get("noise", -1)) > 0:
+        raise ValueError("a noisy arm needs noise > 0")
     if ranker == "interleave":
         for side in ("a", "b"):
             inner = policy.get(side)
@@ -110,7 +116,7 @@ def _check_policy(kind: str, policy: dict) -> None:
 
 def parse_arm(text: str) -> Arm:
     """``name=baseline``, ``name=cost:0.5``, ``name=describe:on``, ``name=slow:200``,
-    ``name=interleave:baseline/cost:0.5`` → an :class:`Arm` (the CLI's arm syntax)."""
+    ``name=interleave:baseline/cost:0.5``, ``name=random`` → an :class:`Arm` (the CLI's arm syntax)."""
     name, _, rest = text.partition("=")
     if not name or not rest:
         raise ValueError(f"an arm is NAME=POLICY, got {text!r}")
@@ -130,6 +136,10 @@ def _policy(text: str) -> dict:
     if head == "interleave":
         a, _, b = arg.partition("/")
         return {"ranker": "interleave", "a": _policy(a), "b": _policy(b)}
+    if head == "random":
+        return {"ranker": "random"}
+    if head == "noisy":
+        return {"ranker": "noisy", "noise": float(arg)}
     if head == "slow":
         return {"ranker": "baseline", "fault_delay_ms": float(arg)}
     raise ValueError(f"unknown policy {text!r}")

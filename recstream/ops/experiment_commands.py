@@ -2,41 +2,30 @@
 
 Every change is a new version of the experiment's spec on ``<app>-experiments``
 (compacted by id), which every worker follows; nothing here talks to a worker.
-``ramp ID --auto`` is the canary controller: it watches the guardrails on the
-answers' provenance records (latency per request, error/fallback answers) with
-the anytime-valid test (:mod:`models.experiments.canary`), ramps the
-treatment 1% → 5% → 25% → 50% after ``--min-units`` clean answers per step and
-rolls it back to 0% the moment a guardrail is conclusively worse.
+``ramp ID --auto`` is the canary controller (:mod:`recstream.ops.experiment_canary`):
+it watches the guardrails (latency, failed answers and, with ``--quality-window-s``,
+conversion) with the anytime-valid test, ramps the treatment 1% → 5% → 25% → 50%
+after ``--min-units`` clean answers per step and rolls it back to 0% the moment a
+guardrail is conclusively worse.
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any, Optional
 
-import numpy as np
-import orjson
 from faust.cli import argument, option
 
 from models.experiments.assignment import CANARY_RAMP
-from models.experiments.canary import Guardrail, breached, canary_step
 from models.experiments.spec import ExperimentSpec, parse_arm
-from models.experiments.stats import Moments
 from models.experiments.telemetry import interleaving_winners, join
-from recstream.experiments import parse_label, publish, read_all
+from recstream.experiments import publish, read_all
+from recstream.ops.experiment_canary import control_loop, with_share
 from recstream.ops.experiment_analysis import analyse, interleaving_summary
 from recstream.ops.experiment_report import write
 from recstream.ops.experiment_data import load
-from recstream.ops.provenance import scan
 from recstream.settings import Settings
-from recstream.topics import topic_names
-
-GUARDRAILS = (Guardrail("latency_ms", higher_is_worse=True, tolerance=20.0),
-              Guardrail("failed", higher_is_worse=True, tolerance=0.01))
-FAILED_SOURCES = {"error", "owner_down"}
 
 
 def new_spec(exp_id: str, kind: str, arms: list[str], weights: Optional[str],
@@ -49,56 +38,6 @@ def new_spec(exp_id: str, kind: str, arms: list[str], weights: Optional[str],
     else:
         w = tuple(float(x) for x in weights.split(",")) if weights else (1.0,) * len(parsed)
     return ExperimentSpec(exp_id, kind, parsed, w, exposure=exposure, canary=canary)
-
-
-def with_share(spec: ExperimentSpec, share: float, **changes: Any) -> ExperimentSpec:
-    """A canary's treatment (first arm) at ``share`` of the exposed traffic."""
-    return spec.replace(weights=(share, 1.0 - share), **changes)
-
-
-async def guardrail_moments(settings: Settings, exp_id: str, since: float
-                            ) -> dict[str, dict[str, Moments]]:
-    """arm → guardrail → Moments of its answers published after ``since`` (wall clock)."""
-    tag = f"{exp_id}:".encode()
-    rows = await scan(settings, topic_names(settings)["recommendations"], lambda k, v: tag in v)
-    sums: dict[str, dict[str, list[float]]] = {}
-    for _, _, raw in rows:
-        body = orjson.loads(raw)
-        arm = parse_label(body.get("arm") or "").get(exp_id)
-        if arm is None or float(body.get("time", 0)) < since:
-            continue
-        per = sums.setdefault(arm, {"latency_ms": [], "failed": []})
-        per["latency_ms"].append(float(body.get("latency_ms", 0.0)))
-        per["failed"].append(1.0 if body.get("source") in FAILED_SOURCES else 0.0)
-    return {arm: {g: Moments.of(np.asarray(v)) for g, v in per.items()} for arm, per in sums.items()}
-
-
-async def control_loop(settings: Settings, spec: ExperimentSpec, *, interval_s: float,
-                       min_units: int, say=print) -> ExperimentSpec:
-    """Ramp ``spec`` (a canary) to its last step or roll it back; → the final spec."""
-    treatment, control = spec.arms[0].name, spec.arms[1].name
-    step_since = time.time()
-    while True:
-        await asyncio.sleep(interval_s)
-        moments = await guardrail_moments(settings, spec.id, step_since)
-        t, c = moments.get(treatment), moments.get(control)
-        if t is None or c is None:
-            continue
-        breaches = {g.name: breached(g, c[g.name], t[g.name]) for g in GUARDRAILS}
-        action, share = canary_step(spec.weights[0], breaches, t["latency_ms"].n,
-                                    min_units=min_units)
-        say(json.dumps({"experiment": spec.id, "share": spec.weights[0], "action": action,
-                        "treatment_units": t["latency_ms"].n, "breaches": breaches,
-                        "latency_ms": {"treatment": t["latency_ms"].mean,
-                                       "control": c["latency_ms"].mean}}))
-        if action == "rollback":
-            return await publish(settings, with_share(spec, 0.0, state="rolled_back",
-                                                      note=f"guardrails breached: {breaches}"))
-        if action == "done":
-            return spec
-        if action == "ramp":
-            spec = await publish(settings, with_share(spec, share))
-            step_since = time.time()
 
 
 def register(app, s: Settings) -> None:
@@ -116,6 +55,8 @@ def register(app, s: Settings) -> None:
         option("--auto", is_flag=True, help="ramp: run the canary controller until done"),
         option("--interval", type=float, default=10.0, help="ramp --auto: seconds per look"),
         option("--min-units", type=int, default=500, help="ramp --auto: answers per step"),
+        option("--quality-window-s", type=float, default=0.0,
+               help="ramp --auto: conversion guardrail's window (stream s; 0 = off)"),
         option("--rollback", is_flag=True, help="stop: mark as rolled back"),
         option("--out", default="docs/experiments", help="report: output folder"),
         option("--window-s", type=float, default=3600.0, help="report: conversion window"),
@@ -124,13 +65,14 @@ def register(app, s: Settings) -> None:
     async def experiment(self, action: str, experiment_id: str, kind: str, arms: tuple,
                          weights: Optional[str], exposure: Optional[float], canary: bool,
                          share: Optional[float], auto: bool, interval: float, min_units: int,
-                         rollback: bool, out: str, window_s: float) -> None:
+                         quality_window_s: float, rollback: bool, out: str,
+                         window_s: float) -> None:
         """Experiments: start | status | ramp | stop | report (docs/experiments.md)."""
         try:
             result = await _run(action, experiment_id, kind=kind, arms=list(arms),
                                 weights=weights, exposure=exposure, canary=canary, share=share,
                                 auto=auto, interval=interval, min_units=min_units,
-                                rollback=rollback, out=out, window_s=window_s, say=self.say)
+                                quality_window_s=quality_window_s, rollback=rollback, out=out, window_s=window_s, say=self.say)
         except (ValueError, KeyError) as exc:
             print(f"recstream experiment: {exc}", file=sys.stderr, flush=True)
             raise SystemExit(2) from None
@@ -139,7 +81,8 @@ def register(app, s: Settings) -> None:
     async def _run(action: str, exp_id: str, *, kind: str, arms: list[str],
                    weights: Optional[str], exposure: Optional[float], canary: bool,
                    share: Optional[float], auto: bool, interval: float, min_units: int,
-                   rollback: bool, out: str, window_s: float, say) -> Any:
+                   quality_window_s: float, rollback: bool, out: str, window_s: float,
+                   say) -> Any:
         if action == "status":
             specs = await read_all(s)
             chosen = [specs[exp_id]] if exp_id else list(specs.values())
@@ -165,7 +108,7 @@ def register(app, s: Settings) -> None:
         if action == "ramp":
             if auto:
                 final = await control_loop(s, spec, interval_s=interval, min_units=min_units,
-                                           say=say)
+                                           quality_window_s=quality_window_s, say=say)
                 return json.loads(final.to_json())
             changes: dict[str, Any] = {}
             if exposure is not None:

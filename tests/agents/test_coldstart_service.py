@@ -20,7 +20,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from agents import profiles as cs
+from agents import coldstart_upkeep as upkeep, profiles as cs
 from agents.profiles import ColdStart
 from recstream.user_api import parse_user, slug_title, users_from_response
 from agents.user_writer import UserWriter
@@ -188,7 +188,7 @@ async def test_new_accounts_get_personal_answers_better_than_the_fallback(
     new = sign_up(world, 40)
     async with user_api(world, api_port):
         await create_accounts(rt, make_event, writer, new)
-        assert cold.queue.qsize() == len(new) and not recorder.on("user_profiles")  # only queued
+        assert cold.pending() == len(new) and not recorder.on("user_profiles")  # only queued
         sent = await fetch_all(cold, recorder, len(new))
     assert calls(rt, "ok") >= 1 and calls(rt, "error") == 0
     profiles = {key: UserProfile.loads(value, serializer="json") for key, value in sent}
@@ -299,6 +299,7 @@ async def test_rate_limited_and_slow_calls_give_up_quietly_and_retry_later(
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     monkeypatch.setattr(cs, "RETRY_AFTER_S", 0.0)
+    monkeypatch.setattr(upkeep, "RETRY_AFTER_S", 0.0)
     async with user_api(world, api_port, scenarios={"api-slow": {"share": 1.0, "delay_s": 1.0}}):
         assert cold.retry_due() == 1
         task = asyncio.create_task(cold.run())

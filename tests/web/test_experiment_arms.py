@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from models.experiments.spec import ExperimentSpec, parse_arm
 from recstream.experiments import ExperimentBook
 from tables.arms import ArmRanker
-from tests.web.test_views import MOVIES, fill
+from tests.web.test_views import ADULT, MOVIES, R_RATED, fill
 from tests.wiring import publisher as publisher_of, routes
 
 
@@ -137,3 +137,51 @@ async def test_an_interleaved_arm_drafts_both_rankers_and_records_the_teams(cost
     # Each team contributes its rankers' titles in order (team draft).
     a_items = [m for m, t in zip(got, teams) if t == "A"]
     assert a_items == [m for m in plain if m in a_items]
+
+
+async def test_a_random_arm_serves_random_safe_titles(costly):
+    """The canary drill's bad ranker: different lists each time, never an unsafe title."""
+    rt = costly
+    plain = rt.recommender.answer(1)[0]
+    lines, publisher = await serve(rt, book_with("bad=random", "b=baseline", weights=(1.0, 0.0)),
+                                   ["/recommend/1"] * 5)
+    assert len(set(lines)) > 1 and plain not in lines
+    for line in lines:
+        got = line.split(",")
+        assert len(got) == len(set(got)) == len(plain.split(","))
+        assert ADULT not in got and set(got) <= set(MOVIES) | {R_RATED}  # user 1 is an adult
+    assert b'"arm":"x:bad"' in publisher.encode(publisher.pending[0])[1]
+
+
+async def test_a_noisy_arm_is_the_service_ranking_disturbed(costly):
+    rt = costly
+    plain = rt.recommender.answer(1)[0].split(",")
+    arms = ArmRanker(rt.recommender, ExperimentBook())
+    heavy = [arms.noisy_line(1, 50.0).split(",") for _ in range(5)]
+    assert all(len(h) == len(set(h)) == len(plain) for h in heavy)
+    assert len({",".join(h) for h in heavy}) > 1 and any(h != plain for h in heavy)
+    assert all(ADULT not in h for h in heavy)
+    assert arms.noisy_line(424242, 1.0) == ""  # an unknown user has no scores to disturb
+
+
+async def test_a_cold_users_answer_follows_their_arm_interleaved_included(costly):
+    """A user without a vector, answered from the cold start's vector: the arm still applies."""
+    rt = costly
+    vector = np.ones(rt.settings.n_factors, np.float32)
+
+    async def cold_now(user):
+        return vector, 0.0, False
+    for arm, check in (("il=interleave:baseline/noisy:50", "teams"), ("bad=random", "random"),
+                       ("cheap=cost:50", "cheap")):
+        arms = ArmRanker(rt.recommender, book_with(arm, "b=baseline", weights=(1.0, 0.0)))
+        arms.cold_now = cold_now
+        line, source, guardrails, label, _, teams = await arms.answer_now(424242)
+        got = line.split(",")
+        assert source == "personal" and "cold_start_now" in guardrails and label
+        assert ADULT not in got and len(got) == len(set(got)) > 0
+        if check == "teams":
+            assert len(teams) == len(got) and set(teams) <= {"A", "B"}
+        if check == "cheap":
+            assert set(got[:5]) == set(MOVIES[:5])
+    arms = ArmRanker(rt.recommender, ExperimentBook())
+    assert (await arms.answer_now(424242))[1] == "fallback"  # no cold start wired: unchanged
