@@ -40,18 +40,21 @@ class ImplicitALS(FactorModel):
     decayed with ``popularity_half_life_days``; unknown users get that popularity
     order.  Scores are preferences, not ratings (``predicts_ratings = False``);
     biases are zero.  ``cg_steps`` conjugate-gradient steps per half step (0: exact solves).
+    ``recent_half_life`` is how users are folded in against these factors
+    (:func:`models.foldin.recency_by_rank`; None: binary); the fit itself does not use it.
     """
 
     predicts_ratings = False
     _param_names = ("n_factors", "regularization", "alpha", "iterations", "init_scale", "seed",
                     "confidence", "epsilon", "half_life_days", "popularity_weight",
-                    "popularity_half_life_days", "cg_steps")
+                    "popularity_half_life_days", "cg_steps", "recent_half_life")
 
     def __init__(self, *, n_factors: int = 64, regularization: float = 10.0,
                  alpha: float = 1.0, iterations: int = 10, init_scale: float = 0.01,
                  seed: int | None = 0, confidence: str = "binary", epsilon: float = 1.0,
                  half_life_days: float | None = 500.0, popularity_weight: float = 0.1,
-                 popularity_half_life_days: float | None = 500.0, cg_steps: int = 3) -> None:
+                 popularity_half_life_days: float | None = 500.0, cg_steps: int = 3,
+                 recent_half_life: float | None = None) -> None:
         super().__init__()
         if confidence not in CONFIDENCES:
             raise ValueError(f"confidence must be one of {CONFIDENCES}")
@@ -67,6 +70,7 @@ class ImplicitALS(FactorModel):
         self.popularity_weight = popularity_weight
         self.popularity_half_life_days = popularity_half_life_days
         self.cg_steps = int(cg_steps)
+        self.recent_half_life = recent_half_life
 
     def fit(self, users: Iterable, items: Iterable, values: Iterable, *,
             timestamps: Iterable | None = None) -> "ImplicitALS":
