@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -88,15 +89,20 @@ def train_once(args, tree: Path, bootstrap: str, scheme: str, app_id: str) -> di
             env["RECSTREAM_N_FACTORS"] = str(args.factors)
         extra = ["--model", args.model] if args.model else []
         load = os.getloadavg()[0]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         done = subprocess.run([sys.executable, "-m", "recstream.cli", "train", "--source",
                                "state", "--window-hours", "1000000", "--json", *extra],
                               env=env, cwd=tree, capture_output=True, text=True)
         wall = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if done.returncode != 0:
         raise RuntimeError(f"{tree}: {done.stderr[-3000:]}")
     report = json.loads(done.stdout.strip().splitlines()[-1])
+    # CPU seconds: on a shared machine the wall time mostly measures the other processes.
     return {"tree": str(tree), "model": report.get("model"), "command_wall_s": round(wall, 2),
+            "command_cpu_s": round(cpu, 2),
             "load_1m_at_start": round(load, 1), "load_1m_at_end": round(os.getloadavg()[0], 1),
             **{k: round(v, 2) for k, v in report["timings"].items()},
             "holdout_n_test": report["metrics"].get("n_test"),
@@ -125,9 +131,14 @@ def run(args, bootstrap: str, scheme: str) -> int:
     if args.baseline_tree:
         this = sum(r["total_seconds"] for r in runs[str(ROOT)])
         base = sum(r["total_seconds"] for r in runs[str(trees[1])])
+        this_cpu = sum(r["command_cpu_s"] for r in runs[str(ROOT)])
+        base_cpu = sum(r["command_cpu_s"] for r in runs[str(trees[1])])
         print(json.dumps({"this_total_s": round(this / args.repeat, 2),
                           "baseline_total_s": round(base / args.repeat, 2),
                           "ratio_this_to_baseline": round(this / base, 3),
+                          "this_cpu_s": round(this_cpu / args.repeat, 2),
+                          "baseline_cpu_s": round(base_cpu / args.repeat, 2),
+                          "cpu_ratio_this_to_baseline": round(this_cpu / base_cpu, 3),
                           "load": [round(x, 1) for x in os.getloadavg()]}))
     return 0
 
