@@ -3,11 +3,11 @@
 :func:`swap` installs a loaded model in one synchronous step on the event loop: no request
 can run between its first and last line, so none sees a half-swapped model.
 :func:`refit_some` then recomputes queued users' vectors from their history, a few hundred
-per loop turn: for implicit ALS (the live path) *every* user, by the exact fold-in the user
-writer applies on each event (recency weights included), so a user who stays quiet after a
-swap is served the same vector as one who just acted -- the batch fit's own user factors
-(binary, conjugate-gradient) serve only until then; for biased MF the users the new model
-never saw (:func:`models.refit.refit_user`).
+per loop turn: for an implicit-ALS version with recency weights at fold-in, *every* user, by
+the exact fold-in the user writer applies on each event, so a user who stays quiet after a
+swap is served the same vector as one who just acted (the batch fit's own user factors are
+binary); otherwise the users the new model never saw (fold-in for implicit ALS,
+:func:`models.refit.refit_user` for biased MF).
 """
 from __future__ import annotations
 
@@ -47,7 +47,8 @@ def swap(model: ServingModel, *, items: ItemIndex, users: UserIndex,
     users.factors[seen] = model.user_factors[rows[seen]]
     users.bias[seen] = model.user_bias[rows[seen]]
     users.has_vector[:m] = rows >= 0
-    stragglers = np.flatnonzero((had_vector | (rows >= 0)) if model.implicit
+    refold_all = model.implicit and bool(model.recent_half_life)  # the fit's are binary
+    stragglers = np.flatnonzero((had_vector | (rows >= 0)) if refold_all
                                 else had_vector & (rows < 0))
     current_model.install(model, (int(u) for u in users.user_ids[stragglers]))
     recommender.popularity_blend = 0.0 if model.implicit else \
