@@ -12,6 +12,7 @@ each only the collaborators it uses.
 | metadata          | movie API metadata for movies being played                     |
 | item_follower     | every worker follows the item broadcast (the item index)       |
 | model_follower    | swaps in promoted models announced on model-updates; retrains  |
+| model_swap        | installs a model (swap) and refits the users it left behind   |
 | experiment_follower | every worker follows <app>-experiments into its ExperimentBook |
 | refresher         | keeps answers fresh as users' state changes                    |
 | monitoring        | availability, quality, cost and drift from the stream          |

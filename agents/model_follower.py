@@ -10,9 +10,8 @@
   half-swapped model.  The arrays are read from disk in an executor first.
   Precomputed answers are marked stale and recomputed by the refresher (a
   request for a stale user is ranked on the spot with the new model).
-* Users whose online vector belongs to the replaced model and whom the new
-  model never saw are refit from their history against the new item vectors
-  (:func:`models.refit.refit_user`), a few hundred per loop turn.
+* Users whose vector belongs to the replaced model are refit from their history
+  against the new item vectors (:mod:`agents.model_swap`), a few hundred per loop turn.
 * The leader worker runs ``recstream train --promote`` every
   ``retrain_every_h`` hours as a child process (off the event loop and out of
   its GIL); the trainer gates, promotes and announces, and every worker —
@@ -26,12 +25,11 @@ import sys
 import time
 from typing import Any, Callable, Optional
 
-import numpy as np
 from aiokafka import TopicPartition
 
 from recstream.kafka import reader
 
-from models.refit import refit_user
+from agents.model_swap import REFIT_BATCH, refit_some, swap
 from models.registry import Registry
 from recstream.modelupdates import (CurrentModel, ServingModel, decode_pointer,
                                     latest_announced, topic_name)
@@ -43,77 +41,7 @@ from tables.serving import Recommender
 from tables.users import UserStore
 
 log = logging.getLogger(__name__)
-REFIT_BATCH = 256
-BIAS_REGULARIZATION = 0.02
-
-
-def swap(model: ServingModel, *, items: ItemIndex, users: UserIndex,
-         current_model: CurrentModel, recommender: Recommender) -> None:
-    """Install ``model`` as the base of every vector this worker serves (synchronous)."""
-    items.base = model.item_vector
-    for movie in model.item_row:
-        if movie not in items.row_of:
-            items.row(movie)
-    n = len(items)
-    art = np.fromiter((model.item_row.get(m, -1) for m in items.ids), np.int64, n)
-    known = np.flatnonzero(art >= 0)
-    items.factors[known] = model.item_factors[art[known]]
-    items.bias[known] = model.item_bias[art[known]]
-    for row in np.flatnonzero(art < 0):  # the model never saw it: back to its init vector
-        items.bias[row], items.factors[row] = items.start_vector(items.ids[row])
-    items.version += 1
-
-    m = users.count
-    rows = model.user_rows(users.user_ids[:m])
-    seen = np.flatnonzero(rows >= 0)
-    had_vector = users.has_vector[:m].copy()
-    users.factors[seen] = model.user_factors[rows[seen]]
-    users.bias[seen] = model.user_bias[rows[seen]]
-    users.has_vector[:m] = rows >= 0
-    stragglers = np.flatnonzero(had_vector & (rows < 0))
-    current_model.install(model, (int(u) for u in users.user_ids[stragglers]))
-    recommender.popularity_blend = 0.0 if model.implicit else \
-        recommender.settings.popularity_blend
-    users.invalidate_all()
-    recommender.refresh_fallback()
-
-
-def refit_some(*, settings: Settings, current_model: CurrentModel, users: UserIndex,
-               items: ItemIndex, user_store: UserStore, limit: int = REFIT_BATCH) -> int:
-    """Refit up to ``limit`` queued users from their history (on the loop; ~50 µs each)."""
-    s = settings
-    pseudo = s.rating_min + 0.8 * (s.rating_max - s.rating_min)
-    done = 0
-    while current_model.pending_refits and done < limit:
-        user = current_model.next_refit()
-        done += 1
-        row = users.get_row(user)
-        history = user_store.peek(user)
-        if row < 0 or history is None or users.has_vector[row]:
-            continue
-        if current_model.model.implicit:  # exact fold-in of every movie they touched
-            users.set_vector(user, 0.0, current_model.model.fold_in(history.interacted()))
-            users.invalidate(row)
-            continue
-        movies, targets, weights = [], [], []
-        for movie, (rating, _) in history.ratings.items():
-            movies.append(movie), targets.append(float(rating)), weights.append(1.0)
-        for movie, entry in history.watches.items():
-            if movie not in history.ratings and entry[0] >= s.watch_complete_minutes:
-                movies.append(movie), targets.append(pseudo), weights.append(s.implicit_weight)
-        item_rows = [items.row_of.get(mv, -1) for mv in movies]
-        keep = [i for i, r in enumerate(item_rows) if r >= 0]
-        if not keep:
-            continue
-        idx = np.array([item_rows[i] for i in keep])
-        bias, vec = refit_user(items.factors[idx], items.bias[idx],
-                               np.array([targets[i] for i in keep]),
-                               np.array([weights[i] for i in keep]), current_model.global_mean,
-                               regularization=s.regularization * len(keep),
-                               bias_regularization=BIAS_REGULARIZATION * len(keep))
-        users.set_vector(user, bias, vec)
-        users.invalidate(row)
-    return done
+__all__ = ["ModelFollower", "REFIT_BATCH", "refit_some", "swap"]
 
 
 class ModelFollower:

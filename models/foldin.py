@@ -49,6 +49,19 @@ def fold_in_implicit(item_factors: np.ndarray, gram: np.ndarray, items: np.ndarr
     return np.linalg.solve(a, b).astype(np.float32)
 
 
+def recency_by_rank(n: int, half_life: float | None) -> np.ndarray:
+    """Weights of a user's ``n`` interactions, oldest first: ``2^(-newer / half_life)``.
+
+    ``newer`` counts the user's interactions after each one (the newest weighs 1): tastes
+    drift, and the newest watches say most about the next one.  Counted in the user's own
+    interactions, not in time, so a user back after a year is not discounted as a whole.
+    None or 0: all ones (binary).
+    """
+    if not half_life:
+        return np.ones(n)
+    return np.exp2(-(n - 1 - np.arange(n, dtype=np.float64)) / float(half_life))
+
+
 def fold_in_users(item_factors: np.ndarray, confidences: sp.csr_matrix, reg: float
                   ) -> np.ndarray:
     """:func:`fold_in_implicit` for every row of a ``[users, items]`` matrix of ``c - 1``.

@@ -18,7 +18,7 @@ import numpy as np
 import orjson
 from aiokafka import TopicPartition
 
-from models.foldin import fold_in_implicit, item_gram
+from models.foldin import fold_in_implicit, item_gram, recency_by_rank
 from models.registry import Registry
 from recstream.kafka import end_offsets, ensure_topic, producer, reader
 from recstream.settings import Settings
@@ -59,6 +59,7 @@ class ServingModel:
     gram: Optional[np.ndarray] = None
     regularization: float = 0.0
     alpha: float = 1.0
+    recent_half_life: Optional[float] = None
 
     @classmethod
     def load(cls, registry: Registry, pointer: dict[str, Any], n_factors: int) -> "ServingModel":
@@ -75,7 +76,8 @@ class ServingModel:
         params = manifest.get("hyperparameters") or {}
         return cls(implicit=implicit, gram=item_gram(item_factors) if implicit else None,
                    regularization=float(params.get("regularization", 0.0)),
-                   alpha=float(params.get("alpha", 1.0)),version=str(pointer["version"]), generation=int(pointer["generation"]),
+                   alpha=float(params.get("alpha", 1.0)),
+                   recent_half_life=params.get("recent_half_life"), version=str(pointer["version"]), generation=int(pointer["generation"]),
                    promoted_at=float(pointer.get("promoted_at", time.time())),
                    manifest=manifest, item_row={m: i for i, m in enumerate(item_ids)},
                    item_factors=item_factors,
@@ -97,11 +99,13 @@ class ServingModel:
         return float(self.item_bias[row]), self.item_factors[row].copy()
 
     def fold_in(self, movies: Iterable[str]) -> np.ndarray:
-        """The exact implicit-ALS vector of a user who watched or rated ``movies``."""
-        rows = np.fromiter((r for r in (self.item_row.get(m, -1) for m in movies) if r >= 0),
-                           np.int64)
-        return fold_in_implicit(self.item_factors, self.gram, rows,
-                                np.full(rows.size, self.alpha), self.regularization)
+        """The exact implicit-ALS vector of a user who watched or rated ``movies`` (oldest
+        first: the newest weigh most with ``recent_half_life``)."""
+        every = np.fromiter((self.item_row.get(m, -1) for m in movies), np.int64)
+        weights = self.alpha * recency_by_rank(every.size, self.recent_half_life)
+        known = every >= 0
+        return fold_in_implicit(self.item_factors, self.gram, every[known], weights[known],
+                                self.regularization)
 
     def user_rows(self, users: np.ndarray) -> np.ndarray:
         """Row in the arrays of each user id, -1 when the model never saw them."""

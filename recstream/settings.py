@@ -64,7 +64,7 @@ class Settings:
     history_limit: int = 200
     watch_complete_minutes: int = 60
     # Online model.
-    n_factors: int = 32
+    n_factors: int = 32  # 128 won on validation but lost on the running service (live-path.md §9)
     learning_rate: float = 0.02
     regularization: float = 0.05
     implicit_weight: float = 0.3
@@ -141,6 +141,9 @@ class Settings:
     retrain_model: str = "ials"
     ials_regularization: float = 10.0
     ials_alpha: float = 1.0
+    # A user's interaction weighs 2^(-n/h) at fold-in, n = their interactions since (0: off).
+    # Off by default: on the running service it lowered recall (docs/live-path.md §9).
+    ials_recent_half_life: float = 0.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -198,6 +201,7 @@ class Settings:
              "retrain_min_new_interactions must be >= 0 (0: time only)"),
             (self.gate_min_users >= 1, "gate_min_users must be >= 1"),
             (self.retrain_model in ("als", "ials"), "retrain_model must be als or ials"),
+            (self.ials_recent_half_life >= 0, "ials_recent_half_life must be >= 0 (0: off)"),
             (self.ials_regularization > 0 and self.ials_alpha > 0,
              "ials_regularization and ials_alpha must be > 0"),
             (0 <= self.gate_tolerance < 1, "gate_tolerance must be within [0, 1)"),

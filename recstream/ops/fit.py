@@ -91,10 +91,12 @@ def make_model(kind: str, settings: Settings) -> BiasedALS | ImplicitALS:
         return BiasedALS(n_factors=settings.n_factors, seed=settings.seed,
                          bias_shrinkage=BIAS_SHRINKAGE,
                          rating_range=(float(settings.rating_min), float(settings.rating_max)))
-    if kind == "ials":  # binary confidence: what validation chose on MovieLens (live-path.md)
+    if kind == "ials":  # binary confidence, no time decay in the fit, recency at fold-in:
+        # what validation chose on MovieLens (docs/live-path.md §9)
         return ImplicitALS(n_factors=settings.n_factors, seed=settings.seed,
                            regularization=settings.ials_regularization,
-                           alpha=settings.ials_alpha, confidence="binary")
+                           alpha=settings.ials_alpha, confidence="binary", half_life_days=None,
+                           recent_half_life=settings.ials_recent_half_life or None)
     raise ValueError(f"unknown model {kind!r}: use one of {', '.join(MODELS)}")
 
 
@@ -153,7 +155,7 @@ def limit_blas_threads(n: int) -> int:
 def hyperparameters(settings: Settings) -> dict[str, Any]:
     names = ("n_factors", "rating_min", "rating_max", "watch_complete_minutes",
              "implicit_weight", "retrain_window_h", "gate_tolerance", "seed", "history_limit",
-             "ials_regularization", "ials_alpha",
+             "ials_regularization", "ials_alpha", "ials_recent_half_life",
              "app_id", "topic", "partitions")
     return {name: getattr(settings, name) for name in names}
 

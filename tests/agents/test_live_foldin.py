@@ -85,3 +85,45 @@ async def test_events_fold_the_user_in_exactly_once_per_batch(rt, recorder, make
     rt.current_model.queue_refit(777)
     model_follower(rt).refit_some()
     np.testing.assert_allclose(rt.users.factors[row], first, rtol=1e-5, atol=1e-6)
+
+
+def weighted_oracle(model: ImplicitALS, watched: list[str], half_life: float) -> np.ndarray:
+    """The same solve with item j of n weighing ``alpha * 2^(-(n-1-j)/h)`` (oldest first)."""
+    y = model.item_factors.astype(np.float64)
+    yi = y[[list(model.item_ids).index(m) for m in watched]]
+    c = model.alpha * 2.0 ** (-(len(watched) - 1 - np.arange(len(watched))) / half_life)
+    a = y.T @ y + (yi.T * c) @ yi + model.regularization * np.eye(y.shape[1])
+    return np.linalg.solve(a, yi.T @ (1 + c))
+
+
+async def test_recency_weights_at_fold_in_and_every_user_refolded_after_a_swap(rt, make_event):
+    fill_online(rt)
+    pointer, model = promote_ials(rt)
+    registry = Registry(rt.settings.registry_path)
+    model.recent_half_life = 3.0  # the same factors, folded in with recency weights
+    version = registry.add(model.to_arrays(), {"model": "ImplicitALS",
+                                               "hyperparameters": model.get_params()})
+    pointer = registry.promote(version, decision={"passed": True})
+    writer = user_writer(rt)
+    seen = [m for m in movies() if m in set(model.item_ids)][:8]
+    # User 1 is in the fit; before the swap their events land on the online model.
+    await writer.apply([(make_event(r, key=user_key(1)), r) for r in
+                        [WatchMinute(time=100.0 + i, user=1, movie=m, minute=0)
+                         for i, m in enumerate(seen)]])
+    follower = model_follower(rt)
+    assert await follower.switch(pointer)
+    row = rt.users.get_row(1)
+    batch_vector = model.user_factors[list(model.user_ids).index(1)]
+    np.testing.assert_allclose(rt.users.factors[row], batch_vector)  # until refolded
+    while rt.current_model.pending_refits:
+        follower.refit_some()
+    expected = weighted_oracle(model, seen, 3.0)
+    np.testing.assert_allclose(rt.users.factors[row], expected, rtol=1e-4, atol=1e-5)
+    assert np.max(np.abs(rt.users.factors[row] - oracle(model, seen))) > 1e-4  # not binary
+    # Order matters now: the same movies newest-first give another vector.
+    await writer.apply([(make_event(r, key=user_key(779)), r) for r in
+                        [WatchMinute(time=100.0 + i, user=779, movie=m, minute=0)
+                         for i, m in enumerate(reversed(seen))]])
+    np.testing.assert_allclose(rt.users.factors[rt.users.get_row(779)],
+                               weighted_oracle(model, list(reversed(seen)), 3.0),
+                               rtol=1e-4, atol=1e-5)

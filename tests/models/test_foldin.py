@@ -61,3 +61,11 @@ def test_ease_recommends_the_co_watched_cluster_and_excludes_seen():
     assert np.allclose(np.diag(model.weights), 0.0)
     assert model.recommend(10_000, k=3) == model.item_ids[np.argsort(-model.popularity,
                                                                       kind="stable")[:3]].tolist()
+
+
+def test_recency_by_rank_halves_per_half_life_of_newer_interactions():
+    from models.foldin import recency_by_rank
+    np.testing.assert_allclose(recency_by_rank(4, 2.0), [2 ** -1.5, 0.5, 2 ** -0.5, 1.0])
+    np.testing.assert_array_equal(recency_by_rank(3, None), np.ones(3))
+    np.testing.assert_array_equal(recency_by_rank(3, 0), np.ones(3))
+    assert recency_by_rank(0, 10.0).size == 0
