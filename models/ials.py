@@ -53,7 +53,7 @@ class ImplicitALS(FactorModel):
                  alpha: float = 1.0, iterations: int = 10, init_scale: float = 0.01,
                  seed: int | None = 0, confidence: str = "binary", epsilon: float = 1.0,
                  half_life_days: float | None = 500.0, popularity_weight: float = 0.1,
-                 popularity_half_life_days: float | None = 500.0, cg_steps: int = 3,
+                 popularity_half_life_days: float | None = 500.0, cg_steps: int = 0,
                  recent_half_life: float | None = None) -> None:
         super().__init__()
         if confidence not in CONFIDENCES:

@@ -91,11 +91,13 @@ def make_model(kind: str, settings: Settings) -> BiasedALS | ImplicitALS:
         return BiasedALS(n_factors=settings.n_factors, seed=settings.seed,
                          bias_shrinkage=BIAS_SHRINKAGE,
                          rating_range=(float(settings.rating_min), float(settings.rating_max)))
-    if kind == "ials":  # binary confidence, no time decay in the fit, recency at fold-in:
-        # what validation chose on MovieLens (docs/live-path.md §9)
+    if kind == "ials":  # binary confidence: what validation chose on MovieLens (live-path.md).
+        # The fit keeps the class's time decay and exact solves: the live service was measured
+        # with them; the no-decay fit, CG half steps and recency at fold-in (docs/live-path.md
+        # §9) are options until measured on the service (docs/benchmarks.md, #10 phase 3).
         return ImplicitALS(n_factors=settings.n_factors, seed=settings.seed,
                            regularization=settings.ials_regularization,
-                           alpha=settings.ials_alpha, confidence="binary", half_life_days=None,
+                           alpha=settings.ials_alpha, confidence="binary",
                            recent_half_life=settings.ials_recent_half_life or None)
     raise ValueError(f"unknown model {kind!r}: use one of {', '.join(MODELS)}")
 
