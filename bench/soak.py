@@ -28,9 +28,11 @@ import asyncio
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
@@ -98,6 +100,7 @@ def run(args: argparse.Namespace) -> dict:
         sim = subprocess.Popen(sim_cmd, env=env, stdout=open(work / "sim.log", "wb"),
                                stderr=subprocess.STDOUT)
         procs.append(sim)
+        _wait_traffic(sim, f"http://127.0.0.1:{sim_api}/user/1", timeout=600)  # the world is built before traffic starts
         settings = Settings.from_env(workers[0].env)
         faults = Faults(settings, topic, workers, handle, stall_flag, work, seed=args.seed,
                         start_kafka=start_kafka, stop_kafka=stop_kafka,
@@ -145,6 +148,22 @@ def run(args: argparse.Namespace) -> dict:
         stop_kafka(handle)
 
 
+def _wait_traffic(sim: subprocess.Popen, api_url: str, timeout: float) -> None:
+    """Until the simulator's API answers (it starts right before the graders' loop)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if sim.poll() is not None:
+            raise RuntimeError(f"the simulator exited {sim.returncode} before its traffic")
+        try:
+            with urllib.request.urlopen(api_url, timeout=2):
+                return
+        except urllib.error.HTTPError:
+            return  # any HTTP answer: the API is up
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError(f"no simulator traffic within {timeout:.0f}s")
+
+
 def _scenarios(work: Path, args: argparse.Namespace) -> Path:
     path = work / "scenarios.json"
     path.write_text(json.dumps({"scenarios": {"malformed": {"share": args.malformed}}}))
@@ -164,7 +183,7 @@ def _drain(settings: Settings, topic: str, timeout: float) -> float | None:
     return None
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--minutes", type=float, default=5.0)
     p.add_argument("--rate", type=float, default=60.0, help="simulator arrivals (requests) per second")
@@ -177,11 +196,37 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work-dir", default="")
     p.add_argument("--no-faults", action="store_true", help="the same run without faults")
     p.add_argument("--json", default="", help="also write the result here")
-    args = p.parse_args(argv)
+    return p
+
+
+def summary(result: dict) -> str:
+    """A few lines for a log or a test failure."""
+    a = result["accounting"]
+    g = a["graders"]
+    lines = [f"front: requests {result['requests']} ({result['requests_per_s']}/s), 200 within "
+             f"600 ms {result['share_ok']:.4%}; graders (outcome lines): {g.get('requests', 0)}, "
+             f"200 within 600 ms {g['share_ok']:.4%}; load {result['load_before'][0]:.1f}->"
+             f"{result['load_after'][0]:.1f}",
+             f"lines {a['lines_in_topic']} (valid {a['valid']}, rejected {a['rejected']}, "
+             f"quarantined {a['quarantined']}), unconsumed {a['unconsumed']}, ratings "
+             f"{a['ratings_expected']} of {a['users_with_ratings']} users: lost "
+             f"{a['ratings_lost']} wrong {a['ratings_wrong']} extra {a['ratings_extra']}, "
+             f"movie counters wrong {a['movie_counters_wrong']}"]
+    for f in result["faults"]:
+        lines.append(f"{f['fault']}: recovered {f['recovered_s']} s (answers "
+                     f"{f['answers_recovered_s']} s, {f['answers_failed_before_recovery']} failed;"
+                     f" ingest {f['ingest_recovered_s']} s){' ' + f['error'] if f.get('error') else ''}")
+    return "\n".join(lines + [f"problems: {result['problems'] or 'none'}"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop everything it started
     random.seed(args.seed)
     result = run(args)
     text = json.dumps(result, indent=2, default=str)
     print(text)
+    print(summary(result))
     if args.json:
         Path(args.json).write_text(text)
     return 0 if not result["problems"] else 1

@@ -27,7 +27,7 @@ from recstream.kafka import admin, end_offsets, reader
 from recstream.ops.training_data import LogAggregator, _read_topic, latest_values, \
     histories_from_changelog
 from recstream.parsing import parse_raw
-from recstream.records import Rejected
+from recstream.records import RecommendationOutcome, Rejected
 from recstream.settings import Settings
 
 
@@ -59,6 +59,7 @@ async def check(settings: Settings, produced_file: Path | None) -> dict[str, Any
     oracle = LogAggregator(s)
     rejected: dict[tuple[int, int], str] = {}
     reasons: Counter = Counter()
+    graded: Counter = Counter()
 
     def on_line(record) -> None:
         oracle.add(record.value)
@@ -68,6 +69,11 @@ async def check(settings: Settings, produced_file: Path | None) -> dict[str, Any
         if isinstance(parsed, Rejected):
             rejected[(record.partition, record.offset)] = parsed.reason
             reasons[parsed.reason.split(":")[0]] += 1
+        elif isinstance(parsed, RecommendationOutcome):  # the graders' view of each request
+            graded["requests"] += 1
+            graded["200"] += parsed.status == 200
+            graded["200_within_600ms"] += (parsed.status == 200 and bool(parsed.movies)
+                                           and 0 <= parsed.latency_ms <= 600)
 
     log_range = await _read_topic(s, s.topic, on_line, None)
     in_topic = sum(e - b for b, e in log_range.offsets.values())
@@ -119,6 +125,7 @@ async def check(settings: Settings, produced_file: Path | None) -> dict[str, Any
             produced = sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
     missing_q = set(rejected) - set(quarantined)
     return {
+        "graders": {**graded, "share_ok": graded["200_within_600ms"] / max(graded["requests"], 1)},
         "lines_produced": produced, "lines_in_topic": in_topic,
         "valid": in_topic - len(rejected), "rejected": len(rejected),
         "reject_reasons": dict(reasons.most_common()),
