@@ -93,6 +93,7 @@ def run(args: argparse.Namespace) -> dict:
         env = {**workers[0].env}
         sim_cmd = [sys.executable, str(ROOT / "bench" / "soak_sim.py"),
                    "--seed", str(args.seed), "--users", str(args.users), "--rate", str(args.rate),
+                   "--movies", str(args.movies),
                    "--speed", str(args.speed), "--duration", str(args.minutes * 60 * args.speed),
                    "--scenario-file", str(_scenarios(work, args)), "--api-port", str(sim_api),
                    "--recommender", f"http://127.0.0.1:{front_port}", "--out", str(produced),
@@ -121,7 +122,7 @@ def run(args: argparse.Namespace) -> dict:
         total = sum(v[0] for v in secs.values())
         ok = sum(v[2] for v in secs.values())
         result = {
-            "minutes": args.minutes, "seed": args.seed, "users": args.users,
+            "minutes": args.minutes, "seed": args.seed, "users": args.users, "movies": args.movies,
             "sim_rate": args.rate, "speed": args.speed, "work_dir": str(work),
             "load_before": load_before, "load_after": os.getloadavg(),
             "requests": total, "requests_per_s": round(total / max(ended - started, 1), 1),
@@ -189,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=60.0, help="simulator arrivals (requests) per second")
     p.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second")
     p.add_argument("--users", type=int, default=20_000)
+    p.add_argument("--movies", type=int, default=27_000)
     p.add_argument("--malformed", type=float, default=0.01)
     p.add_argument("--seed", type=int, default=12)
     p.add_argument("--port-base", type=int, default=24000)
