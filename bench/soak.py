@@ -29,6 +29,7 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -43,7 +44,8 @@ sys.path.insert(0, str(ROOT))
 from bench.soak_check import check, group_lag, verdict  # noqa: E402
 from bench.soak_faults import SCHEDULE, Faults, recovery_report  # noqa: E402
 from recstream.settings import Settings  # noqa: E402
-from tests.brokers import start_kafka, stop_kafka  # noqa: E402
+from tests import brokers  # noqa: E402
+from tests.brokers import BrokerError, KafkaHandle, stop_kafka  # noqa: E402
 from tests.integration.conftest import Worker  # noqa: E402
 
 
@@ -56,6 +58,30 @@ def _wait_port(url: str, timeout: float) -> None:
         except OSError:
             time.sleep(0.2)
     raise RuntimeError(f"{url} did not answer within {timeout:.0f}s")
+
+
+def start_kafka(port: int, data_dir: Path, *, controller_port: int) -> KafkaHandle:
+    """kafka.sh start, patient on a loaded box: when its wait runs out but the JVM lives,
+    wait for the port; when the JVM was killed, start again (three tries)."""
+    brokers.START_TIMEOUT_S = 600.0
+    data = Path(data_dir).resolve()
+    for attempt in range(3):
+        try:
+            return brokers.start_kafka(port, data, controller_port=controller_port)
+        except BrokerError:
+            pid_file = data / "kafka.pid"
+            pid = int(pid_file.read_text().strip()) if pid_file.exists() else 0
+            deadline = time.monotonic() + 300
+            while pid and Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+                with socket.socket() as sock:
+                    sock.settimeout(1.0)
+                    if sock.connect_ex(("127.0.0.1", port)) == 0:
+                        return KafkaHandle(port=port, controller_port=controller_port,
+                                           data_dir=data, pid=pid)
+                time.sleep(2)
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -89,7 +115,7 @@ def run(args: argparse.Namespace) -> dict:
         procs.append(front)
         _wait_port(f"http://127.0.0.1:{front_port}/front/healthz", 30)
         for w in workers:
-            w.start(timeout=180)
+            w.start(timeout=400)
         env = {**workers[0].env}
         sim_cmd = [sys.executable, str(ROOT / "bench" / "soak_sim.py"),
                    "--seed", str(args.seed), "--users", str(args.users), "--rate", str(args.rate),
