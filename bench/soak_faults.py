@@ -33,9 +33,9 @@ async def positions(settings: Settings, topic: str) -> tuple[dict[int, int], dic
     """(committed, end) offsets per partition of ``topic`` for the worker group."""
     client, consumer = admin(settings.bootstrap_servers), reader(settings.bootstrap_servers,
                                                                  request_timeout_ms=5000)
-    await client.start()
-    await consumer.start()
-    try:
+    try:  # started inside: a broker that is down must not leave them open
+        await client.start()
+        await consumer.start()
         committed = await client.list_consumer_group_offsets(settings.app_id)
         parts = await consumer._client._wait_on_metadata(topic)  # Kafka: not in bootstrap
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
