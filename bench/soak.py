@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> dict:
         sim = subprocess.Popen(sim_cmd, env=env, stdout=open(work / "sim.log", "wb"),
                                stderr=subprocess.STDOUT)
         procs.append(sim)
-        _wait_traffic(sim, f"http://127.0.0.1:{sim_api}/user/1", timeout=600)  # the world is built before traffic starts
+        _wait_traffic(sim, f"http://127.0.0.1:{sim_api}/user/1", timeout=600)  # world built
         settings = Settings.from_env(workers[0].env)
         faults = Faults(settings, topic, workers, handle, stall_flag, work, seed=args.seed,
                         start_kafka=start_kafka, stop_kafka=stop_kafka,
