@@ -95,6 +95,7 @@ def run(args: argparse.Namespace) -> dict:
     handle = start_kafka(kafka_port, work / "kafka", controller_port=ctl_port)
     broker = f"kafka://{handle.bootstrap_servers}"
     procs: list[subprocess.Popen] = []
+    logs: list = []  # the children's log files, closed at the end
     workers: list[Worker] = []
     stall_flag = work / "api-stalled"
     stats_path = work / "front.json"
@@ -111,7 +112,7 @@ def run(args: argparse.Namespace) -> dict:
              "--workers", ",".join(f"http://127.0.0.1:{w.port}" for w in workers),
              "--api-port", str(api_proxy), "--api-upstream", f"http://127.0.0.1:{sim_api}",
              "--stall-flag", str(stall_flag), "--stats", str(stats_path)],
-            stdout=open(work / "front.log", "wb"), stderr=subprocess.STDOUT)
+            stdout=_log(logs, work / "front.log"), stderr=subprocess.STDOUT)
         procs.append(front)
         _wait_port(f"http://127.0.0.1:{front_port}/front/healthz", 30)
         for w in workers:
@@ -124,7 +125,7 @@ def run(args: argparse.Namespace) -> dict:
                    "--scenario-file", str(_scenarios(work, args)), "--api-port", str(sim_api),
                    "--recommender", f"http://127.0.0.1:{front_port}", "--out", str(produced),
                    "--no-oracle", "--topic", topic]
-        sim = subprocess.Popen(sim_cmd, env=env, stdout=open(work / "sim.log", "wb"),
+        sim = subprocess.Popen(sim_cmd, env=env, stdout=_log(logs, work / "sim.log"),
                                stderr=subprocess.STDOUT)
         procs.append(sim)
         _wait_traffic(sim, f"http://127.0.0.1:{sim_api}/user/1", timeout=600)  # world built
@@ -173,6 +174,14 @@ def run(args: argparse.Namespace) -> dict:
                     p.kill()
         stall_flag.unlink(missing_ok=True)
         stop_kafka(handle)
+        for f in logs:
+            f.close()
+
+
+def _log(logs: list, path: Path):
+    f = open(path, "wb")
+    logs.append(f)
+    return f
 
 
 def _wait_traffic(sim: subprocess.Popen, api_url: str, timeout: float) -> None:
