@@ -31,7 +31,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.soak,
 def test_five_minute_soak_accounts_for_every_line_and_rating(tmp_path):
     args = soak.build_parser().parse_args([
         "--minutes", os.environ.get("RECSTREAM_SOAK_MINUTES", "2.5"), "--rate", "10",
-        "--speed", "2", "--users", "3000", "--movies", "2000", "--work-dir", str(tmp_path / "soak"),
+        "--speed", "8", "--users", "3000", "--movies", "2000", "--work-dir", str(tmp_path / "soak"),
         "--port-base", os.environ.get("RECSTREAM_SOAK_PORT_BASE", "24050"),
         "--drain-s", "120"])
     result = soak.run(args)
