@@ -58,20 +58,32 @@ class DriftStore:
         """Bring memory and the table in line for ``assigned``; → records written."""
         monitor, table = self.monitor, self.table
         drift = monitor.drift
+        cohorts = monitor.cohorts  # watch-through cohorts (#12): persisted beside the slices
         if any(p not in assigned for p in self.loaded | set(monitor.events)):
             drift.forget(assigned)  # revoked: the new owner loads them from the table
+            cohorts.forget(assigned)
             monitor.events = {p: e for p, e in monitor.events.items() if p in assigned}
             self.loaded &= assigned
         writes = 0
         new = assigned - self.loaded
         if new and recovered:
-            stale = drift.load(list(table.items()), new, monitor.now)
+            items = list(table.items())
+            stale = drift.load(items, new, monitor.now) + cohorts.load(items, new, monitor.now)
             self.loaded |= new
             for key in stale:
                 writes += await self._delete(key)
         for p, s in drift.advance(monitor.now):
             for feature in FEATURES:
                 writes += await self._delete(drift.key(p, feature, s))
+        for p, b in cohorts.advance(monitor.now):
+            writes += await self._delete(cohorts.key(p, b))
+        for p, b, bucket in list(cohorts.dirty()):
+            event = monitor.events.get(p)
+            if p in self.loaded and event is not None:
+                await self.changelog.put(table, cohorts.key(p, b), bucket.encode(), event)
+                writes += 1
+                bucket.dirty = False
+                cohorts.stored.add((p, b))
         for p, s, sl in list(drift.dirty()):
             event = monitor.events.get(p)
             if p not in self.loaded or event is None:

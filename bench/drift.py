@@ -1,15 +1,21 @@
 """Drift alarms (models.drift.calibrate/alarm) on the simulator's drifts: delay and false alarms.
 
-Stream features per 5-minute window of event time — rating values (1..10,
-KS), line kinds (watch/rate/account/recommendation/rejected, chi-square) and
-redelivered lines (first/repeat, chi-square) — against a reference taken from
-the first 6 simulated hours of a clean run, thresholds calibrated to 1 false
-alarm a day over 288 windows × 3 features.  Runs (same seed, same world):
+Stream features per 5-minute window of event time — rating values (1..10, KS), line
+kinds (watch/rate/account/recommendation/rejected, chi-square), redelivered lines
+(first/repeat, chi-square), time order (the gap to the previous line's time, in ordered
+bins from "hours earlier" to "hours later", KS) and the popularity profile of what users
+start or rate (rank of the movie in the reference window: top 10, 11-100, 101-1000,
+beyond, never seen; computed, not alarmed: see FEATURES) — against a reference taken from
+the first 6 simulated hours of a clean run, thresholds calibrated to 1 false alarm a day
+over 288 windows x 4 features.
 
-* clean: 24 h with 1% malformed lines → false alarms over hours 6–24, per day;
-* rating-scale-10: the simulator switches to 1–10 at hour 12 → delay;
-* duplicates: hours 0–12 of the clean run spliced to hours 12–24 of a run with
-  the ``duplicates`` scenario (the scenario cannot start mid-run) → delay.
+Runs (same seed, same world, 24 simulated hours each): a clean one (1% malformed lines)
+and one per scenario with the scenario on from the start (rating-scale-10 switches at
+hour 1).  A scenario cannot start mid-run, so each is measured by splicing: the clean
+run up to a change point, the scenario run after it; change points at hours 8, 10, ..., 18
+give six delays per scenario, of which the median is reported.  False alarms per day: the
+clean run's alarms over hours 6-24.  Scenarios: rating-scale-10, duplicates, out-of-order,
+population-bias (a population shift: a group with other tastes and lower activity).
 
 API objects: movie-schema violations (``recstream.schemas``) per window of 200
 real course objects, reference = 5,000 of them; field loss applies the
@@ -22,7 +28,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import json
+import os
 import sys
 from collections import deque
 from pathlib import Path
@@ -41,7 +49,16 @@ from recstream.sim.sinks import MemorySink  # noqa: E402
 from recstream.sim.traffic import Platform  # noqa: E402
 from recstream.sim.world import build_synthetic  # noqa: E402
 
-WINDOW_S, REF_H, CHANGE_H, DAY = 300.0, 6, 12, 86_400.0
+WINDOW_S, REF_H, DAY = 300.0, 6, 86_400.0
+CHANGE_HOURS = (8, 10, 12, 14, 16, 18)
+# "popularity" (the reference-window rank profile of started/rated movies) is computed but
+# not alarmed: on a clean simulated day it fired 186 times in 18 h (248/day, 2026-12-01) —
+# the reference's rank list ages as the day goes on; a population-shift feature needs a
+# stationary reference (e.g. a sliding one) before it can alarm.
+FEATURES = ("rating", "kind", "dup", "order")
+ORDINAL = {"rating", "order", "popularity"}
+GAP_EDGES_S = (-3600.0, -300.0, -60.0, -1.0, 1.0, 60.0, 300.0, 3600.0)  # 9 ordered bins
+RANK_EDGES = (10, 100, 1000)  # + "beyond" + "never seen in the reference"
 KINDS = {WatchMinute: 0, Rating: 1, AccountCreated: 2, RecommendationOutcome: 3}
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "mlip-stream-samples"
 
@@ -55,22 +72,45 @@ async def run_sim(users: int, seed: int, scenarios: dict) -> list[str]:
     return sink.lines
 
 
-def windows(lines: list[str], start: float) -> dict[int, dict[str, np.ndarray]]:
-    """Per window index: the three feature histograms."""
+def reference_ranks(lines: list[str], start: float) -> dict[str, int]:
+    """Movie -> popularity rank (0 = most started or rated) in the reference hours."""
+    counts: dict[str, int] = {}
+    for line in lines:
+        rec = parse_line(line, rating_min=1, rating_max=10)
+        t = getattr(rec, "time", None)
+        if t is None or t - start >= REF_H * 3600:
+            continue
+        if isinstance(rec, Rating) or (isinstance(rec, WatchMinute) and rec.minute == 0):
+            counts[rec.movie] = counts.get(rec.movie, 0) + 1
+    return {m: i for i, m in enumerate(sorted(counts, key=counts.get, reverse=True))}
+
+
+def windows(lines: list[str], start: float, ranks: dict[str, int]) -> dict[int, dict[str, np.ndarray]]:
+    """Per window index: the five feature histograms."""
     out: dict[int, dict[str, np.ndarray]] = {}
     recent: deque = deque()
     seen: set[str] = set()
-    t = start
+    t = prev = start
     for line in lines:
         rec = parse_line(line, rating_min=1, rating_max=10)
         t = getattr(rec, "time", t)
         w = int((t - start) // WINDOW_S)
+        gap, prev = t - prev, t
         if w < 0 or t - start >= DAY:
             continue
-        h = out.setdefault(w, {"rating": np.zeros(10), "kind": np.zeros(5), "dup": np.zeros(2)})
+        h = out.get(w)
+        if h is None:
+            h = out[w] = {"rating": np.zeros(10), "kind": np.zeros(5), "dup": np.zeros(2),
+                          "order": np.zeros(len(GAP_EDGES_S) + 1),
+                          "popularity": np.zeros(len(RANK_EDGES) + 2)}
         h["kind"][KINDS.get(type(rec), 4)] += 1
+        h["order"][bisect.bisect_right(GAP_EDGES_S, gap)] += 1
         if isinstance(rec, Rating):
             h["rating"][min(max(rec.rating, 1), 10) - 1] += 1
+        if isinstance(rec, Rating) or (isinstance(rec, WatchMinute) and rec.minute == 0):
+            rank = ranks.get(rec.movie)
+            h["popularity"][len(RANK_EDGES) + 1 if rank is None
+                            else bisect.bisect_right(RANK_EDGES, rank)] += 1
         h["dup"][int(line in seen)] += 1
         seen.add(line)
         recent.append((t, line))
@@ -79,30 +119,52 @@ def windows(lines: list[str], start: float) -> dict[int, dict[str, np.ndarray]]:
     return out
 
 
-def evaluate(ref: dict[int, dict], run: dict[int, dict], first: int, change: int | None) -> dict:
+def thresholds(ref: dict[int, dict]) -> tuple[dict, dict, dict]:
     ref_w = [w for w in ref if w < REF_H * 3600 / WINDOW_S]
-    reference = {f: sum(ref[w][f] for w in ref_w) for f in ("rating", "kind", "dup")}
+    reference = {f: sum(ref[w][f] for w in ref_w) for f in FEATURES}
     sizes = {f: float(np.median([ref[w][f].sum() for w in ref_w])) for f in reference}
-    th = {f: calibrate(reference[f], max(int(sizes[f]), 1), alarms_per_day=1.0, windows_per_day=288,
-                       tests=3) for f in reference}
-    alarms = []
-    for w in sorted(run):
-        if w < first:
-            continue
-        for f in reference:
-            if alarm(reference[f], run[w][f], th[f], ordinal=(f == "rating")).fired:
-                alarms.append((w, f))
-    before = [a for a in alarms if change is None or a[0] < change]
-    tested_h = ((change if change is not None else max(run) + 1) - first) * WINDOW_S / 3600
-    out = {"false_alarms": len(before), "false_alarms_per_day": round(len(before) * 24 / tested_h, 2),
-           "hours_tested_clean": round(tested_h, 1),
-           "median_window_events": {f: int(sizes[f]) for f in sizes},
-           "min_psi": {f: round(th[f].min_psi, 3) for f in th}}
-    if change is not None:
-        after = [a for a in alarms if a[0] >= change]
-        out["detected_by"] = sorted({f for _, f in after})
-        out["delay_min"] = (after[0][0] - change + 1) * WINDOW_S / 60 if after else None
-    return out
+    th = {f: calibrate(reference[f], max(int(sizes[f]), 1), alarms_per_day=1.0,
+                       windows_per_day=288, tests=len(FEATURES)) for f in reference}
+    return reference, sizes, th
+
+
+def alarms(reference: dict, th: dict, run: dict[int, dict], first: int) -> list[tuple[int, str]]:
+    return [(w, f) for w in sorted(run) if w >= first for f in FEATURES
+            if alarm(reference[f], run[w][f], th[f], ordinal=f in ORDINAL).fired]
+
+
+def clean_report(ref: dict[int, dict]) -> dict:
+    reference, sizes, th = thresholds(ref)
+    first = int(REF_H * 3600 / WINDOW_S)
+    found = alarms(reference, th, ref, first)
+    tested_h = (max(ref) + 1 - first) * WINDOW_S / 3600
+    return {"false_alarms": len(found), "false_alarms_per_day": round(len(found) * 24 / tested_h, 2),
+            "by_feature": sorted({f for _, f in found}), "hours_tested_clean": round(tested_h, 1),
+            "median_window_events": {f: int(sizes[f]) for f in sizes},
+            "min_psi": {f: round(th[f].min_psi, 3) for f in th}}
+
+
+def scenario_report(clean: dict[int, dict], drifted: dict[int, dict]) -> dict:
+    """Splice clean → drifted at each change point; delay = first alarm at or after it."""
+    reference, _, th = thresholds(clean)
+    clean_alarms = {w for w, _ in alarms(reference, th, clean, 0)}
+    drift_alarms: dict[int, set[str]] = {}
+    for w, f in alarms(reference, th, drifted, 0):
+        drift_alarms.setdefault(w, set()).add(f)
+    delays, features = [], set()
+    for hour in CHANGE_HOURS:
+        change = int(hour * 3600 / WINDOW_S)
+        hit = next((w for w in sorted(drift_alarms) if w >= change), None)
+        delays.append(None if hit is None else (hit - change + 1) * WINDOW_S / 60)
+        if hit is not None:
+            features |= drift_alarms[hit]
+    found = [d for d in delays if d is not None]
+    return {"detected": len(found) == len(delays), "detected_at": f"{len(found)}/{len(delays)}",
+            "median_delay_min": float(np.median(found)) if found else None,
+            "delays_min": delays, "first_alarm_features": sorted(features),
+            "clean_alarms_before_change": sum(1 for w in clean_alarms
+                                              if int(REF_H * 3600 / WINDOW_S) <= w
+                                              < int(CHANGE_HOURS[0] * 3600 / WINDOW_S))}
 
 
 def api_objects(seed: int) -> dict:
@@ -139,25 +201,33 @@ def api_objects(seed: int) -> dict:
     return results
 
 
+SCENARIOS = {
+    "rating-scale-10": {"rating-scale-10": {"switch_after_s": 3600.0}},
+    "duplicates": {"duplicates": {}},
+    "out-of-order": {"out-of-order": {}},
+    "population-bias": {"population-bias": {}},
+}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--users", type=int, default=20_000)
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--only", action="append", default=[], choices=sorted(SCENARIOS))
     args = p.parse_args()
-    start = SimOptions().start
     from recstream.sim.lines import parse_start
-    t0 = parse_start(start)
-    change = int(CHANGE_H * 3600 / WINDOW_S)
-    first = int(REF_H * 3600 / WINDOW_S)
-    clean = windows(asyncio.run(run_sim(args.users, args.seed, {"malformed": {}})), t0)
-    print(json.dumps({"clean": evaluate(clean, clean, first, None)}), flush=True)
-    scale = windows(asyncio.run(run_sim(args.users, args.seed, {
-        "malformed": {}, "rating-scale-10": {"switch_after_s": CHANGE_H * 3600}})), t0)
-    print(json.dumps({"rating-scale-10": evaluate(clean, scale, first, change)}), flush=True)
-    dups = windows(asyncio.run(run_sim(args.users, args.seed, {"malformed": {}, "duplicates": {}})), t0)
-    spliced = {w: (clean if w < change else dups)[w] for w in set(clean) | set(dups)
-               if w in (clean if w < change else dups)}
-    print(json.dumps({"duplicates": evaluate(clean, spliced, first, change)}), flush=True)
+    t0 = parse_start(SimOptions().start)
+    print(json.dumps({"load": os.getloadavg(), "users": args.users, "seed": args.seed}), flush=True)
+    lines = asyncio.run(run_sim(args.users, args.seed, {"malformed": {}}))
+    ranks = reference_ranks(lines, t0)
+    clean = windows(lines, t0, ranks)
+    print(json.dumps({"clean": clean_report(clean)}), flush=True)
+    for name, scenario in SCENARIOS.items():
+        if args.only and name not in args.only:
+            continue
+        drifted = windows(asyncio.run(run_sim(args.users, args.seed, {"malformed": {}, **scenario})),
+                          t0, ranks)
+        print(json.dumps({name: scenario_report(clean, drifted)}), flush=True)
     print(json.dumps({"api_field_loss": api_objects(args.seed)}), flush=True)
 
 

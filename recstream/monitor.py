@@ -22,6 +22,8 @@ from typing import Callable
 from models.drift import alarm, calibrate, chi2_pvalue, ks_binned, psi
 from recstream.records import AccountCreated, Rating, RecommendationOutcome, WatchMinute
 from recstream.clock import StreamClock
+from recstream.cohorts import Cohorts
+from recstream.lag import consumer_lag  # noqa: F401 - its old home, still imported from here
 from recstream.settings import Settings
 from recstream.windows import (EVENT_KIND, FEATURES, KINDS, SLICES, DriftWindows, Slice,
                                SlidingCounts)
@@ -32,9 +34,8 @@ MIN_DRIFT_COUNT = 50  # observations each window needs before a drift value is p
 OK, SLOW, ERROR, ANSWERS, CONVERTED, REC_VIEWS, REC_DONE, RATING_SUM, RATINGS, VIEWS, \
     COSTED_VIEWS, COST = range(12)
 RESULTS = ("ok", "slow", "error")
-# fields of the watch-through cohorts, keyed by the start time of a recommended view
-STARTS, DONE = range(2)
-COHORT_S = 3600.0
+COHORT_S = 3600.0  # the gauge reads one hour of starts (in 10-minute persisted buckets)
+COHORT_BUCKET_S = 600.0
 _KIND = {cls: KINDS.index(cls.__name__)
          for cls in (WatchMinute, Rating, AccountCreated, RecommendationOutcome)}
 _intern = sys.intern
@@ -75,7 +76,9 @@ class Monitor:
         # it starts, so the gauge reads the hour of starts that ended cohort_lag_s ago:
         # each of its views had at least that long to complete.
         self.cohort_lag_s = 2 * 60.0 * settings.watch_complete_minutes
-        self.cohorts = SlidingCounts(2, span_s=self.cohort_lag_s + COHORT_S, width_s=60.0)
+        self.cohorts = Cohorts(bucket_s=COHORT_BUCKET_S,  # persisted by the DriftStore
+                               keep_s=self.cohort_lag_s + COHORT_S + COHORT_BUCKET_S)
+        self._partition = 0
         self.drift = DriftWindows(settings.drift_window_s, settings.rating_min,
                                   settings.rating_max)
         self.recent: OrderedDict[int, _Recent] = OrderedDict()
@@ -95,6 +98,7 @@ class Monitor:
         now = self.now = self.clock.observe(t)
         if t < self.first:
             self.first = t
+        self._partition = partition
         if event is not None:
             self.events[partition] = event
         sl = self._slice = self.drift.slice_for(partition, t, now)
@@ -155,14 +159,10 @@ class Monitor:
             self.drift.watch_minute(sl, rec.minute)
         if started:
             self._start(rec)
-        if completed:
-            entry = self.recent.get(rec.user)
-            start = entry.watched.get(rec.movie) if entry is not None else None
-            if start is not None:
-                self.metrics.recommended_completions.inc()
-                self.hour.add(rec.time, REC_DONE, 1, self.now)
-                # in its start's cohort: completions over starts of the same views
-                self.cohorts.add(start, DONE, 1, self.now)
+        # in its start's cohort (persisted, so also a view started before a restart)
+        if completed and self.cohorts.complete(rec.user, rec.movie) is not None:
+            self.metrics.recommended_completions.inc()
+            self.hour.add(rec.time, REC_DONE, 1, self.now)
 
     def _start(self, rec: WatchMinute) -> None:
         t, now, movie, hour = rec.time, self.now, rec.movie, self.hour
@@ -182,7 +182,7 @@ class Monitor:
                 if len(watched) > self.watched_per_user:
                     del watched[next(iter(watched))]
                 self.metrics.recommended_views.inc()
-                self.cohorts.add(t, STARTS, 1, now)
+                self.cohorts.start(self._partition, rec.user, movie, t, now)
         row = hour.row(t, now)
         cost = self.cost_of(movie)
         known = cost >= 0.0  # NaN (no metadata yet) is not counted
@@ -237,7 +237,7 @@ class Monitor:
         """Completed / started recommended views of one cohort: the hour of starts that
         ended ``cohort_lag_s`` ago (NaN without starts)."""
         hi = now - self.cohort_lag_s
-        starts, done = self.cohorts.totals_between(hi - COHORT_S, hi, now)
+        starts, done = self.cohorts.totals_between(hi - COHORT_S, hi)
         return _ratio(done, starts)
 
     def drift_values(self) -> dict[str, tuple[float, float]]:
@@ -288,28 +288,3 @@ class Monitor:
             m.drift_p.labels(name).set(p)
         for name, fired in self.drift_alarms().items():
             m.drift_alarm.labels(name).set(fired)
-
-
-async def consumer_lag(consumer, roles: dict[str, str]) -> dict[str, int]:
-    """Messages behind the end, per role (topic name -> role), over assigned partitions.
-
-    ``highwater`` is the end offset the consumer's last fetch saw (correct on
-    Tansu, whose ListOffsets answer is not); the consumed offset is Faust's
-    committed one, or the fetch position before the first commit.
-    """
-    lag = dict.fromkeys(roles.values(), 0)
-    committed = getattr(consumer, "_committed_offset", {})
-    for tp in consumer.assignment():
-        role = roles.get(tp.topic)
-        if role is None:
-            continue
-        try:
-            high = consumer.highwater(tp)
-            done = committed.get(tp)
-            if done is None:
-                done = await consumer.position(tp)
-        except Exception:  # noqa: BLE001 - a partition mid-rebalance: skip it this round
-            continue
-        if high is not None and done is not None:
-            lag[role] += max(0, int(high) - int(done))
-    return lag

@@ -139,7 +139,9 @@ async def _read_topic(settings: Settings, topic: str, on_record: Callable, progr
     try:
         if topic not in await consumer.topics():
             return TopicRange(topic, stats={"missing_topic": True})
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
+        # Apache Kafka's bootstrap metadata names no topic (Tansu's names all): ask for it
+        parts = await consumer._client._wait_on_metadata(topic)
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
         consumer.assign(tps)
         ends = await end_offsets(consumer, settings, tps)
         starts = await consumer.beginning_offsets(tps)
