@@ -66,10 +66,17 @@ class UserStore:
             self._cache.popitem(last=False)
 
     async def save_history(self, user: int, history: UserHistory, event: EventT) -> None:
+        await self.put_history(user, self.encode_history(history), event)
+
+    def encode_history(self, history: UserHistory) -> bytes:
+        """The record to write for ``history`` as it is now (trimmed, progress marked saved)."""
         history.trim(self.history_limit)
         history.mark_saved()
-        await self.changelog.put(self.history_table, user_key(user), encode_history(history),
-                                 event)
+        return encode_history(history)
+
+    async def put_history(self, user: int, raw: bytes, event: EventT) -> None:
+        """Write an encoded history (a snapshot taken by :meth:`encode_history`)."""
+        await self.changelog.put(self.history_table, user_key(user), raw, event)
 
     def vector(self, user: int, event: EventT, generation: int = 0
                ) -> Optional[tuple[float, np.ndarray]]:
@@ -83,8 +90,10 @@ class UserStore:
 
     async def save_vector(self, user: int, bias: float, vector: np.ndarray,
                           event: EventT, generation: int = 0) -> None:
-        await self.changelog.put(self.vectors_table, user_key(user),
-                                 encode_vector(bias, vector, generation), event)
+        await self.put_vector(user, encode_vector(bias, vector, generation), event)
+
+    async def put_vector(self, user: int, raw: bytes, event: EventT) -> None:
+        await self.changelog.put(self.vectors_table, user_key(user), raw, event)
 
     def forget_cache(self) -> None:
         self._cache.clear()
