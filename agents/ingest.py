@@ -45,6 +45,7 @@ def decode_profile(raw: bytes) -> UserProfile | None:
 # request never waits behind a whole batch (ingest and serving share the loop).
 CHUNK = 25
 BAD_PROFILE = "bad_profile"  # quarantine reason: not a UserProfile of ours
+PARTITION_MEMO = 1 << 16  # users whose key and partition are remembered (~10 MB at most)
 
 
 class Ingest:
@@ -61,6 +62,7 @@ class Ingest:
                                max_user_id=s.max_user_id, max_minute=s.max_minute)
         self.partitions = s.partitions
         self._valid = metrics.lines.labels("valid")
+        self._partitions: dict[int, tuple[bytes, int]] = {}
 
     async def consume(self, events, *, forward: bool) -> None:
         """Parse, apply and persist ``events`` (direct callers; the agents stage chunks)."""
@@ -87,13 +89,15 @@ class Ingest:
     async def stage(self, events, *, forward: bool) -> None:
         metrics = self.metrics
         local = []
+        valid = 0
         # Applying in place is only right when movielog is co-partitioned with
         # the tables (same partition count); otherwise every event is re-keyed.
         same_layout = not forward or self._co_partitioned()
+        partition_of = self._partition_of
         for event in events:
             value = event.value if event.value is not None else b""
             parsed = parse_raw(value, **self.parse_args)
-            if isinstance(parsed, Rejected):
+            if type(parsed) is Rejected:
                 metrics.lines.labels("rejected").inc()  # only raw lines can be rejected
                 metrics.rejects.labels(parsed.reason).inc()
                 message = event.message
@@ -101,17 +105,31 @@ class Ingest:
                     message.topic, message.partition, message.offset)
                 await self.producer.produce(self.quarantine, None, parsed.dumps())
                 continue
-            if forward:
-                self._valid.inc()
-            key = user_key(parsed.user)
-            if not forward or (same_layout and
-                               event.message.partition == partition_for(key, self.partitions)):
+            valid += 1
+            if not forward:
+                local.append((event, parsed))
+                continue
+            key, partition = partition_of(parsed.user)
+            if same_layout and event.message.partition == partition:
                 local.append((event, parsed))
             else:
                 metrics.rekeyed.inc()
                 await self.producer.produce(self.events, key, event.value)
+        if forward and valid:
+            self._valid.inc(valid)
         if local:
             await self.writer.stage(local)
+
+    def _partition_of(self, user: int) -> tuple[bytes, int]:
+        """The user's key and the partition it hashes to (memoised: murmur2 is pure Python)."""
+        known = self._partitions.get(user)
+        if known is None:
+            key = user_key(user)
+            known = (key, partition_for(key, self.partitions))
+            if len(self._partitions) >= PARTITION_MEMO:
+                self._partitions.clear()
+            self._partitions[user] = known
+        return known
 
     async def consume_profiles(self, events) -> None:
         await self.stage_profiles(events)

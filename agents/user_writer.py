@@ -71,6 +71,14 @@ class UserWriter:
         self._user_steps = metrics.model_updates.labels("user")
         self._interactions = metrics.interactions
         self._fold: set[int] = set()
+        # One handler per event kind → whether the event changed anything.
+        self._handlers = {
+            "WatchMinute": self._watch, "Rating": self._rate,
+            "AccountCreated": lambda rec, event, dirty, vectors, updates:
+                self._created(rec, event, dirty),
+            "RecommendationOutcome": lambda rec, event, dirty, vectors, updates:
+                self._outcome(rec) or True,
+        }
         # Staged by :meth:`stage`, sealed and written by :meth:`seal` (once per micro-batch).
         self._acks: list = []
         self._dirty: dict[int, tuple[EventT, UserHistory]] = {}
@@ -91,29 +99,24 @@ class UserWriter:
         updates: dict[str, MovieUpdate] = {}
         self._fold: set[int] = set()  # users whose movie set grew (implicit model)
         observe = self.monitor.observe
+        applied: dict[str, int] = {}  # counted once per chunk, not per event
+        unchanged: dict[str, int] = {}
+        handlers = self._handlers
         for event, record in batch:
-            if type(record) is UserProfile:  # ours, not the platform's: no clock, no monitor
+            kind = type(record).__name__
+            applied[kind] = applied.get(kind, 0) + 1
+            if kind == "UserProfile":  # ours, not the platform's: no clock, no monitor
                 if not self._profile(record, event, dirty, vectors):
-                    self._unchanged["UserProfile"].inc()
-                self._applied["UserProfile"].inc()
+                    unchanged[kind] = unchanged.get(kind, 0) + 1
                 continue
             self.clock.observe_time(record.time)
             observe(record, event.message.partition, event)
-            kind = type(record).__name__
-            if isinstance(record, WatchMinute):
-                changed = self._watch(record, event, dirty, vectors, updates)
-            elif isinstance(record, Rating):
-                changed = self._rate(record, event, dirty, vectors, updates)
-            elif isinstance(record, AccountCreated):
-                changed = self._created(record, event, dirty)
-            elif isinstance(record, RecommendationOutcome):
-                self._outcome(record)
-                changed = True
-            else:  # pragma: no cover - parse_line returns only the kinds above
-                changed = False
-            self._applied[kind].inc()
-            if not changed:
-                self._unchanged[kind].inc()
+            if not handlers[kind](record, event, dirty, vectors, updates):
+                unchanged[kind] = unchanged.get(kind, 0) + 1
+        for kind, n in applied.items():
+            self._applied[kind].inc(n)
+        for kind, n in unchanged.items():
+            self._unchanged[kind].inc(n)
         model = self.current_model.model
         for user in self._fold:  # once per user per batch, after all their events
             event, history = dirty[user]
