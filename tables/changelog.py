@@ -21,7 +21,7 @@ from typing import Any
 import faust
 from faust.types import EventT, TP
 
-from tables.context import as_event
+from tables.context import put_in
 
 
 class ChangelogWriter:
@@ -35,8 +35,7 @@ class ChangelogWriter:
 
     async def put(self, table: faust.Table, key: bytes, value: bytes, event: EventT) -> None:
         partition = event.message.partition
-        with as_event(event):
-            table.data[key] = value
+        put_in(table, key, value, event)
         self._newest[(table, partition)] = await self.send(table, key, value, partition)
         self._sent += 1
 

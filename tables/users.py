@@ -23,7 +23,7 @@ from tables.codecs import (
     user_key,
 )
 from tables.changelog import ChangelogWriter
-from tables.context import as_event
+from tables.context import get_in
 
 
 class UserStore:
@@ -47,8 +47,7 @@ class UserStore:
         if cached is not None:
             self._cache.move_to_end(user)
             return cached
-        with as_event(event):
-            history = decode_history(self.history_table.get(user_key(user)))
+        history = decode_history(get_in(self.history_table, user_key(user), event))
         self._remember(user, history)
         return history
 
@@ -81,8 +80,7 @@ class UserStore:
     def vector(self, user: int, event: EventT, generation: int = 0
                ) -> Optional[tuple[float, np.ndarray]]:
         """The stored vector if it was learnt under model ``generation`` (else None)."""
-        with as_event(event):
-            raw = self.vectors_table.get(user_key(user))
+        raw = get_in(self.vectors_table, user_key(user), event)
         if not raw:
             return None
         bias, vector, stored_generation = decode_vector_generation(raw)
