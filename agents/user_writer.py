@@ -146,7 +146,11 @@ class UserWriter:
         pipelined, not paid in line): what is written never includes a later batch's
         events, whose movie updates may not be acknowledged yet.  Sealed batches are
         written in order (each write waits for the previous one), so a user's older
-        snapshot never overwrites a newer one.  → the future of this batch's writes.
+        snapshot never overwrites a newer one.  The next batch reads its users from the
+        store's cache, which must still hold every user of the batch in flight (the
+        cache keeps 50k users, a batch touches at most ``ingest_batch`` per agent): a
+        user re-read from RocksDB before its pending write would lose that batch.
+        → the future of this batch's writes.
         """
         acks, self._acks = self._acks, []
         dirty, self._dirty = self._dirty, {}
