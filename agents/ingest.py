@@ -15,6 +15,7 @@ a topic, so nothing has to tell them apart by their first byte.
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import Any, Callable
 
 from recstream.parsing import parse_raw
@@ -44,6 +45,7 @@ def decode_profile(raw: bytes) -> UserProfile | None:
 # request never waits behind a whole batch (ingest and serving share the loop).
 CHUNK = 25
 BAD_PROFILE = "bad_profile"  # quarantine reason: not a UserProfile of ours
+PARTITION_MEMO = 1 << 16  # users whose key and partition are remembered (~10 MB at most)
 
 
 class Ingest:
@@ -60,6 +62,7 @@ class Ingest:
                                max_user_id=s.max_user_id, max_minute=s.max_minute)
         self.partitions = s.partitions
         self._valid = metrics.lines.labels("valid")
+        self._partitions: dict[int, tuple[bytes, int]] = {}
 
     async def consume(self, events, *, forward: bool) -> None:
         """Parse, apply and persist ``events`` (direct callers; the agents stage chunks)."""
@@ -67,19 +70,34 @@ class Ingest:
         await self.commit()
 
     async def commit(self) -> None:
-        """Persist what was staged: once per micro-batch, after the broker's acks."""
-        await self.writer.commit()
+        """Persist what was staged, after the broker's acks (see :meth:`seal`)."""
+        await self.writer.seal()
+
+    def seal(self, events) -> asyncio.Future:
+        """This micro-batch's writes, started now; ``events`` are acked once they are done.
+
+        Each event's message is held (one more reference) so Faust does not commit its
+        offset when the stream moves on to the next batch: the offset may only be
+        committed once the users' state that event changed is written.
+        """
+        for event in events:
+            event.message.incref()
+        done = self.writer.seal()
+        done.add_done_callback(partial(_ack_when_written, events))
+        return done
 
     async def stage(self, events, *, forward: bool) -> None:
         metrics = self.metrics
         local = []
+        valid = 0
         # Applying in place is only right when movielog is co-partitioned with
         # the tables (same partition count); otherwise every event is re-keyed.
         same_layout = not forward or self._co_partitioned()
+        partition_of = self._partition_of
         for event in events:
             value = event.value if event.value is not None else b""
             parsed = parse_raw(value, **self.parse_args)
-            if isinstance(parsed, Rejected):
+            if type(parsed) is Rejected:
                 metrics.lines.labels("rejected").inc()  # only raw lines can be rejected
                 metrics.rejects.labels(parsed.reason).inc()
                 message = event.message
@@ -87,17 +105,31 @@ class Ingest:
                     message.topic, message.partition, message.offset)
                 await self.producer.produce(self.quarantine, None, parsed.dumps())
                 continue
-            if forward:
-                self._valid.inc()
-            key = user_key(parsed.user)
-            if not forward or (same_layout and
-                               event.message.partition == partition_for(key, self.partitions)):
+            valid += 1
+            if not forward:
+                local.append((event, parsed))
+                continue
+            key, partition = partition_of(parsed.user)
+            if same_layout and event.message.partition == partition:
                 local.append((event, parsed))
             else:
                 metrics.rekeyed.inc()
                 await self.producer.produce(self.events, key, event.value)
+        if forward and valid:
+            self._valid.inc(valid)
         if local:
             await self.writer.stage(local)
+
+    def _partition_of(self, user: int) -> tuple[bytes, int]:
+        """The user's key and the partition it hashes to (memoised: murmur2 is pure Python)."""
+        known = self._partitions.get(user)
+        if known is None:
+            key = user_key(user)
+            known = (key, partition_for(key, self.partitions))
+            if len(self._partitions) >= PARTITION_MEMO:
+                self._partitions.clear()
+            self._partitions[user] = known
+        return known
 
     async def consume_profiles(self, events) -> None:
         await self.stage_profiles(events)
@@ -126,37 +158,67 @@ class Ingest:
         return self.consumer_of().topic_partitions(topic) == self.partitions
 
 
-def register(app, ingest: Ingest, *, topics: Topics, batch_size: int,
-             within_s: float) -> Ingest:
-    """``ingest_movielog``, ``ingest_rekeyed`` and ``apply_profiles`` over one :class:`Ingest`."""
+def _ack_when_written(events, done: asyncio.Future) -> None:
+    if done.cancelled() or done.exception() is not None:
+        return  # never acked: the offsets stay uncommitted and the events are replayed
+    for event in events:
+        event.ack()
 
-    # Chunks are staged (applied in memory, movie updates sent) with a yield between them;
-    # the users' state is written once per micro-batch, after the broker acknowledged the
-    # batch's movie updates (agents.user_writer).  Faust acks the batch's events only when
-    # the next batch is asked for, so no offset is committed before those writes.
+
+async def run_batches(stream, stage, ingest: Ingest, *, batch_size: int,
+                      within_s: float, written: Any = None) -> None:
+    """Stage each micro-batch in chunks, then write it while the next one is staged.
+
+    Chunks are staged (applied in memory, movie updates sent) with a yield between them;
+    the batch's users' state is sealed (encoded) at its end and written once the broker
+    acknowledged its movie updates, while the next batch is parsed and staged (#11: one
+    batch in flight per agent, so the broker's round trip and the producer's linger are
+    no longer paid in line).  Events are acked only after their batch is written.
+    """
+    pending: asyncio.Future | None = None
+    async for events in stream.take_events(batch_size, within_s):
+        for start in range(0, len(events), CHUNK):
+            await stage(events[start:start + CHUNK])
+            await asyncio.sleep(0)  # let /recommend in between chunks
+        done = ingest.seal(events)
+        if written is not None:
+            done.add_done_callback(partial(_count_written, written, len(events)))
+        if pending is not None:
+            await pending  # the previous batch is written before this one is waited for
+        pending = done
+    if pending is not None:
+        await pending
+
+
+def _count_written(counter: Any, n: int, done: asyncio.Future) -> None:
+    if not done.cancelled() and done.exception() is None:
+        counter.inc(n)
+
+
+def register(app, ingest: Ingest, *, topics: Topics, batch_size: int,
+             within_s: float, progress: Any = None) -> Ingest:
+    """``ingest_movielog``, ``ingest_rekeyed`` and ``apply_profiles`` over one :class:`Ingest`.
+
+    ``progress`` (the pipeline counter, optional) counts each agent's events written.
+    """
+    options = dict(batch_size=batch_size, within_s=within_s)
+
+    def written(stage: str) -> Any:
+        return progress.labels(stage) if progress is not None else None
 
     @app.agent(topics.movielog, name="ingest_movielog")
     async def ingest_movielog(stream) -> None:
-        async for events in stream.take_events(batch_size, within_s):
-            for start in range(0, len(events), CHUNK):
-                await ingest.stage(events[start:start + CHUNK], forward=True)
-                await asyncio.sleep(0)  # let /recommend in between chunks
-            await ingest.commit()
+        await run_batches(stream, partial(ingest.stage, forward=True), ingest,
+                          written=written("movielog_written"), **options)
 
     @app.agent(topics.events, name="ingest_rekeyed")
     async def ingest_rekeyed(stream) -> None:
-        async for events in stream.take_events(batch_size, within_s):
-            for start in range(0, len(events), CHUNK):
-                await ingest.stage(events[start:start + CHUNK], forward=False)
-                await asyncio.sleep(0)
-            await ingest.commit()
+        await run_batches(stream, partial(ingest.stage, forward=False), ingest,
+                          written=written("events_written"), **options)
 
     @app.agent(topics.user_profiles, name="apply_profiles")
     async def apply_profiles(stream) -> None:
-        async for events in stream.take_events(batch_size, within_s):
-            for start in range(0, len(events), CHUNK):
-                await ingest.stage_profiles(events[start:start + CHUNK])
-                await asyncio.sleep(0)
-            await ingest.commit()
+        await run_batches(stream, ingest.stage_profiles, ingest,
+                          written=written("profiles_written"), **options)
 
     return ingest

@@ -35,7 +35,7 @@ class ItemFollower:
 
     def __init__(self, *, items: ItemIndex, current_model: CurrentModel, users: UserIndex,
                  recommender: Recommender, readiness: Readiness, broadcast: Any,
-                 metadata: Any, bootstrap_servers: Any) -> None:
+                 metadata: Any, bootstrap_servers: Any, progress: Any = None) -> None:
         self.items, self.current_model, self.users = items, current_model, users
         self.recommender, self.readiness = recommender, readiness
         self.topics = (broadcast, metadata)
@@ -43,6 +43,8 @@ class ItemFollower:
         self.broadcast_topic = broadcast.get_topic_name()
         self.metadata_topic = metadata.get_topic_name()
         self.applied = 0
+        # #11: the pipeline counter (recstream.prometheus), optional: broadcasts applied.
+        self._broadcasts = progress.labels("broadcast_applied") if progress else None
         # Item states of a newer model generation than this worker serves yet: applied
         # when it swaps to that generation (see agents.model_follower).
         self.ahead: dict[str, tuple[int, float, np.ndarray]] = {}
@@ -65,6 +67,8 @@ class ItemFollower:
                 bias = factors = None
             items.update(movie, bias=bias, factors=factors, pop_score=pop, pop_time=pop_time,
                          plays=plays)
+            if self._broadcasts is not None:
+                self._broadcasts.inc()
         else:
             meta = orjson.loads(value)
             # Confirmed by the movie API; flags computed from its raw object when it was

@@ -43,7 +43,8 @@ class MovieWriter:
     def __init__(self, *, settings: Settings, movie_stats: Any, item_factors: Any,
                  items: ItemIndex, current_model: CurrentModel, changelog: ChangelogWriter,
                  producer: AppProducer, broadcast_topic: Any, item_steps: Any,
-                 redelivered: Any, on_play: Callable[[str], None] = lambda movie: None) -> None:
+                 redelivered: Any, on_play: Callable[[str], None] = lambda movie: None,
+                 progress: Any = None) -> None:
         self.movie_stats, self.item_factors = movie_stats, item_factors
         self.items, self.current_model = items, current_model
         self.changelog, self.producer, self.broadcast_topic = changelog, producer, broadcast_topic
@@ -57,6 +58,7 @@ class MovieWriter:
         self.stats: dict[str, MovieStats] = {}
         self.vectors: dict[str, tuple[float, np.ndarray]] = {}
         self.to_broadcast: set[str] = set()
+        self.progress = progress  # #11: the pipeline counter (recstream.prometheus), optional
 
     # Reads happen as the movie's own event: Faust's store reads the partition of
     # the current event, which inside a micro-batch is the batch's last one.
@@ -89,6 +91,7 @@ class MovieWriter:
     async def apply(self, batch: list[EventT]) -> None:
         stats_dirty: dict[str, EventT] = {}
         vectors_dirty: dict[str, EventT] = {}
+        queued = len(self.to_broadcast)
         for event in batch:
             update: MovieUpdate = event.value
             if not isinstance(update, MovieUpdate):
@@ -141,6 +144,9 @@ class MovieWriter:
             await put(self.item_factors, movie_key(movie),
                       encode_vector(*self.vectors[movie], self.current_model.generation), event)
         self.changelog.checkpoint()
+        if self.progress is not None:
+            self.progress.labels("movie_updates_applied").inc(len(batch))
+            self.progress.labels("broadcast_queued").inc(len(self.to_broadcast) - queued)
 
     async def broadcast(self) -> int:
         """Publish the state of every movie changed since the last call."""
@@ -152,6 +158,8 @@ class MovieWriter:
             await self.producer.produce(topic, movie_key(movie), encode_item_state(
                 bias, vec, stats.popularity, stats.popularity_time, stats.plays,
                 self.current_model.generation))
+        if self.progress is not None:
+            self.progress.labels("broadcast_sent").inc(len(movies))
         return len(movies)
 
     def forget(self) -> None:

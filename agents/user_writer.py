@@ -36,7 +36,7 @@ from recstream.modelupdates import CurrentModel
 from recstream.monitor import Monitor
 from recstream.settings import Settings
 from tables.changelog import ChangelogWriter
-from tables.codecs import UserHistory, movie_key
+from tables.codecs import UserHistory, encode_vector, movie_key
 from tables.memory import ItemIndex, UserIndex
 from tables.serving import Recommender
 from tables.users import UserStore
@@ -51,7 +51,7 @@ class UserWriter:
                  items: ItemIndex, current_model: CurrentModel, monitor: Monitor,
                  clock: Recommender, metrics: Metrics, changelog: ChangelogWriter,
                  producer: AppProducer, movie_updates: Any,
-                 sent_answers: SentAnswers | None = None) -> None:
+                 sent_answers: SentAnswers | None = None, progress: Any = None) -> None:
         self.settings, self.user_store, self.users, self.items = settings, user_store, users, items
         self.current_model, self.monitor, self.metrics = current_model, monitor, metrics
         self.clock = clock  # stream time: the Recommender's clock, one policy for all
@@ -71,10 +71,21 @@ class UserWriter:
         self._user_steps = metrics.model_updates.labels("user")
         self._interactions = metrics.interactions
         self._fold: set[int] = set()
-        # Staged by :meth:`stage`, written by :meth:`commit` (once per micro-batch).
+        # One handler per event kind → whether the event changed anything.
+        self._handlers = {
+            "WatchMinute": self._watch, "Rating": self._rate,
+            "AccountCreated": lambda rec, event, dirty, vectors, updates:
+                self._created(rec, event, dirty),
+            "RecommendationOutcome": lambda rec, event, dirty, vectors, updates:
+                self._outcome(rec) or True,
+        }
+        # Staged by :meth:`stage`, sealed and written by :meth:`seal` (once per micro-batch).
         self._acks: list = []
         self._dirty: dict[int, tuple[EventT, UserHistory]] = {}
         self._vectors: dict[int, EventT] = {}
+        self._writing: asyncio.Future | None = None  # the last sealed batch's writes
+        # #11: the pipeline counter (recstream.prometheus), optional: movie updates sent.
+        self._updates_sent = progress.labels("movie_updates_sent") if progress else None
 
     async def apply(self, batch: list[tuple[EventT, object]]) -> None:
         """Apply a batch and persist it (:meth:`stage` then :meth:`commit`)."""
@@ -88,29 +99,24 @@ class UserWriter:
         updates: dict[str, MovieUpdate] = {}
         self._fold: set[int] = set()  # users whose movie set grew (implicit model)
         observe = self.monitor.observe
+        applied: dict[str, int] = {}  # counted once per chunk, not per event
+        unchanged: dict[str, int] = {}
+        handlers = self._handlers
         for event, record in batch:
-            if type(record) is UserProfile:  # ours, not the platform's: no clock, no monitor
+            kind = type(record).__name__
+            applied[kind] = applied.get(kind, 0) + 1
+            if kind == "UserProfile":  # ours, not the platform's: no clock, no monitor
                 if not self._profile(record, event, dirty, vectors):
-                    self._unchanged["UserProfile"].inc()
-                self._applied["UserProfile"].inc()
+                    unchanged[kind] = unchanged.get(kind, 0) + 1
                 continue
             self.clock.observe_time(record.time)
             observe(record, event.message.partition, event)
-            kind = type(record).__name__
-            if isinstance(record, WatchMinute):
-                changed = self._watch(record, event, dirty, vectors, updates)
-            elif isinstance(record, Rating):
-                changed = self._rate(record, event, dirty, vectors, updates)
-            elif isinstance(record, AccountCreated):
-                changed = self._created(record, event, dirty)
-            elif isinstance(record, RecommendationOutcome):
-                self._outcome(record)
-                changed = True
-            else:  # pragma: no cover - parse_line returns only the kinds above
-                changed = False
-            self._applied[kind].inc()
-            if not changed:
-                self._unchanged[kind].inc()
+            if not handlers[kind](record, event, dirty, vectors, updates):
+                unchanged[kind] = unchanged.get(kind, 0) + 1
+        for kind, n in applied.items():
+            self._applied[kind].inc(n)
+        for kind, n in unchanged.items():
+            self._unchanged[kind].inc(n)
         model = self.current_model.model
         for user in self._fold:  # once per user per batch, after all their events
             event, history = dirty[user]
@@ -120,29 +126,61 @@ class UserWriter:
             self._user_steps.inc()
         self._acks.extend(await self.producer.produce_many(self.movie_updates, [
             (movie_key(movie), update.dumps()) for movie, update in updates.items()]))
+        if self._updates_sent is not None and updates:
+            self._updates_sent.inc(len(updates))
         self._dirty.update(dirty)
         self._vectors.update(vectors)
 
     async def commit(self) -> None:
-        """Write the staged users' state once the broker has every staged movie update.
+        """Write everything staged so far, once the broker has its movie updates."""
+        await self.seal()
+
+    def seal(self) -> asyncio.Future:
+        """Snapshot the staged users' state now; write it once its movie updates are acked.
 
         The movies' owners hear first: after a crash in between, the replayed events
         change the users again and re-send the same marks, which the owner counts once.
         The other order would lose the play or rating (the replay finds it applied).
-        One wait per micro-batch, not per chunk: the producer's linger is paid once.
+        The snapshot (encoded bytes) is taken here, so the next batch may be staged in
+        memory while this one waits for its acknowledgements (#11: the wait is
+        pipelined, not paid in line): what is written never includes a later batch's
+        events, whose movie updates may not be acknowledged yet.  Sealed batches are
+        written in order (each write waits for the previous one), so a user's older
+        snapshot never overwrites a newer one.  The next batch reads its users from the
+        store's cache, which must still hold every user of the batch in flight (the
+        cache keeps 50k users, a batch touches at most ``ingest_batch`` per agent): a
+        user re-read from RocksDB before its pending write would lose that batch.
+        → the future of this batch's writes.
         """
         acks, self._acks = self._acks, []
-        if acks:
-            await asyncio.gather(*acks)
         dirty, self._dirty = self._dirty, {}
         vectors, self._vectors = self._vectors, {}
-        store = self.user_store
-        for user, (event, history) in dirty.items():
-            await store.save_history(user, history, event)
+        store, users = self.user_store, self.users
+        histories = [(user, store.encode_history(history), event)
+                     for user, (event, history) in dirty.items()]
+        generation = self.current_model.generation
+        encoded = []
         for user, event in vectors.items():
-            row = self.users.get_row(user)
-            await store.save_vector(user, float(self.users.bias[row]), self.users.factors[row],
-                                    event, self.current_model.generation)
+            row = users.get_row(user)
+            encoded.append((user, encode_vector(float(users.bias[row]), users.factors[row],
+                                                generation), event))
+        previous = self._writing
+        self._writing = done = asyncio.ensure_future(
+            self._write(previous, acks, histories, encoded))
+        return done
+
+    async def _write(self, previous, acks: list, histories: list, vectors: list) -> None:
+        if previous is not None:
+            # A failed earlier write fails this one too: this snapshot holds that batch's
+            # events, whose movie updates may never have reached the broker.
+            await previous
+        if acks:
+            await asyncio.gather(*acks)
+        store = self.user_store
+        for user, raw, event in histories:
+            await store.put_history(user, raw, event)
+        for user, raw, event in vectors:
+            await store.put_vector(user, raw, event)
         self.changelog.checkpoint()
 
     # -- event kinds ---------------------------------------------------------------------

@@ -7,9 +7,15 @@
 3. Baseline: a bare Faust app whose one agent takes events in batches and
    counts them (no parsing, no tables) — the ceiling of Faust on this box.
 4. Full path: a ``recstream worker`` (parse → quarantine → user tables → online
-   MF → movie tables → broadcast) on the other topic; its rate is read from its
-   own ``/metrics``.
-Prints one JSON line with both rates and their ratio.
+   MF → movie tables → broadcast) on the other topic.  Its clock starts at the
+   first line counted and stops when the *last effect* is applied, read from its
+   ``/metrics`` (``recstream_pipeline_messages``): every line consumed and its
+   users' state written, every changelog record acknowledged, every movie update
+   applied by the movie writer, every changed movie broadcast and applied by the
+   item follower.  (Polled every ``--poll`` s: the error is at most one poll.)
+Prints one JSON line with both rates, their ratio, each side's CPU time per event
+(worker and broker processes: less sensitive to a loaded machine than wall time)
+and the load average before and after.
 
     .venv/bin/python bench/ingest.py [--lines 200000] [--source FILE] [--broker HOST:PORT]
 """
@@ -44,10 +50,13 @@ N = int(os.environ["BENCH_N"]); state = {"n": 0, "t0": None}
 @app.agent(topic)
 async def passthrough(stream):
     async for events in stream.take_events(1000, 0.05):
-        if state["t0"] is None: state["t0"] = time.perf_counter()
+        if state["t0"] is None:
+            state["t0"], state["c0"] = time.perf_counter(), time.process_time()
         state["n"] += len(events)
         if state["n"] >= N:
-            print(f"PASSTHROUGH={state['n'] / (time.perf_counter() - state['t0']):.1f}", flush=True)
+            cpu = (time.process_time() - state["c0"]) / state["n"] * 1e6
+            print(f"PASSTHROUGH={state['n'] / (time.perf_counter() - state['t0']):.1f} "
+                  f"CPU_US={cpu:.1f}", flush=True)
             os._exit(0)
 if __name__ == "__main__":
     app.main()
@@ -69,27 +78,55 @@ def simulate(lines: int, path: Path, users: int) -> None:
         raise SystemExit(f"simulator failed with {code}")
 
 
-def lines_consumed(port: int) -> float:
+def scrape(port: int) -> dict[str, float]:
+    """The worker's ``/metrics`` → {name or name{stage=…}: value} for what the bench reads."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
         text = r.read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("recstream_lines_total"))
+    out: dict[str, float] = {"lines": 0.0}
+    for line in text.splitlines():
+        if line.startswith("recstream_lines_total"):
+            out["lines"] += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("recstream_rekeyed_total"):
+            out["rekeyed"] = float(line.rsplit(" ", 1)[1])
+        elif line.startswith("recstream_pipeline_messages_total{"):
+            stage = line.split('stage="', 1)[1].split('"', 1)[0]
+            out[stage] = float(line.rsplit(" ", 1)[1])
+    return out
 
 
-def run_passthrough(broker: str, topic: str, n: int, work: Path) -> float:
+def all_applied(m: dict[str, float], n: int) -> bool:
+    """Every effect of the ``n`` lines applied (see the module docstring)."""
+    get = m.get
+    return (m["lines"] >= n and get("movielog_written", 0) >= n
+            and get("events_written", 0) >= get("rekeyed", 0)
+            and get("changelog_acked", 0) >= get("changelog_sent", 0)
+            and get("movie_updates_applied", 0) >= get("movie_updates_sent", 0)
+            and get("broadcast_sent", 0) >= get("broadcast_queued", 0)
+            and get("broadcast_applied", 0) >= get("broadcast_sent", 0))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_passthrough(broker: str, topic: str, n: int, work: Path) -> tuple[float, float]:
+    """→ (events/s, CPU µs per event) of a bare Faust agent over ``n`` lines."""
     script = work / "passthrough.py"
     script.write_text(PASSTHROUGH)
     env = {**os.environ, "BENCH_ID": str(os.getpid()), "BENCH_BROKER": broker,
            "BENCH_DIR": str(work / "pass-data"), "BENCH_TOPIC": topic, "BENCH_N": str(n)}
     out = subprocess.run([sys.executable, str(script), "worker", "-l", "warn"], env=env,
                          capture_output=True, text=True, timeout=900)
-    found = re.search(r"PASSTHROUGH=([0-9.]+)", out.stdout + out.stderr)
+    found = re.search(r"PASSTHROUGH=([0-9.]+) CPU_US=([0-9.]+)", out.stdout + out.stderr)
     if found:
-        return float(found.group(1))
+        return float(found.group(1)), float(found.group(2))
     raise SystemExit("passthrough failed:\n" + out.stderr[-3000:])
 
 
-def run_worker(broker: str, topic: str, n: int, work: Path) -> dict:
+def run_worker(broker: str, topic: str, n: int, work: Path, *, poll: float,
+               broker_pid: int | None) -> dict:
     port = free_port()
     scheme = "kafka" if os.environ.get("BENCH_KAFKA") else "tansu"
     env = {**os.environ, "RECSTREAM_BROKER": f"{scheme}://{broker}", "RECSTREAM_TOPIC": topic,
@@ -102,30 +139,42 @@ def run_worker(broker: str, topic: str, n: int, work: Path) -> dict:
     profiler = None
     try:
         first = last = None
-        seen = 0.0
+        metrics: dict[str, float] = {"lines": 0.0}
+        parsed_at = None  # when the last line was counted (the old clock's stop)
         deadline = time.monotonic() + 900
         while time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.1)
+            time.sleep(poll)
             try:
-                seen = lines_consumed(port)
+                metrics = scrape(port)
             except OSError:
                 continue
             now = time.monotonic()
-            if seen and first is None:
-                first = (now, seen)
+            if metrics["lines"] and first is None:
+                first = (now, metrics["lines"], cpu_seconds(proc.pid),
+                         cpu_seconds(broker_pid) if broker_pid else 0.0)
                 if os.environ.get("BENCH_PROFILE"):  # py-spy over the ingest phase only
                     profiler = subprocess.Popen(
                         ["py-spy", "record", "-p", str(proc.pid), "-o",
                          os.environ["BENCH_PROFILE"], "-f", "raw", "-r", "200"],
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            if seen >= n:
-                last = (now, seen)
+            if parsed_at is None and metrics["lines"] >= n:
+                parsed_at = now
+            if first is not None and all_applied(metrics, n):
+                last = (now, metrics["lines"], cpu_seconds(proc.pid),
+                        cpu_seconds(broker_pid) if broker_pid else 0.0)
                 break
         if first is None or last is None:
-            raise SystemExit(f"worker consumed {seen} of {n} lines; see {work / 'worker.log'}")
-        rate = (last[1] - first[1]) / max(last[0] - first[0], 1e-9)
+            raise SystemExit(f"worker stopped short: {metrics} of {n} lines; "
+                             f"see {work / 'worker.log'}")
+        counted = last[1] - first[1]
+        rate = counted / max(last[0] - first[0], 1e-9)
         rss = int(open(f"/proc/{proc.pid}/status").read().split("VmRSS:")[1].split()[0]) // 1024
-        return {"rate": rate, "rss_mb": rss}
+        return {"rate": rate, "rss_mb": rss,
+                "parsed_rate": counted / max((parsed_at or last[0]) - first[0], 1e-9),
+                "cpu_us": (last[2] - first[2]) / counted * 1e6,
+                "broker_cpu_us": (last[3] - first[3]) / counted * 1e6 if broker_pid else None,
+                "last_effect_after_parse_s": round(last[0] - (parsed_at or last[0]), 2),
+                "pipeline": metrics}
     finally:
         if profiler is not None:
             profiler.send_signal(2)
@@ -140,7 +189,9 @@ def main() -> None:
     p.add_argument("--users", type=int, default=100_000)
     p.add_argument("--source", default="", help="a movielog file instead of simulated lines")
     p.add_argument("--broker", default="", help="host:port of a running broker")
+    p.add_argument("--poll", type=float, default=0.2, help="seconds between /metrics reads")
     args = p.parse_args()
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         source = Path(args.source) if args.source else work / "movielog.txt"
@@ -150,17 +201,28 @@ def main() -> None:
         port = free_port()
         broker = args.broker or f"127.0.0.1:{port}"
         ctx = running_tansu(port) if not args.broker else _nullcontext()
-        with ctx:
+        with ctx as tansu:
             t_pass, t_full = f"bench-pass-{os.getpid()}", f"bench-full-{os.getpid()}"
             for topic in (t_pass, t_full):
                 asyncio.run(replay_file([broker], topic, 8, source))
-            baseline = run_passthrough(broker, t_pass, n, work)
-            full = run_worker(broker, t_full, n, work)
+            baseline, baseline_cpu = run_passthrough(broker, t_pass, n, work)
+            full = run_worker(broker, t_full, n, work, poll=args.poll,
+                              broker_pid=tansu.pid if tansu is not None else None)
         print(json.dumps({
             "lines": n, "source": str(args.source or f"simulated ({args.users} users)"),
             "passthrough_events_per_s": round(baseline), "full_events_per_s": round(full["rate"]),
             "ratio_full_to_passthrough": round(full["rate"] / baseline, 3),
+            "full_events_per_s_to_last_parse": round(full["parsed_rate"]),
+            "last_effect_after_parse_s": full["last_effect_after_parse_s"],
+            "passthrough_cpu_us_per_event": round(baseline_cpu, 1),
+            "worker_cpu_us_per_event": round(full["cpu_us"], 1),
+            "cpu_ratio_passthrough_to_full": round(baseline_cpu / full["cpu_us"], 3),
+            "broker_cpu_us_per_event_full": (round(full["broker_cpu_us"], 1)
+                                             if full["broker_cpu_us"] is not None else None),
             "worker_rss_mb": full["rss_mb"],
+            "loadavg_before": [round(x, 2) for x in load_before],
+            "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+            "pipeline": full["pipeline"],
         }), flush=True)
 
 

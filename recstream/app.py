@@ -91,7 +91,8 @@ def wire_agents(app: faust.App, rt: WorkerParts,
         settings=s, user_store=rt.user_store, users=rt.users, items=rt.items,
         current_model=rt.current_model, monitor=rt.monitor, clock=rt.recommender,
         metrics=rt.metrics, changelog=rt.changelog, producer=rt.producer,
-        movie_updates=rt.topics.movie_updates, sent_answers=rt.sent_answers)
+        movie_updates=rt.topics.movie_updates, sent_answers=rt.sent_answers,
+        progress=rt.metrics.pipeline)
     # Issue #14: the live detectors look on as the writer applies each batch.
     scraping: attack_watch.ScrapingWatch | None = None
     sybil: attack_watch.SybilWatch | None = None
@@ -116,7 +117,8 @@ def wire_agents(app: faust.App, rt: WorkerParts,
     ingest.register(app, ingest.Ingest(settings=s, writer=watched, metrics=rt.metrics,
                                        producer=rt.producer, topics=rt.topics,
                                        consumer_of=lambda: app.consumer),
-                    topics=rt.topics, batch_size=s.ingest_batch, within_s=s.ingest_within_s)
+                    topics=rt.topics, batch_size=s.ingest_batch, within_s=s.ingest_within_s,
+                    progress=rt.metrics.pipeline)
     cold = profiles.register(app, profiles.ColdStart(  # new users: user API → UserProfile records
         settings=s, users=rt.users, items=rt.items, user_store=rt.user_store,
         current_model=rt.current_model, clock=rt.recommender,
@@ -133,14 +135,14 @@ def wire_agents(app: faust.App, rt: WorkerParts,
         items=rt.items, current_model=rt.current_model, changelog=rt.changelog,
         producer=rt.producer, broadcast_topic=rt.topics.item_broadcast,
         item_steps=rt.metrics.model_updates.labels("item"), on_play=fetcher.want,
-        redelivered=rt.metrics.duplicates.labels("MovieUpdate")),
+        redelivered=rt.metrics.duplicates.labels("MovieUpdate"), progress=rt.metrics.pipeline),
         movie_updates=rt.topics.movie_updates, batch_size=s.ingest_batch,
         within_s=s.ingest_within_s)
     items = item_follower.register(app, item_follower.ItemFollower(
         items=rt.items, current_model=rt.current_model, users=rt.users,
         recommender=rt.recommender, readiness=rt.readiness,
         broadcast=rt.topics.item_broadcast, metadata=rt.topics.movie_metadata,
-        bootstrap_servers=s.bootstrap_servers))
+        bootstrap_servers=s.bootstrap_servers, progress=rt.metrics.pipeline))
     model_follower.register(app, model_follower.ModelFollower(
         settings=s, current_model=rt.current_model, items=rt.items, users=rt.users,
         user_store=rt.user_store, recommender=rt.recommender, metrics=rt.metrics,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import date
-from typing import Union
+from typing import Any, Union
 
 from recstream.records import (
     AccountCreated,
@@ -49,6 +49,14 @@ _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _SLUG = re.compile(r"(?:[a-z0-9+_.*'&!\-:]|%[0-9A-Fa-f]{2})+")
 
 
+# Hot-path memos (#11), bounded: cleared when full, so any input stays O(1) memory.
+# Stream times share their minute (``YYYY-MM-DDTHH:MM``) with their neighbours, and
+# a catalogue has ~27k slugs: the date arithmetic and the slug regex run once each.
+MEMO_LIMIT = 1 << 16
+_minute_memo: dict[str, float | None] = {}
+_slug_memo: set[str] = set()
+
+
 def _digits(text: str) -> bool:
     return text.isascii() and text.isdigit()
 
@@ -56,23 +64,41 @@ def _digits(text: str) -> bool:
 def parse_time(text: str) -> float | None:
     """``YYYY-MM-DDTHH:MM[:SS[.fffffffff]]`` (zone-less, read as UTC) → epoch seconds."""
     n = len(text)
-    if n < 16 or n > 29 or text[4] != "-" or text[7] != "-" or text[10] != "T" or text[13] != ":":
+    if n < 16 or n > 29:
+        return None
+    head = text[:16]
+    base = _minute_memo.get(head, -1.0)
+    if base == -1.0:
+        base = _parse_minute(head)
+        if len(_minute_memo) >= MEMO_LIMIT:
+            _minute_memo.clear()
+        _minute_memo[head] = base
+    if base is None:
+        return None
+    if n == 16:
+        return base
+    if text[16] != ":" or n < 19 or not _digits(text[17:19]):
+        return None
+    seconds = int(text[17:19])
+    if n > 19:
+        frac = text[20:]
+        if text[19] != "." or not frac or not _digits(frac):
+            return None
+        seconds += int(frac) / 10 ** len(frac)
+    if seconds >= 60:
+        return None
+    return base + seconds
+
+
+def _parse_minute(text: str) -> float | None:
+    """``YYYY-MM-DDTHH:MM`` → epoch seconds of that minute (None when it is not one)."""
+    if text[4] != "-" or text[7] != "-" or text[10] != "T" or text[13] != ":":
         return None
     year, month, day, hour, minute = text[0:4], text[5:7], text[8:10], text[11:13], text[14:16]
     if not (_digits(year) and _digits(month) and _digits(day) and _digits(hour) and _digits(minute)):
         return None
-    seconds = 0.0
-    if n > 16:
-        if text[16] != ":" or n < 19 or not _digits(text[17:19]):
-            return None
-        seconds = int(text[17:19])
-        if n > 19:
-            frac = text[20:]
-            if text[19] != "." or not frac or not _digits(frac):
-                return None
-            seconds += int(frac) / 10 ** len(frac)
     h, m = int(hour), int(minute)
-    if h > 23 or m > 59 or seconds >= 60:
+    if h > 23 or m > 59:
         return None
     y = int(year)
     if not 1970 <= y <= 2200:
@@ -81,11 +107,32 @@ def parse_time(text: str) -> float | None:
         days = date(y, int(month), int(day)).toordinal() - _EPOCH_ORDINAL
     except ValueError:
         return None
-    return days * 86400 + h * 3600 + m * 60 + seconds
+    return float(days * 86400 + h * 3600 + m * 60)
 
 
 def valid_movie_id(slug: str) -> bool:
-    return 0 < len(slug) <= MAX_SLUG and _SLUG.fullmatch(slug) is not None
+    if slug in _slug_memo:
+        return True
+    if 0 < len(slug) <= MAX_SLUG and _SLUG.fullmatch(slug) is not None:
+        if len(_slug_memo) >= MEMO_LIMIT:
+            _slug_memo.clear()
+        _slug_memo.add(slug)
+        return True
+    return False
+
+
+def _record(cls: type, fields: dict) -> Any:
+    """``cls(**fields)`` for our flat event records, without Faust's per-field descriptors.
+
+    What Faust's generated ``__init__`` leaves behind for these records (no coercion,
+    validation or ``__post_init__``): the field values and an empty
+    ``__evaluated_fields__`` in the instance dict (tests/kernel/test_parsing_fast.py
+    checks equality, serialisation and that the options stay so).
+    """
+    record = cls.__new__(cls)
+    fields["__evaluated_fields__"] = set()
+    record.__dict__.update(fields)
+    return record
 
 
 def parse_raw(raw: bytes | str, *, rating_min: int = 1, rating_max: int = 5,
@@ -132,7 +179,8 @@ def parse_line(line: str, *, rating_min: int = 1, rating_max: int = 5,
             return Rejected(reason="bad_movie_id", line=line)
         if not _digits(minute_text) or len(minute_text) > 6 or int(minute_text) > max_minute:
             return Rejected(reason="bad_minute", line=line)
-        return WatchMinute(time=time, user=user, movie=movie, minute=int(minute_text))
+        return _record(WatchMinute, {"time": time, "user": user, "movie": movie,
+                                      "minute": int(minute_text)})
 
     if request.startswith(_RATE):
         movie, sep, rating_text = request[len(_RATE):].rpartition("=")
@@ -144,10 +192,10 @@ def parse_line(line: str, *, rating_min: int = 1, rating_max: int = 5,
         rating = int(rating_text)
         if not rating_min <= rating <= rating_max:
             return Rejected(reason="rating_out_of_scale", line=line)
-        return Rating(time=time, user=user, movie=movie, rating=rating)
+        return _record(Rating, {"time": time, "user": user, "movie": movie, "rating": rating})
 
     if request == _CREATE:
-        return AccountCreated(time=time, user=user)
+        return _record(AccountCreated, {"time": time, "user": user})
 
     if request.startswith(_RECO):
         return _parse_recommendation(line, time, user, request[len(_RECO):])
@@ -178,5 +226,6 @@ def _parse_recommendation(line: str, time: float, user: int, body: str) -> Parse
             movies = [m for m in movies if valid_movie_id(m)]
     else:
         error = result
-    return RecommendationOutcome(time=time, user=user, server=server.strip(), status=status,
-                                 movies=movies, error=error, latency_ms=latency_ms)
+    return _record(RecommendationOutcome, {"time": time, "user": user, "server": server.strip(),
+                                           "status": status, "movies": movies, "error": error,
+                                           "latency_ms": latency_ms})

@@ -75,12 +75,12 @@ class WorkerParts:
               ) -> "WorkerParts":
         items = ItemIndex(settings.n_factors, init_scale=settings.init_scale, seed=settings.seed)
         users = UserIndex(settings.n_factors, settings.top_k, settings.max_user_id)
-        changelog = ChangelogWriter(app)
+        metrics = Metrics()
+        changelog = ChangelogWriter(app, progress=metrics.pipeline)
         store = UserStore(tables.user_history, tables.user_vectors, changelog,
                           history_limit=settings.history_limit)
         recommender = Recommender(settings, items, users, store.peek)
         midpoint = (settings.rating_min + settings.rating_max) / 2
-        metrics = Metrics()
         start_mean = midpoint + 0.1 * (settings.rating_max - settings.rating_min)
         return cls(settings=settings, app=app, tables=tables, topics=topics, metrics=metrics,
                    changelog=changelog, monitor=Monitor(settings, metrics, items.cost_of),

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+PIPELINE_STAGES = ("movielog_written", "events_written", "profiles_written", "changelog_sent",
+                   "changelog_acked", "movie_updates_sent", "movie_updates_applied",
+                   "broadcast_queued", "broadcast_sent", "broadcast_applied")
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.6, 1.0)
 
 
@@ -181,6 +184,14 @@ class Metrics:
             registry=r)
         for reason in ("non_200", "lost_ids", "extra_ids", "reordered"):
             self.outcome_mismatches.labels(reason)
+        # -- #11 ingest: how far each effect of the ingested lines got ------------------------
+        self.pipeline = Counter(
+            "recstream_pipeline_messages", "ingest effects by stage: events whose users' state "
+            "is written, changelog records sent/acked, movie updates sent/applied, item "
+            "broadcasts queued/sent/applied (bench/ingest.py stops its clock when they meet)",
+            ["stage"], registry=r)
+        for stage in PIPELINE_STAGES:
+            self.pipeline.labels(stage)
         # -- #12 calibrated drift alarms -------------------------------------------------------
         self.drift_alarm = Gauge(
             "recstream_drift_alarm", "1 while a feature's drift alarm fires (models.drift.alarm: "

@@ -16,23 +16,28 @@ from __future__ import annotations
 
 import asyncio
 from functools import partial
+from typing import Any
 
 import faust
 from faust.types import EventT, TP
 
-from tables.context import as_event
+from tables.context import put_in
 
 
 class ChangelogWriter:
-    def __init__(self, app: faust.App) -> None:
+    def __init__(self, app: faust.App, progress: Any = None) -> None:
         self.app = app
         self._newest: dict[tuple[faust.Table, int], asyncio.Future] = {}
+        self._sent = 0  # records sent since the last checkpoint
+        # The pipeline counter (recstream.prometheus), optional: records sent, and acked
+        # (counted per checkpoint from its newest records' acknowledgements).
+        self.progress = progress
 
     async def put(self, table: faust.Table, key: bytes, value: bytes, event: EventT) -> None:
         partition = event.message.partition
-        with as_event(event):
-            table.data[key] = value
+        put_in(table, key, value, event)
         self._newest[(table, partition)] = await self.send(table, key, value, partition)
+        self._sent += 1
 
     async def send(self, table: faust.Table, key: bytes, value: bytes,
                    partition: int) -> asyncio.Future:
@@ -43,7 +48,18 @@ class ChangelogWriter:
         """Record each partition's newest changelog offset once it is acknowledged."""
         for (table, partition), future in self._newest.items():
             future.add_done_callback(partial(_persist, table, partition))
+        if self.progress is not None and self._newest:
+            self.progress.labels("changelog_sent").inc(self._sent)
+            acked = asyncio.gather(*self._newest.values(), return_exceptions=True)
+            acked.add_done_callback(partial(_count_acked, self.progress, self._sent))
+        self._sent = 0
         self._newest.clear()
+
+
+def _count_acked(progress: Any, n: int, done: asyncio.Future) -> None:
+    # Records of one partition are acknowledged in order: the newest one's ack covers all.
+    if not done.cancelled() and not any(isinstance(r, BaseException) for r in done.result()):
+        progress.labels("changelog_acked").inc(n)
 
 
 def _persist(table: faust.Table, partition: int, future: asyncio.Future) -> None:

@@ -28,6 +28,34 @@ def as_event(event: EventT) -> Iterator[None]:
         _current_event.reset(token)
 
 
+def get_in(table, key: bytes, event: EventT) -> bytes | None:
+    """``table.get(key)`` as ``event`` reads it (in its partition): one RocksDB get.
+
+    Our tables have raw keys and values (no codec), so this is what Faust's store does
+    under :func:`as_event` without the context variable, key codec and existence check
+    it pays per call (#11).  Other stores (e.g. ``memory://``) take Faust's path.
+    """
+    store = table.data
+    db_for = getattr(store, "_db_for_partition", None)
+    if db_for is None:
+        with as_event(event):
+            return table.get(key)
+    return db_for(event.message.partition).get(key)
+
+
+def put_in(table, key: bytes, value: bytes, event: EventT) -> None:
+    """``table.data[key] = value`` as ``event`` writes it (RocksDB put in its partition)."""
+    store = table.data
+    db_for = getattr(store, "_db_for_partition", None)
+    if db_for is None or not hasattr(store, "_key_index"):
+        with as_event(event):
+            store[key] = value
+        return
+    partition = event.message.partition
+    store._key_index[key] = partition  # what Faust's Store._set keeps, for reads by key
+    db_for(partition).put(key, value)
+
+
 def partition_for(key: bytes, partitions: int) -> int:
     """The partition Kafka's default (murmur2) partitioner gives ``key``."""
     return (murmur2(key) & 0x7FFFFFFF) % partitions

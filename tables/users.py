@@ -23,7 +23,7 @@ from tables.codecs import (
     user_key,
 )
 from tables.changelog import ChangelogWriter
-from tables.context import as_event
+from tables.context import get_in
 
 
 class UserStore:
@@ -47,8 +47,7 @@ class UserStore:
         if cached is not None:
             self._cache.move_to_end(user)
             return cached
-        with as_event(event):
-            history = decode_history(self.history_table.get(user_key(user)))
+        history = decode_history(get_in(self.history_table, user_key(user), event))
         self._remember(user, history)
         return history
 
@@ -66,16 +65,22 @@ class UserStore:
             self._cache.popitem(last=False)
 
     async def save_history(self, user: int, history: UserHistory, event: EventT) -> None:
+        await self.put_history(user, self.encode_history(history), event)
+
+    def encode_history(self, history: UserHistory) -> bytes:
+        """The record to write for ``history`` as it is now (trimmed, progress marked saved)."""
         history.trim(self.history_limit)
         history.mark_saved()
-        await self.changelog.put(self.history_table, user_key(user), encode_history(history),
-                                 event)
+        return encode_history(history)
+
+    async def put_history(self, user: int, raw: bytes, event: EventT) -> None:
+        """Write an encoded history (a snapshot taken by :meth:`encode_history`)."""
+        await self.changelog.put(self.history_table, user_key(user), raw, event)
 
     def vector(self, user: int, event: EventT, generation: int = 0
                ) -> Optional[tuple[float, np.ndarray]]:
         """The stored vector if it was learnt under model ``generation`` (else None)."""
-        with as_event(event):
-            raw = self.vectors_table.get(user_key(user))
+        raw = get_in(self.vectors_table, user_key(user), event)
         if not raw:
             return None
         bias, vector, stored_generation = decode_vector_generation(raw)
@@ -83,8 +88,10 @@ class UserStore:
 
     async def save_vector(self, user: int, bias: float, vector: np.ndarray,
                           event: EventT, generation: int = 0) -> None:
-        await self.changelog.put(self.vectors_table, user_key(user),
-                                 encode_vector(bias, vector, generation), event)
+        await self.put_vector(user, encode_vector(bias, vector, generation), event)
+
+    async def put_vector(self, user: int, raw: bytes, event: EventT) -> None:
+        await self.changelog.put(self.vectors_table, user_key(user), raw, event)
 
     def forget_cache(self) -> None:
         self._cache.clear()

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import asyncio
 
+from recstream.parsing import parse_line
 from recstream.records import MovieUpdate
-from tables.codecs import decode_movie_stats
-from tests.agents.test_writers import apply_lines, line, sample, updates
+from tables.codecs import decode_history, decode_movie_stats
+from tests.agents.test_writers import apply_lines, line, own_partition, sample, updates
 from tests.wiring import movie_writer, user_writer
 
 MOVIE = "up+2009"
@@ -84,12 +85,81 @@ async def test_the_movie_update_is_acknowledged_before_the_users_state_is_writte
 
     rt.producer.produce = acked_produce
     store = rt.user_store
-    save_history = store.save_history
+    put_history = store.put_history
 
-    async def recorded_save(user, history, event):
+    async def recorded_put(user, raw, event):
         order.append(f"user {user} written")
-        await save_history(user, history, event)
+        await put_history(user, raw, event)
 
-    store.save_history = recorded_save
+    store.put_history = recorded_put
     await apply_lines(rt, make_event, user_writer(rt), line(3, f"GET /data/m/{MOVIE}/0.mpg"))
     assert order == ["movie_update sent", "movie_update acknowledged", "user 3 written"]
+
+
+async def test_a_batch_is_written_as_sealed_while_the_next_one_is_staged(rt, make_event):
+    """#11 pipelining: batch 2 is staged while batch 1 waits for its acks; what batch 1
+    writes is its own snapshot (never batch 2's events, whose updates are not acked yet),
+    and batch 2 is written only after its own acks and after batch 1."""
+    acks = []
+    produce = rt.producer.produce
+    loop = asyncio.get_running_loop()
+
+    async def held_produce(topic, key, value):
+        await produce(topic, key, value)
+        if topic is not rt.topics.movie_updates:
+            return None
+        acks.append(loop.create_future())
+        return acks[-1]
+
+    rt.producer.produce = held_produce
+    writer = user_writer(rt)
+
+    def batch(*texts):
+        return [(make_event(t.encode(), key=b"3", partition=own_partition(rt, 3)), parse_line(t))
+                for t in texts]
+
+    def stored():
+        raw = rt.tables.user_history.get(b"3")
+        return None if raw is None else sorted(decode_history(raw).items)
+
+    await writer.stage(batch(line(3, f"GET /data/m/{MOVIE}/0.mpg")))
+    first = writer.seal()
+    await writer.stage(batch(line(3, "GET /rate/alien+1979=4", 1)))
+    second = writer.seal()
+    await asyncio.sleep(0.01)
+    assert stored() is None and not first.done() and not second.done()
+    acks[1].set_result(None)  # the later batch's ack first: still nothing may be written
+    await asyncio.sleep(0.01)
+    assert stored() is None and not second.done()
+    acks[0].set_result(None)
+    await first
+    await second
+    assert stored() == sorted(["alien+1979", MOVIE])
+
+
+async def test_the_first_batch_alone_is_written_when_only_its_ack_arrived(rt, make_event):
+    acks = []
+    produce = rt.producer.produce
+    loop = asyncio.get_running_loop()
+
+    async def held_produce(topic, key, value):
+        await produce(topic, key, value)
+        if topic is not rt.topics.movie_updates:
+            return None
+        acks.append(loop.create_future())
+        return acks[-1]
+
+    rt.producer.produce = held_produce
+    writer = user_writer(rt)
+    event = make_event(b"x", key=b"3", partition=own_partition(rt, 3))
+    await writer.stage([(event, parse_line(line(3, f"GET /data/m/{MOVIE}/0.mpg")))])
+    first = writer.seal()
+    await writer.stage([(event, parse_line(line(3, "GET /rate/alien+1979=4", 1)))])
+    second = writer.seal()
+    acks[0].set_result(None)
+    await first
+    assert decode_history(rt.tables.user_history.get(b"3")).items == [MOVIE]
+    assert not second.done()
+    acks[1].set_result(None)
+    await second
+    assert decode_history(rt.tables.user_history.get(b"3")).items == [MOVIE, "alien+1979"]

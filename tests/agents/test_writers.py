@@ -423,3 +423,54 @@ async def test_reads_use_the_users_own_partition_inside_a_batch(rt, recorder, ma
     with as_event(other):  # what take_events leaves as the current event
         await apply_lines(rt, make_event, writer, line(a, "GET /rate/heat+1995=5", second=5))
     assert sorted(history_of(rt, a).ratings) == ["heat+1995", "up+2009"]
+
+
+async def test_ingest_batches_are_pipelined_and_acked_only_once_written(rt, make_event):
+    """#11: batch 2 is staged while batch 1 waits for its movie-update acks; each batch's
+    events are acked (offsets committable) only after its users' state is written."""
+    from functools import partial
+    from types import SimpleNamespace
+
+    from agents.ingest import run_batches
+
+    acks = []
+    produce = rt.producer.produce
+    loop = asyncio.get_running_loop()
+
+    async def held_produce(topic, key, value):
+        await produce(topic, key, value)
+        if topic is not rt.topics.movie_updates:
+            return None
+        acks.append(loop.create_future())
+        return acks[-1]
+
+    rt.producer.produce = held_produce
+    ingest = ingest_of(rt, user_writer(rt))
+    mine = own_partition(rt, 3)
+    batches = [[make_event(line(3, "GET /data/m/up+2009/0.mpg").encode(), key=b"3",
+                           partition=mine)],
+               [make_event(line(3, "GET /rate/alien+1979=4", 1).encode(), key=b"3",
+                           partition=mine)]]
+    seen = []
+
+    async def take_events(n, within):
+        for batch in batches:
+            yield batch
+            seen.append(len(acks))  # the next batch is asked for: its acks still pending
+
+    task = asyncio.ensure_future(run_batches(
+        SimpleNamespace(take_events=take_events), partial(ingest.stage, forward=True), ingest,
+        batch_size=10, within_s=0.01))
+    await asyncio.sleep(0.05)
+    # batch 2 was asked for and staged (its update sent) before batch 1 was written
+    assert seen == [1] and len(acks) == 2 and not task.done()
+    assert rt.tables.user_history.get(b"3") is None
+    assert not any(e.message.acked for batch in batches for e in batch)
+    acks[0].set_result(None)
+    await asyncio.sleep(0.02)
+    assert batches[0][0].message.acked and not batches[1][0].message.acked
+    assert set(history_of(rt, 3).items) == {"up+2009"}  # batch 1's snapshot only
+    acks[1].set_result(None)
+    await asyncio.wait_for(task, 5)
+    assert batches[1][0].message.acked
+    assert set(history_of(rt, 3).items) == {"up+2009", "alien+1979"}
