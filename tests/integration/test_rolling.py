@@ -17,13 +17,22 @@ import urllib.request
 
 import pytest
 
-from tests.integration.conftest import produce, wait_for
+from tests.integration.conftest import load_scale, produce, wait_for
 from tests.integration.test_pipeline import sample_lines
 
 DEADLINE_S = 0.6
 
 
 ATTEMPT_TIMEOUT_S = 0.25  # deploy/nginx/recstream.conf: proxy_read_timeout
+
+
+def attempt_timeout() -> float:
+    """nginx's per-attempt timeout, stretched like every wait here when the box is loaded.
+
+    The test is about requests dropped by a rolling restart; on a 2-core box running two
+    workers, a broker and other jobs, an answer can take over 0.25 s for want of CPU alone.
+    """
+    return ATTEMPT_TIMEOUT_S * load_scale()
 
 
 class Front:
@@ -43,7 +52,7 @@ class Front:
             try:
                 with urllib.request.urlopen(
                         f"http://127.0.0.1:{worker.port}/recommend/{user}",
-                        timeout=ATTEMPT_TIMEOUT_S) as r:
+                        timeout=attempt_timeout()) as r:
                     status, body = r.status, r.read().decode()
                 who = f"{self.phase}: user {user} via worker {(i + attempt) % len(self.workers)}"
                 break
@@ -92,7 +101,7 @@ def test_rolling_restart_of_two_workers_drops_no_request(make_worker):
         client.join(10)
     assert len(front.results) > 100
     failed = [r for r in front.results if r[0] != 200 or not r[1]]
-    slow = [r for r in front.results if r[2] > DEADLINE_S]
+    slow = [r for r in front.results if r[2] > DEADLINE_S * load_scale()]
     phases = sorted({r[3].split(":")[0] for r in failed})
     assert not failed, f"{len(failed)} failed answers in phases {phases}, e.g. {failed[:3]}"
     assert not slow, f"{len(slow)} answers over 600 ms, e.g. {slow[:3]}"
