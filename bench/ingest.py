@@ -18,6 +18,12 @@ Prints one JSON line with both rates, their ratio, each side's CPU time per even
 and the load average before and after.
 
     .venv/bin/python bench/ingest.py [--lines 200000] [--source FILE] [--broker HOST:PORT]
+        [--loop aio|uvloop] [--compare DIR]
+
+``--loop`` picks the event loop of both sides (the passthrough is Faust's ceiling on the
+same loop).  ``--compare DIR`` also runs a worker from the code checked out in ``DIR``
+(e.g. a ``git worktree`` of main) on a third topic holding the same lines, after this
+code's worker: a before/after of the code in one run, beside one passthrough.
 """
 from __future__ import annotations
 
@@ -111,13 +117,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_passthrough(broker: str, topic: str, n: int, work: Path) -> tuple[float, float]:
+def run_passthrough(broker: str, topic: str, n: int, work: Path,
+                    loop: str = "aio") -> tuple[float, float]:
     """→ (events/s, CPU µs per event) of a bare Faust agent over ``n`` lines."""
     script = work / "passthrough.py"
     script.write_text(PASSTHROUGH)
     env = {**os.environ, "BENCH_ID": str(os.getpid()), "BENCH_BROKER": broker,
            "BENCH_DIR": str(work / "pass-data"), "BENCH_TOPIC": topic, "BENCH_N": str(n)}
-    out = subprocess.run([sys.executable, str(script), "worker", "-l", "warn"], env=env,
+    out = subprocess.run([sys.executable, str(script), "--loop", loop, "worker", "-l", "warn"],
+                         env=env,
                          capture_output=True, text=True, timeout=900)
     found = re.search(r"PASSTHROUGH=([0-9.]+) CPU_US=([0-9.]+)", out.stdout + out.stderr)
     if found:
@@ -126,16 +134,18 @@ def run_passthrough(broker: str, topic: str, n: int, work: Path) -> tuple[float,
 
 
 def run_worker(broker: str, topic: str, n: int, work: Path, *, poll: float,
-               broker_pid: int | None) -> dict:
+               broker_pid: int | None, loop: str = "aio", code: Path = ROOT) -> dict:
     port = free_port()
     scheme = "kafka" if os.environ.get("BENCH_KAFKA") else "tansu"
     env = {**os.environ, "RECSTREAM_BROKER": f"{scheme}://{broker}", "RECSTREAM_TOPIC": topic,
            "RECSTREAM_APP_ID": f"bench-{os.getpid()}", "RECSTREAM_WEB_PORT": str(port),
-           "RECSTREAM_DATA_DIR": str(work / "worker-data"),
+           "RECSTREAM_DATA_DIR": str(work / f"worker-data-{topic}"),
            "RECSTREAM_API_URL": "http://127.0.0.1:9"}  # no API: metadata fetches fail fast
-    log = open(work / "worker.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "recstream.cli", "worker", "-l", "warn"],
-                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    log = open(work / f"worker-{topic}.log", "w")
+    # ``-m`` puts the working directory first on sys.path: ``code``'s modules are the ones run.
+    proc = subprocess.Popen([sys.executable, "-m", "recstream.cli", "--loop", loop, "worker",
+                             "-l", "warn"], env=env, stdout=log, stderr=subprocess.STDOUT,
+                            cwd=str(code))
     profiler = None
     try:
         first = last = None
@@ -152,7 +162,7 @@ def run_worker(broker: str, topic: str, n: int, work: Path, *, poll: float,
             if metrics["lines"] and first is None:
                 first = (now, metrics["lines"], cpu_seconds(proc.pid),
                          cpu_seconds(broker_pid) if broker_pid else 0.0)
-                if os.environ.get("BENCH_PROFILE"):  # py-spy over the ingest phase only
+                if os.environ.get("BENCH_PROFILE") and code == ROOT:  # py-spy, ingest phase
                     profiler = subprocess.Popen(
                         ["py-spy", "record", "-p", str(proc.pid), "-o",
                          os.environ["BENCH_PROFILE"], "-f", "raw", "-r", "200"],
@@ -165,7 +175,7 @@ def run_worker(broker: str, topic: str, n: int, work: Path, *, poll: float,
                 break
         if first is None or last is None:
             raise SystemExit(f"worker stopped short: {metrics} of {n} lines; "
-                             f"see {work / 'worker.log'}")
+                             f"see {work / f'worker-{topic}.log'}")
         counted = last[1] - first[1]
         rate = counted / max(last[0] - first[0], 1e-9)
         rss = int(open(f"/proc/{proc.pid}/status").read().split("VmRSS:")[1].split()[0]) // 1024
@@ -190,6 +200,10 @@ def main() -> None:
     p.add_argument("--source", default="", help="a movielog file instead of simulated lines")
     p.add_argument("--broker", default="", help="host:port of a running broker")
     p.add_argument("--poll", type=float, default=0.2, help="seconds between /metrics reads")
+    p.add_argument("--loop", choices=("aio", "uvloop"), default="aio",
+                   help="event loop of the passthrough and the worker")
+    p.add_argument("--compare", default="",
+                   help="also run a worker from the code in this directory (before/after)")
     args = p.parse_args()
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
@@ -203,11 +217,15 @@ def main() -> None:
         ctx = running_tansu(port) if not args.broker else _nullcontext()
         with ctx as tansu:
             t_pass, t_full = f"bench-pass-{os.getpid()}", f"bench-full-{os.getpid()}"
-            for topic in (t_pass, t_full):
+            t_other = f"bench-compare-{os.getpid()}"
+            for topic in (t_pass, t_full) + ((t_other,) if args.compare else ()):
                 asyncio.run(replay_file([broker], topic, 8, source))
-            baseline, baseline_cpu = run_passthrough(broker, t_pass, n, work)
-            full = run_worker(broker, t_full, n, work, poll=args.poll,
-                              broker_pid=tansu.pid if tansu is not None else None)
+            baseline, baseline_cpu = run_passthrough(broker, t_pass, n, work, args.loop)
+            broker_pid = tansu.pid if tansu is not None else None
+            full = run_worker(broker, t_full, n, work, poll=args.poll, broker_pid=broker_pid,
+                              loop=args.loop)
+            other = run_worker(broker, t_other, n, work, poll=args.poll, broker_pid=broker_pid,
+                               loop=args.loop, code=Path(args.compare)) if args.compare else None
         print(json.dumps({
             "lines": n, "source": str(args.source or f"simulated ({args.users} users)"),
             "passthrough_events_per_s": round(baseline), "full_events_per_s": round(full["rate"]),
@@ -223,7 +241,21 @@ def main() -> None:
             "loadavg_before": [round(x, 2) for x in load_before],
             "loadavg_after": [round(x, 2) for x in os.getloadavg()],
             "pipeline": full["pipeline"],
+            "loop": args.loop,
+            **({"compare": _summary(other, baseline, args.compare)} if other else {}),
         }), flush=True)
+
+
+def _summary(run: dict, baseline: float, code: str) -> dict:
+    """The compared code's worker, as the same fields."""
+    return {"code": code, "full_events_per_s": round(run["rate"]),
+            "ratio_full_to_passthrough": round(run["rate"] / baseline, 3),
+            "full_events_per_s_to_last_parse": round(run["parsed_rate"]),
+            "last_effect_after_parse_s": run["last_effect_after_parse_s"],
+            "worker_cpu_us_per_event": round(run["cpu_us"], 1),
+            "broker_cpu_us_per_event_full": (round(run["broker_cpu_us"], 1)
+                                             if run["broker_cpu_us"] is not None else None),
+            "worker_rss_mb": run["rss_mb"]}
 
 
 class _nullcontext:
