@@ -23,7 +23,7 @@ from tables.codecs import (
     user_key,
 )
 from tables.changelog import ChangelogWriter
-from tables.context import get_in
+from tables.context import get_in, partition_for
 
 
 class UserStore:
@@ -56,8 +56,26 @@ class UserStore:
         cached = self._cache.get(user)
         if cached is not None:
             return cached
-        raw = self.history_table.get(user_key(user))
+        raw = self._read_own_partition(self.history_table, user_key(user))
         return decode_history(raw) if raw else None
+
+    @staticmethod
+    def _read_own_partition(table: faust.Table, key: bytes) -> Optional[bytes]:
+        """``table.get(key)`` from the partition ``key`` hashes to, when it is local.
+
+        Every user key is written in its own partition (tables.context), so one RocksDB
+        get answers: Faust's read without a current event checks its key index, then every
+        local partition, behind the table's sensors and key codec (#11: the monitor and
+        cold start peek at first-seen users).  A partition that is not local (or a store
+        without partitions) takes Faust's path, which gives the same answer.
+        """
+        dbs = getattr(table.data, "_dbs", None)
+        if dbs is not None:
+            partitions = table.changelog_topic.partitions or table.app.conf.topic_partitions
+            db = dbs.get(partition_for(key, partitions))
+            if db is not None:
+                return db.get(key)
+        return table.get(key)
 
     def _remember(self, user: int, history: UserHistory) -> None:
         self._cache[user] = history

@@ -474,3 +474,18 @@ async def test_ingest_batches_are_pipelined_and_acked_only_once_written(rt, make
     await asyncio.wait_for(task, 5)
     assert batches[1][0].message.acked
     assert set(history_of(rt, 3).items) == {"up+2009", "alien+1979"}
+
+
+async def test_peek_reads_the_users_own_partition_like_faust(rt, recorder, make_event):
+    """The serving/monitor read of a user not in the cache: the same answer as Faust's."""
+    writer = user_writer(rt)
+    rated = list(range(1, 60, 2))
+    await apply_lines(rt, make_event, writer, *[line(u, "GET /rate/up+2009=4") for u in rated])
+    rt.user_store.forget_cache()
+    store, table = rt.user_store, rt.tables.user_history
+    assert getattr(table.data, "_dbs", None), "the test needs the RocksDB store"
+    for user in range(1, 60):
+        peeked, raw = store.peek(user), table.get(user_key(user))
+        assert (peeked is not None) == bool(raw) == (user in rated), user
+        if raw:
+            assert sorted(peeked.ratings) == sorted(decode_history(raw).ratings) == ["up+2009"]
