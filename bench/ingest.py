@@ -21,7 +21,9 @@ and the load average before and after.
         [--loop aio|uvloop] [--compare DIR]
 
 ``--loop`` picks the event loop of both sides (the passthrough is Faust's ceiling on the
-same loop; ``--compare-loop`` the compared worker's).  ``--compare DIR`` also runs a worker from the code checked out in ``DIR``
+same loop; ``--compare-loop`` the compared worker's).  ``--concurrent`` runs the sides at
+the same time instead of one after the other, so on a loaded box each meets the same load
+(the broker's CPU per event is then the sum of the workers').  ``--compare DIR`` also runs a worker from the code checked out in ``DIR``
 (e.g. a ``git worktree`` of main) on a third topic holding the same lines, after this
 code's worker: a before/after of the code in one run, beside one passthrough.
 """
@@ -36,8 +38,11 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -149,7 +154,8 @@ def run_passthrough(broker: str, topic: str, n: int, work: Path,
 
 
 def run_worker(broker: str, topic: str, n: int, work: Path, *, poll: float,
-               broker_pid: int | None, loop: str = "aio", code: Path = ROOT) -> dict:
+               broker_pid: int | None, loop: str = "aio", code: Path = ROOT,
+               counting: threading.Event | None = None) -> dict:
     port = free_port()
     scheme = "kafka" if os.environ.get("BENCH_KAFKA") else "tansu"
     env = {**os.environ, "RECSTREAM_BROKER": f"{scheme}://{broker}", "RECSTREAM_TOPIC": topic,
@@ -177,6 +183,8 @@ def run_worker(broker: str, topic: str, n: int, work: Path, *, poll: float,
             if metrics["lines"] and first is None:
                 first = (now, metrics["lines"], cpu_seconds(proc.pid),
                          cpu_seconds(broker_pid) if broker_pid else 0.0)
+                if counting is not None:
+                    counting.set()
                 if os.environ.get("BENCH_PROFILE") and code == ROOT:  # py-spy, ingest phase
                     profiler = subprocess.Popen(
                         ["py-spy", "record", "-p", str(proc.pid), "-o",
@@ -221,6 +229,9 @@ def main() -> None:
                    help="also run a worker from the code in this directory (before/after)")
     p.add_argument("--compare-loop", choices=("aio", "uvloop"), default="",
                    help="event loop of the compared worker (default: --loop)")
+    p.add_argument("--concurrent", action="store_true",
+                   help="run the passthrough and the worker(s) at the same time (a loaded box: "
+                        "every side meets the same load; the broker's CPU is then shared)")
     p.add_argument("--autogroup-nice", type=int, default=None,
                    help="weight this run's and the broker's scheduler autogroups (root only)")
     args = p.parse_args()
@@ -243,13 +254,26 @@ def main() -> None:
             t_other = f"bench-compare-{os.getpid()}"
             for topic in (t_pass, t_full) + ((t_other,) if args.compare else ()):
                 asyncio.run(replay_file([broker], topic, 8, source))
-            baseline, baseline_cpu = run_passthrough(broker, t_pass, n, work, args.loop)
             broker_pid = tansu.pid if tansu is not None else None
-            full = run_worker(broker, t_full, n, work, poll=args.poll, broker_pid=broker_pid,
-                              loop=args.loop)
-            other = run_worker(broker, t_other, n, work, poll=args.poll, broker_pid=broker_pid,
-                               loop=args.compare_loop or args.loop,
-                               code=Path(args.compare)) if args.compare else None
+            runs = {
+                "pass": partial(run_passthrough, broker, t_pass, n, work, args.loop),
+                "full": partial(run_worker, broker, t_full, n, work, poll=args.poll,
+                                broker_pid=broker_pid, loop=args.loop)}
+            if args.compare:
+                runs["other"] = partial(run_worker, broker, t_other, n, work, poll=args.poll,
+                                        broker_pid=broker_pid, loop=args.compare_loop or args.loop,
+                                        code=Path(args.compare))
+            if args.concurrent:  # all at once: each side sees the same machine
+                counting = threading.Event()  # the passthrough starts once a worker counts
+                runs["full"] = partial(runs["full"], counting=counting)
+                runs["pass"] = partial(_after, counting, runs["pass"])
+                with ThreadPoolExecutor(len(runs)) as pool:
+                    done = {name: pool.submit(run) for name, run in runs.items()}
+                    results = {name: future.result() for name, future in done.items()}
+            else:
+                results = {name: run() for name, run in runs.items()}
+            (baseline, baseline_cpu), full = results["pass"], results["full"]
+            other = results.get("other")
         print(json.dumps({
             "lines": n, "source": str(args.source or f"simulated ({args.users} users)"),
             "passthrough_events_per_s": round(baseline), "full_events_per_s": round(full["rate"]),
@@ -266,9 +290,15 @@ def main() -> None:
             "loadavg_after": [round(x, 2) for x in os.getloadavg()],
             "pipeline": full["pipeline"],
             "loop": args.loop, "autogroup_nice": args.autogroup_nice,
+            "concurrent": args.concurrent,
             **({"compare": _summary(other, baseline, args.compare,
                                     args.compare_loop or args.loop)} if other else {}),
         }), flush=True)
+
+
+def _after(event: threading.Event, run):
+    event.wait(600)
+    return run()
 
 
 def _summary(run: dict, baseline: float, code: str, loop: str) -> dict:
