@@ -54,7 +54,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         return compare_main(argv[1:])
     if command == "models":  # Faust's own `models` lists record types; ours is `registry`
         argv[0] = "registry"
-    _settings()  # fail early, with one clear line, on bad configuration
+    settings = _settings()  # fail early, with one clear line, on bad configuration
+    if not any(a in ("-L", "--loop") or a.startswith("--loop=") for a in argv):
+        os.environ.setdefault("FAUST_LOOP", settings.event_loop)  # read on `import faust`
     from recstream.app import app
     sys.argv = ["recstream", *argv]
     app.main()

@@ -81,6 +81,9 @@ class Settings:
     # Ingest.
     ingest_batch: int = 1000
     ingest_within_s: float = 0.05
+    # The worker's event loop (#11): ``uvloop`` (libuv) or ``aio`` (asyncio's own); read by
+    # ``recstream worker`` before Faust is imported (Faust's ``--loop`` wins when given).
+    event_loop: str = "aio"
     # Model registry and retraining: versions live under ``registry_dir`` (a volume
     # shared by every worker in production); 0 hours disables the scheduled retrain.
     registry_dir: str = "var/models"
@@ -194,6 +197,7 @@ class Settings:
             (self.refresh_interval_s > 0, "refresh_interval_s must be > 0"),
             (0 < self.serve_switch_ms <= 100, "serve_switch_ms must be within (0, 100]"),
             (self.ingest_batch >= 1, "ingest_batch must be >= 1"),
+            (self.event_loop in ("aio", "uvloop"), "event_loop must be aio or uvloop"),
             (bool(self.topic.strip()), "topic must not be empty"),
             (self.retrain_every_h >= 0, "retrain_every_h must be >= 0 (0 disables it)"),
             (self.retrain_window_h >= 0, "retrain_window_h must be >= 0 (0: all data)"),
