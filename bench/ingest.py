@@ -159,7 +159,9 @@ def run_worker(broker: str, topic: str, n: int, work: Path, *, poll: float,
     port = free_port()
     scheme = "kafka" if os.environ.get("BENCH_KAFKA") else "tansu"
     env = {**os.environ, "RECSTREAM_BROKER": f"{scheme}://{broker}", "RECSTREAM_TOPIC": topic,
-           "RECSTREAM_APP_ID": f"bench-{os.getpid()}", "RECSTREAM_WEB_PORT": str(port),
+           # One app id per worker: its own group, tables and internal topics (a compared
+           # worker sharing them would recover the first one's state and see duplicates).
+           "RECSTREAM_APP_ID": f"app-{topic}", "RECSTREAM_WEB_PORT": str(port),
            "RECSTREAM_DATA_DIR": str(work / f"worker-data-{topic}"),
            "RECSTREAM_API_URL": "http://127.0.0.1:9"}  # no API: metadata fetches fail fast
     log = open(work / f"worker-{topic}.log", "w")
