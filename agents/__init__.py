@@ -7,6 +7,7 @@ each only the collaborators it uses.
 |-------------------|----------------------------------------------------------------|
 | ingest            | movielog lines → parsed events in their user's partition       |
 | user_writer       | the one writer of user_history / user_vectors (online MF)      |
+| user_events       | the five event kinds the user writer applies (mixed into it)   |
 | profiles          | cold start: user API → UserProfile records on their own topic  |
 | movies            | the one writer of movie state; item updates broadcast          |
 | metadata          | movie API metadata for movies being played                     |
