@@ -18,14 +18,16 @@ Prints one JSON line with both rates, their ratio, each side's CPU time per even
 and the load average before and after.
 
     .venv/bin/python bench/ingest.py [--lines 200000] [--source FILE] [--broker HOST:PORT]
-        [--loop aio|uvloop] [--compare DIR]
+        [--loop aio|uvloop] [--compare DIR [--compare-loop L]] [--concurrent]
 
 ``--loop`` picks the event loop of both sides (the passthrough is Faust's ceiling on the
-same loop; ``--compare-loop`` the compared worker's).  ``--concurrent`` runs the sides at
-the same time instead of one after the other, so on a loaded box each meets the same load
-(the broker's CPU per event is then the sum of the workers').  ``--compare DIR`` also runs a worker from the code checked out in ``DIR``
-(e.g. a ``git worktree`` of main) on a third topic holding the same lines, after this
-code's worker: a before/after of the code in one run, beside one passthrough.
+same loop; ``--compare-loop`` the compared worker's).  ``--compare DIR`` also runs a worker
+from the code checked out in ``DIR`` (e.g. a ``git worktree`` of main) on a third topic
+holding the same lines, with its own app id: a before/after of the code in one run, beside
+one passthrough.  ``--concurrent`` runs the sides at the same time instead of one after the
+other, so on a loaded box each meets the same load (the broker's CPU per event is then
+shared by the workers).  ``--autogroup-nice N`` weights the bench's and the broker's
+scheduler autogroups (root only).
 """
 from __future__ import annotations
 
