@@ -14,6 +14,7 @@
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import subprocess
@@ -56,6 +57,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         argv[0] = "registry"
     settings = _settings()  # fail early, with one clear line, on bad configuration
     if not any(a in ("-L", "--loop") or a.startswith("--loop=") for a in argv):
+        if settings.event_loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
+            print("recstream: RECSTREAM_EVENT_LOOP=uvloop but uvloop is not installed "
+                  "(pip install uvloop, or use aio)", file=sys.stderr)
+            return 2
         os.environ.setdefault("FAUST_LOOP", settings.event_loop)  # read on `import faust`
     from recstream.app import app
     sys.argv = ["recstream", *argv]

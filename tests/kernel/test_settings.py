@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import pytest
 
@@ -67,6 +68,7 @@ def test_frozen():
     ({"api_batch_size": 201}, "api_batch_size must be within 1..200"),
     ({"learning_rate": 1.0}, "learning_rate must be within (0, 1)"),
     ({"topic": "  "}, "topic must not be empty"),
+    ({"event_loop": "tokio"}, "event_loop must be aio or uvloop"),
     ({"broker": "localhost:9092"}, "must look like kafka://host:port"),
     ({"nonsense": 1, "also": 2}, "unknown setting(s): also, nonsense"),
 ])
@@ -91,3 +93,19 @@ def test_broker_urls():
 def test_fixture_settings(settings, tmp_path):
     assert settings.data_path.parent == tmp_path
     assert 1 <= settings.web_port <= 65535
+
+
+def test_worker_refuses_uvloop_when_it_is_not_installed(monkeypatch, capsys):
+    """RECSTREAM_EVENT_LOOP=uvloop without uvloop: one clear line and exit 2, before Faust."""
+    import importlib.util
+
+    from recstream import cli
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "uvloop" else real(name, *a))
+    monkeypatch.setenv("RECSTREAM_EVENT_LOOP", "uvloop")
+    monkeypatch.delenv("FAUST_LOOP", raising=False)
+    assert cli.main(["worker", "--help"]) == 2
+    assert "uvloop is not installed" in capsys.readouterr().err
+    assert "FAUST_LOOP" not in os.environ
