@@ -222,7 +222,9 @@ class UserIndex:
         the refresher's set (their refit marks them again), ranked on request meanwhile."""
         self.fresh[: self.count] = False
         if skip_pending:
-            self.dirty.update(np.flatnonzero(~self.pending[: self.count]).tolist())
+            pending = self.pending[: self.count]
+            self.dirty.update(np.flatnonzero(~pending).tolist())
+            self.dirty.difference_update(np.flatnonzero(pending).tolist())
         else:
             self.dirty.update(range(self.count))
 
