@@ -27,9 +27,7 @@ import sys
 import time
 from typing import Any, Callable, Optional
 
-from aiokafka import TopicPartition
-
-from recstream.kafka import reader
+from recstream.kafka import follow_topic
 
 from agents.model_swap import (REFIT_BATCH, REFIT_SOLVE, apply_refits, merge_refits,
                                refit_some, refit_user_now, solve_refits, swap, take_refits)
@@ -149,24 +147,18 @@ class ModelFollower:
         self.readiness.model_loaded.set()
 
     async def follow(self) -> None:
-        consumer = reader(self.settings.bootstrap_servers)
-        await consumer.start()
-        try:
-            tp = TopicPartition(self.topic, 0)
-            consumer.assign([tp])
-            await consumer.seek_to_beginning(tp)
-            while True:
-                batch = await consumer.getmany(tp, timeout_ms=500)
-                newest: Optional[dict[str, Any]] = None
-                for record in batch.get(tp, []):
-                    pointer = decode_pointer(record.value)
-                    if pointer and int(pointer["generation"]) > self.current_model.generation and (
-                            newest is None or pointer["generation"] > newest["generation"]):
-                        newest = pointer
-                if newest is not None:
-                    await self.switch(newest)
-        finally:
-            await consumer.stop()
+        await follow_topic(self.settings.bootstrap_servers, self.topic, self.apply_batch)
+
+    async def apply_batch(self, records: list[Any]) -> None:
+        """Swap to the newest generation in ``records`` above the one serving."""
+        newest: Optional[dict[str, Any]] = None
+        for record in records:
+            pointer = decode_pointer(record.value)
+            if pointer and int(pointer["generation"]) > self.current_model.generation and (
+                    newest is None or pointer["generation"] > newest["generation"]):
+                newest = pointer
+        if newest is not None:
+            await self.switch(newest)
 
 
 RETRAIN_CHECK_S = 60.0
