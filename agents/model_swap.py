@@ -94,9 +94,11 @@ def take_refits(*, current_model: CurrentModel, users: UserIndex, user_store: Us
 
     def add(user: int) -> None:
         row = users.get_row(user)
-        history = user_store.peek(user)
-        if row < 0 or history is None or not users.needs_refit(row):
+        if row < 0 or not users.needs_refit(row):
             return  # gone, or given a vector of this model since (the writer's fold-in)
+        history = user_store.peek(user)
+        if history is None:
+            return
         movies = history.interacted()
         every = np.fromiter((model.item_row.get(mv, -1) for mv in movies), np.int64,
                             len(movies))
@@ -109,7 +111,7 @@ def take_refits(*, current_model: CurrentModel, users: UserIndex, user_store: Us
     if only is not None:
         add(only)
     else:
-        while current_model.pending_refits and len(taken) < limit:
+        for _ in range(min(limit, current_model.pending_refits)):  # bounded per loop turn
             add(current_model.next_refit())
     rows_arr = np.asarray(rows, np.int64)
     return RefitSlice(current_model.generation, taken, rows_arr, users.stamp[rows_arr].copy(),
