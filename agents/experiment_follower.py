@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import logging
 
-from aiokafka import TopicPartition
-
 from models.experiments.spec import ExperimentSpec
 from recstream.experiments import TOPIC_CONFIGS, ExperimentBook, topic_name
-from recstream.kafka import ensure_topics, reader
+from recstream.kafka import ensure_topics, follow_topic
 from recstream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -44,18 +42,11 @@ class ExperimentFollower:
         s = self.settings
         await ensure_topics(s.bootstrap_servers, {self.topic: 1}, s.replication_factor,
                             configs={self.topic: TOPIC_CONFIGS})
-        consumer = reader(s.bootstrap_servers)
-        await consumer.start()
-        try:
-            tp = TopicPartition(self.topic, 0)
-            consumer.assign([tp])
-            await consumer.seek_to_beginning(tp)
-            while True:
-                batch = await consumer.getmany(tp, timeout_ms=500)
-                for record in batch.get(tp, []):
-                    self.apply_raw(record.value)
-        finally:
-            await consumer.stop()
+        await follow_topic(s.bootstrap_servers, self.topic, self.apply_batch)
+
+    async def apply_batch(self, records: list) -> None:
+        for record in records:
+            self.apply_raw(record.value)
 
 
 def register(app, follower: ExperimentFollower) -> ExperimentFollower:

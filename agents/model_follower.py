@@ -11,7 +11,9 @@
   Precomputed answers are marked stale and recomputed by the refresher (a
   request for a stale user is ranked on the spot with the new model).
 * Users whose vector belongs to the replaced model are refit from their history
-  against the new item vectors (:mod:`agents.model_swap`), a few hundred per loop turn.
+  against the new item vectors (:mod:`agents.model_swap`): histories read a few hundred
+  per loop turn, the fold-ins solved thousands per batched call in an executor; a
+  request for a user still queued folds them in on the spot.
 * The leader worker runs ``recstream train --promote`` every
   ``retrain_every_h`` hours as a child process (off the event loop and out of
   its GIL); the trainer gates, promotes and announces, and every worker —
@@ -25,11 +27,10 @@ import sys
 import time
 from typing import Any, Callable, Optional
 
-from aiokafka import TopicPartition
+from recstream.kafka import follow_topic
 
-from recstream.kafka import reader
-
-from agents.model_swap import REFIT_BATCH, refit_some, swap
+from agents.model_swap import (REFIT_BATCH, REFIT_SOLVE, apply_refits, merge_refits,
+                               refit_some, refit_user_now, solve_refits, swap, take_refits)
 from models.registry import Registry
 from recstream.modelupdates import (CurrentModel, ServingModel, decode_pointer,
                                     latest_announced, topic_name)
@@ -58,6 +59,35 @@ class ModelFollower:
         self.registry = Registry(settings.registry_path)
         self.on_swap = on_swap
         self.topic = topic_name(settings)
+        recommender.refit_now = self.refit_now
+
+    def refit_now(self, user: int) -> bool:
+        return refit_user_now(user, current_model=self.current_model, users=self.users,
+                              user_store=self.user_store)
+
+    async def refit_batch(self, solve: int = REFIT_SOLVE, gather: int = REFIT_BATCH) -> int:
+        """Refit up to ``solve`` queued users: histories read on the loop ``gather`` at a
+        time (yielding between slices), implicit-ALS fold-ins solved in one executor call."""
+        current_model = self.current_model
+        if not current_model.model.implicit:
+            return self.refit_some(gather)
+        slices = []
+        taken = 0
+        while current_model.pending_refits and taken < solve:
+            part = take_refits(current_model=current_model, users=self.users,
+                               user_store=self.user_store, limit=gather)
+            slices.append(part)
+            taken += len(part.users)
+            await asyncio.sleep(0)
+        done = 0
+        batch = merge_refits(slices) if slices else None
+        if batch is not None and batch.generation == current_model.generation:
+            vectors = await asyncio.get_running_loop().run_in_executor(
+                None, solve_refits, current_model.model, batch)
+            done = apply_refits(batch, vectors, current_model=current_model, users=self.users)
+        self.metrics.refits.inc(done)
+        self.metrics.refits_pending.set(current_model.pending_refits)
+        return done
 
     def swap(self, model: ServingModel) -> None:
         swap(model, items=self.items, users=self.users, current_model=self.current_model,
@@ -117,24 +147,18 @@ class ModelFollower:
         self.readiness.model_loaded.set()
 
     async def follow(self) -> None:
-        consumer = reader(self.settings.bootstrap_servers)
-        await consumer.start()
-        try:
-            tp = TopicPartition(self.topic, 0)
-            consumer.assign([tp])
-            await consumer.seek_to_beginning(tp)
-            while True:
-                batch = await consumer.getmany(tp, timeout_ms=500)
-                newest: Optional[dict[str, Any]] = None
-                for record in batch.get(tp, []):
-                    pointer = decode_pointer(record.value)
-                    if pointer and int(pointer["generation"]) > self.current_model.generation and (
-                            newest is None or pointer["generation"] > newest["generation"]):
-                        newest = pointer
-                if newest is not None:
-                    await self.switch(newest)
-        finally:
-            await consumer.stop()
+        await follow_topic(self.settings.bootstrap_servers, self.topic, self.apply_batch)
+
+    async def apply_batch(self, records: list[Any]) -> None:
+        """Swap to the newest generation in ``records`` above the one serving."""
+        newest: Optional[dict[str, Any]] = None
+        for record in records:
+            pointer = decode_pointer(record.value)
+            if pointer and int(pointer["generation"]) > self.current_model.generation and (
+                    newest is None or pointer["generation"] > newest["generation"]):
+                newest = pointer
+        if newest is not None:
+            await self.switch(newest)
 
 
 RETRAIN_CHECK_S = 60.0
@@ -202,9 +226,10 @@ def register(app, follower: ModelFollower, *, worker_id: str) -> ModelFollower:
         await readiness.users_loaded.wait()
         while True:
             if current_model.pending_refits:
-                follower.refit_some()
+                await follower.refit_batch()
                 await asyncio.sleep(0)
             else:
+                metrics.refits_pending.set(0)
                 await asyncio.sleep(0.5)
 
     @app.timer(10.0, name="model_age")

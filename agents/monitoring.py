@@ -127,6 +127,11 @@ class MonitoringTimers:
     async def refresh(self) -> None:
         """Publish the gauges; persist drift slices once the assignment is known."""
         self.store.monitor.publish()
+        if self.app.rebalancing or self.app.in_recovery:
+            # No changelog write while Faust measures highwaters and reads persisted
+            # offsets: an acknowledged write in between made the persisted offset pass the
+            # highwater (ConsistencyError, a second worker joining on Tansu: issue #11).
+            return
         assigned = assigned_partitions(self.app, self.user_topics)
         if assigned is not None:
             recovered = self.readiness.tables_recovered.is_set() and not self.app.in_recovery

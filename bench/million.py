@@ -16,7 +16,13 @@ worker's own), and the item model into the item broadcast and movie-metadata top
 3. meanwhile the open-loop client of bench/serve.py asks ``--rate`` req/s for
    ``--load-s`` seconds (95% known users): p99 *during* the refresh; then, if the
    refresh finished, once more at rest; then the constant-handler baseline;
-4. the worker's RSS is sampled every 0.5 s throughout (peak and at rest).
+4. with ``--swap``: an implicit-ALS version with fold-in recency is promoted and
+   announced (bench/million_swap.py), so every user is refit from their history and
+   re-ranked: the swap's refresh time and p99 during it, then at rest;
+5. the worker's RSS is sampled every 0.5 s throughout (peak and at rest).
+
+``--code-tree DIR`` runs the worker from another checkout (``git archive`` of a baseline
+commit), the rest of the benchmark unchanged: a before/after in one session.
 
     .venv/bin/python bench/million.py [--users 1000000] [--movies 27000] [--load-s 30]
 """
@@ -44,6 +50,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import serve as sb  # noqa: E402  (bench/serve.py: client, baseline, /proc helpers)
+from million_swap import run_swap  # noqa: E402
 
 
 def get(url: str, timeout: float = 5.0) -> tuple[int, str]:
@@ -166,6 +173,8 @@ def main() -> None:
     p.add_argument("--broker", choices=("kafka", "tansu"), default="kafka",
                    help="a real Apache Kafka broker (deploy/kafka/kafka.sh), or embedded Tansu")
     p.add_argument("--worker-env", action="append", default=[], metavar="RECSTREAM_X=V")
+    p.add_argument("--swap", action="store_true", help="then promote a model: refit everyone")
+    p.add_argument("--code-tree", default="", help="run the worker from this checkout")
     args = p.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop children in finally
     from recstream.settings import Settings
@@ -182,6 +191,11 @@ def main() -> None:
            "RECSTREAM_DATA_DIR": str(work / "data"), "RECSTREAM_API_URL": "http://127.0.0.1:9",
            "RECSTREAM_REGISTRY_DIR": str(work / "models"), "RECSTREAM_RETRAIN_EVERY_H": "0",
            "RECSTREAM_COLDSTART": "false", **dict(kv.split("=", 1) for kv in args.worker_env)}
+    cwd = None
+    if args.code_tree:
+        cwd = str(Path(args.code_tree).resolve())
+        env["PYTHONPATH"] = cwd
+        out["code_tree"] = cwd
     settings = Settings.from_mapping({"app_id": app_id})
     rng = np.random.default_rng(args.seed)
     users = rng.permutation(np.arange(1, settings.max_user_id + 1))[: args.users].astype(np.int64)
@@ -192,7 +206,7 @@ def main() -> None:
         with running_broker(args.broker, broker_port, work):
             # 1. A worker creates every topic with its partitions and configs, then stops cleanly.
             first = subprocess.Popen(cmd, env=env, stdout=open(work / "first.log", "w"),
-                                     stderr=subprocess.STDOUT)
+                                     stderr=subprocess.STDOUT, cwd=cwd)
             wait_ready(web_port, first, 600)
             first.send_signal(signal.SIGTERM)
             first.wait(120)
@@ -205,7 +219,7 @@ def main() -> None:
             log_path = work / "worker.log"
             t0 = time.monotonic()
             worker = subprocess.Popen(cmd, env=env, stdout=open(log_path, "w"),
-                                      stderr=subprocess.STDOUT)
+                                      stderr=subprocess.STDOUT, cwd=cwd)
             rss = RssSampler(worker.pid)
             rss.start()
             try:
@@ -250,6 +264,13 @@ def main() -> None:
                 if done:
                     out["at_rest"] = sb.measure(ns, web_port, worker.pid, work / "ids.npy")
                 out["rss_mb_at_rest"] = sb.proc_status(worker.pid)["VmRSS"]
+                if args.swap:
+                    print(json.dumps(out), flush=True)
+                    run_swap(args, out, env=env, port=web_port, pid=worker.pid,
+                             ids=work / "ids.npy", movies=movies, users=users,
+                             n_factors=settings.n_factors, ns=ns, measure=sb.measure,
+                             metric=metric)
+                    out["rss_mb_after_swap"] = sb.proc_status(worker.pid)["VmRSS"]
             finally:
                 rss.stopped.set()
                 sb.stop(worker)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Mapping
+from typing import Any, Awaitable, Callable, Mapping
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -36,6 +36,29 @@ def reader(bootstrap: str | list[str], **overrides: Any) -> AIOKafkaConsumer:
                                    auto_offset_reset="earliest")
     options.update(overrides)
     return AIOKafkaConsumer(bootstrap_servers=bootstrap, **options)
+
+
+async def follow_topic(bootstrap: str | list[str], topic: str,
+                       handle: Callable[[list[Any]], Awaitable[None]], *, partition: int = 0,
+                       timeout_ms: int = 500) -> None:
+    """Read one partition of a compacted topic from the beginning and then forever.
+
+    Every worker follows the small announcement topics this way (model updates,
+    experiments): a plain consumer, no group, so each holds the newest value of every
+    key.  ``handle`` gets each fetched batch of records (possibly empty) in order; the
+    consumer is stopped however the loop ends (cancellation included).
+    """
+    consumer = reader(bootstrap)
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, partition)
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        while True:
+            batch = await consumer.getmany(tp, timeout_ms=timeout_ms)
+            await handle(batch.get(tp, []))
+    finally:
+        await consumer.stop()
 
 
 def producer(bootstrap: str | list[str], **overrides: Any) -> AIOKafkaProducer:

@@ -105,6 +105,11 @@ class Metrics:
         self.model_swap_seconds = Gauge(
             "recstream_model_swap_seconds", "duration of the last model load and swap",
             registry=r)
+        self.refits = Counter("recstream_user_refits", "user vectors refit after a model swap",
+                              registry=r)
+        self.refits_pending = Gauge("recstream_user_refits_pending",
+                                    "users queued for a refit against the serving model",
+                                    registry=r)
         self.retrains = Counter("recstream_retrains", "scheduled retrains, by result",
                                 ["result"], registry=r)
         # Series that alerts compare against exist from the start, at 0.

@@ -65,5 +65,8 @@ def _count_acked(progress: Any, n: int, done: asyncio.Future) -> None:
 def _persist(table: faust.Table, partition: int, future: asyncio.Future) -> None:
     if future.cancelled() or future.exception() is not None:
         return  # not written: recovery will read from the previous persisted offset
+    app = table.app
+    if app.rebalancing or app.in_recovery:
+        return  # acknowledged after the highwaters were read: would fail Faust's check
     tp = TP(table.changelog_topic.get_topic_name(), partition)
     table.data.set_persisted_offset(tp, future.result().offset)

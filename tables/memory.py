@@ -138,6 +138,10 @@ class UserIndex:
         self.factors = np.zeros((cap, n_factors), np.float32)
         self.bias = np.zeros(cap, np.float32)
         self.has_vector = np.zeros(cap, bool)
+        # Waiting for a refit against the serving model (set by a swap, cleared by any new
+        # vector): its factors are zero meanwhile, never the replaced model's (issue #11).
+        self.pending = np.zeros(cap, bool)
+        self.stamp = np.zeros(cap, np.uint32)  # bumped on every vector change of a row
         # "Gets the minors' rules": True until the user API gave a plausible adult age
         # (fail closed, issue #14; models.guardrails.audience).
         self.minor = np.ones(cap, bool)
@@ -161,7 +165,8 @@ class UserIndex:
         row = self.count
         self.count += 1
         self.row_of[user] = row
-        for name in ("user_ids", "factors", "bias", "has_vector", "minor", "fresh"):
+        for name in ("user_ids", "factors", "bias", "has_vector", "pending", "stamp", "minor",
+                     "fresh"):
             arr = grow(getattr(self, name), row)
             if name == "minor" and arr.shape[0] > self.minor.shape[0]:
                 arr[self.minor.shape[0]:] = True
@@ -178,16 +183,50 @@ class UserIndex:
         self.factors[row] = factors
         self.bias[row] = bias
         self.has_vector[row] = True
+        self.pending[row] = False
+        self.stamp[row] += 1
         return row
+
+    def set_vectors(self, rows: np.ndarray, factors: np.ndarray, bias: np.ndarray) -> None:
+        """:meth:`set_vector` for many existing ``rows`` at once (a model swap)."""
+        self.factors[rows] = factors
+        self.bias[rows] = bias
+        self.has_vector[rows] = True
+        self.pending[rows] = False
+        self.stamp[rows] += 1
+
+    def clear_vectors(self, rows: np.ndarray) -> None:
+        """Forget ``rows``' vectors (learnt under a replaced model) until they are refit.
+
+        Zero factors and bias score every movie by its own bias and the popularity
+        prior: the user's known-user answer without a personal part, instead of an old
+        model's vector against new item factors.
+        """
+        self.factors[rows] = 0.0
+        self.bias[rows] = 0.0
+        self.has_vector[rows] = False
+        self.pending[rows] = True
+        self.stamp[rows] += 1
+
+    def needs_refit(self, row: int) -> bool:
+        """Whether ``row`` holds no vector of the serving model yet (queued or never set)."""
+        return bool(self.pending[row] or not self.has_vector[row])
 
     def invalidate(self, row: int) -> None:
         """The user's state changed: their answer is stale until recomputed."""
         self.fresh[row] = False
         self.dirty.add(row)
 
-    def invalidate_all(self) -> None:
+    def invalidate_all(self, *, skip_pending: bool = False) -> None:
+        """Every answer is stale; ``skip_pending``: rows queued for a refit are left out of
+        the refresher's set (their refit marks them again), ranked on request meanwhile."""
         self.fresh[: self.count] = False
-        self.dirty.update(range(self.count))
+        if skip_pending:
+            pending = self.pending[: self.count]
+            self.dirty.update(np.flatnonzero(~pending).tolist())
+            self.dirty.difference_update(np.flatnonzero(pending).tolist())
+        else:
+            self.dirty.update(range(self.count))
 
     def store_answers(self, rows: np.ndarray, answers: np.ndarray) -> None:
         self.answers[rows] = answers

@@ -50,6 +50,9 @@ class Recommender:
                                           explore_slots=settings.feedback_explore_slots)
         self._prior_blend = self.popularity_blend
         self._short_ranked_over: dict[int, int] = {}  # row → items held when re-ranked short
+        # Set by agents.model_follower: folds a user queued for a refit after a swap in on
+        # the spot (user id → refit?), so a request never waits for the refit queue.
+        self.refit_now: Optional[Callable[[int], bool]] = None
 
     # -- popularity -------------------------------------------------------------------
     def observe_time(self, event_time: float) -> None:
@@ -105,6 +108,8 @@ class Recommender:
                 and len(self.items) > self._short_ranked_over.get(row, 0)):
             # Stale, or ranked when the item index held fewer movies than now (items reach
             # it by broadcast, after the user's events): a short list is re-ranked.
+            if self.refit_now is not None and self.users.pending[row]:
+                self.refit_now(user)
             self.users.store_answers(np.array([row]), self.compute([row]))
             self._short_ranked_over[row] = len(self.items)
             self.users.dirty.discard(row)

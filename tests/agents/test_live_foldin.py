@@ -127,3 +127,63 @@ async def test_recency_weights_at_fold_in_and_every_user_refolded_after_a_swap(r
     np.testing.assert_allclose(rt.users.factors[rt.users.get_row(779)],
                                weighted_oracle(model, list(reversed(seen)), 3.0),
                                rtol=1e-4, atol=1e-5)
+
+
+async def test_a_swap_never_scores_an_old_vector_and_a_request_refits_on_the_spot(
+        rt, make_event):
+    """Issue #11: users left behind by a swap are not ranked with the replaced model's
+    vector against the new item factors; asked for before their refit, they are folded in
+    on the spot, and the refit queue does not redo (or undo) it."""
+    fill_online(rt)
+    pointer, model = promote_ials(rt)  # fitted on users 1..100
+    writer = user_writer(rt)
+    seen = [m for m in movies() if m in set(model.item_ids)][:6]
+    await writer.apply([(make_event(r, key=user_key(777)), r) for r in  # an online vector
+                        [Rating(time=100.0 + i, user=777, movie=m, rating=4)
+                         for i, m in enumerate(seen)]])
+    follower = model_follower(rt)
+    assert await follower.switch(pointer)
+    users = rt.users
+    for user in (777, 150):  # 150: an online vector, no history
+        row = users.get_row(user)
+        assert users.pending[row] and not users.has_vector[row]
+        assert not users.factors[row].any() and users.bias[row] == 0.0
+        assert row not in users.dirty  # the refresher leaves them to the refit
+    line, source = rt.recommender.answer(777)
+    row = users.get_row(777)
+    assert source == "personal" and not users.pending[row]
+    np.testing.assert_allclose(users.factors[row], oracle(model, seen), rtol=1e-4, atol=1e-5)
+    assert not set(line.split(",")) & set(seen)
+    line, source = rt.recommender.answer(150)  # nothing to fold in: no personal part
+    assert source == "popular" and line and not users.factors[users.get_row(150)].any()
+    folded = users.factors[row].copy()
+    stamp = int(users.stamp[row])
+    while rt.current_model.pending_refits:
+        assert await follower.refit_batch(solve=64, gather=16) >= 0
+    assert users.stamp[row] == stamp  # already refit: skipped
+    np.testing.assert_array_equal(users.factors[row], folded)
+    fitted = users.get_row(5)  # in the fit: its own factors, at once
+    np.testing.assert_array_equal(users.factors[fitted], model.user_factors[
+        list(model.user_ids).index(5)])
+
+
+async def test_a_refit_never_overwrites_a_vector_set_while_it_was_solved(rt, make_event):
+    from agents.model_swap import apply_refits, solve_refits, take_refits
+    fill_online(rt)
+    pointer, model = promote_ials(rt)
+    writer = user_writer(rt)
+    seen = [m for m in movies() if m in set(model.item_ids)][:4]
+    for user in (801, 802):
+        await writer.apply([(make_event(r, key=user_key(user)), r) for r in
+                            [Rating(time=100.0 + i, user=user, movie=m, rating=4)
+                             for i, m in enumerate(seen)]])
+    assert await model_follower(rt).switch(pointer)
+    cm, users = rt.current_model, rt.users
+    taken = take_refits(current_model=cm, users=users, user_store=rt.user_store, limit=10_000)
+    assert {801, 802} <= set(taken.users)
+    vectors = solve_refits(cm.model, taken)
+    users.set_vector(802, 0.0, np.full(rt.settings.n_factors, 7.0, np.float32))  # the writer
+    assert apply_refits(taken, vectors, current_model=cm, users=users) == len(taken.users) - 1
+    np.testing.assert_allclose(users.factors[users.get_row(801)], oracle(model, seen),
+                               rtol=1e-4, atol=1e-5)
+    assert np.all(users.factors[users.get_row(802)] == 7.0)

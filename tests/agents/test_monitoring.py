@@ -157,6 +157,13 @@ async def test_the_refresh_timer_publishes_and_persists(rt, recorder, make_event
     await timers.refresh()  # tables not recovered: stored slices not merged, none written
     assert recorder.writes("drift_windows") == []
     rt.readiness.tables_recovered.set()
+    # Issue #11: nothing is written while Faust rebalances or recovers (a write acknowledged
+    # between its highwater and persisted-offset reads failed its consistency check).
+    for flag in ("rebalancing", "in_recovery"):
+        monkeypatch.setattr(rt.app, flag, True)
+        await timers.refresh()
+        assert recorder.writes("drift_windows") == []
+        monkeypatch.setattr(rt.app, flag, False)
     await timers.refresh()
     assert len(recorder.writes("drift_windows")) == len(FEATURES)
 
