@@ -180,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drain-timeout", type=float, default=3600.0)
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs)")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--lists-out", type=Path,
+                        help="write the live answers per user (JSON) to compare user by user")
     args = parser.parse_args(argv)
     folder = Path(args.dataset) if Path(args.dataset).is_dir() else None
     name = args.dataset if Path(args.dataset).is_file() else Path(args.dataset).name
@@ -199,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         movie_api = MovieApi(movie_objects(Path(folder or DATA / name)))
         service.env["RECSTREAM_API_URL"] = movie_api.url
     results: dict[str, dict] = {}
+    answers: dict[str, dict[int, list[str]]] = {}
     report: dict = {"dataset": args.dataset, "limit_users": args.limit_users,
                     "lines": len(lines)}
     try:
@@ -224,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"the worker's own retrains: {report['own_retrains']:.0f} (generation "
                   f"{report['generation_before_train']:.0f}) after "
                   f"{time.monotonic() - started:.0f}s", flush=True)
-        results["live (as replayed)"] = score_lists(service.recommend(wanted), split)
+        answers = {"live (as replayed)": service.recommend(wanted)}
+        results["live (as replayed)"] = score_lists(answers["live (as replayed)"], split)
         print(table(list(results.items()), baseline=""), flush=True)
         if not args.skip_train:
             generation = service.metric("recstream_model_generation")
@@ -238,13 +242,16 @@ def main(argv: list[str] | None = None) -> int:
                 service.wait(lambda: service.metric("recstream_model_generation") > generation,
                              300, "the worker to swap to the promoted model")
                 service.settle("recstream_answers_refreshed_total")
-            results["live after train --promote"] = score_lists(service.recommend(wanted),
-                                                                split)
+            answers["live after train --promote"] = service.recommend(wanted)
+            results["live after train --promote"] = score_lists(
+                answers["live after train --promote"], split)
             print(table(list(results.items()), baseline=""), flush=True)
     except (RuntimeError, subprocess.TimeoutExpired, OSError, ValueError, IndexError) as exc:
         print(f"live_quality: cannot measure: {exc}", file=sys.stderr)
         return 1
     finally:
+        if args.lists_out and answers:
+            args.lists_out.write_text(json.dumps(answers))
         service.close()
         if movie_api is not None:
             movie_api.close()
