@@ -65,11 +65,12 @@ def score_serving(registry: Any, split: evaluation.Split, holdout: dict[str, Any
     For implicit ALS the pairs are further limited to users whose holdout is newer than
     the serving version's data (it memorised the others' test pairs) -- unless the
     candidate was fitted on ``MORE_DATA_RATIO`` times the serving version's interactions
-    (``candidate_interactions``): then every holdout user is paired.  In a stream whose
-    users come in bursts (a replay, a launch) the newer-holdout users of a version fitted
-    on the first few percent are too few for any comparison to be conclusive, so the
-    service stayed on that sliver; the serving side's memorised pairs only flatter it,
-    so pairing everyone keeps the gate strict (a worse candidate is still refused).
+    (``candidate_interactions``): then every holdout user is paired, against the serving
+    version's recipe refitted on its own data minus the holdout.  In a stream whose users
+    come in bursts (a replay, a launch) the newer-holdout users of a version fitted on the
+    first few percent are too few for any comparison to be conclusive, so the service
+    stayed on that sliver; pairing everyone against the stored version instead refused
+    its successors as "worse" (it had memorised the test pairs).
     """
     try:
         current = serving_model(registry)
@@ -95,9 +96,24 @@ def score_serving(registry: Any, split: evaluation.Split, holdout: dict[str, Any
     compared_on = "test users both versions were trained on"
     more_data = bool(interactions and candidate_interactions
                      and candidate_interactions >= MORE_DATA_RATIO * interactions)
-    if more_data and isinstance(model, ImplicitALS):
-        compared_on += (f"; every holdout user: the candidate holds {candidate_interactions:,}"
-                        f" interactions, >= {MORE_DATA_RATIO:g}x the serving version's")
+    refit = more_data and isinstance(model, ImplicitALS) and isinstance(candidate, ImplicitALS)
+    if refit:
+        # Every holdout user, against the serving version *refitted without the holdout*:
+        # its recipe (hyperparameters) on its own data (the training rows up to its
+        # window's end).  The stored version memorised the older users' test pairs
+        # (measured on an ml-latest-small replay: 0.313 vs 0.207 Recall@20 in its favour).
+        mine = split.train.timestamps <= float(window.get("end", np.inf))
+        params = {k: v for k, v in (manifest.get("hyperparameters") or {}).items()
+                  if k in ImplicitALS._param_names}
+        progress.stage(f"refitting the serving version's recipe on its {int(mine.sum()):,} "
+                       "rows without the holdout")
+        model = ImplicitALS(**params).fit(
+            split.train.users[mine], split.train.items[mine], split.train.values[mine],
+            timestamps=split.train.timestamps[mine])
+        compared_on += (f"; every holdout user, the serving version refitted on its "
+                        f"{int(mine.sum()):,} rows without the holdout (the candidate holds "
+                        f"{candidate_interactions:,} interactions, >= {MORE_DATA_RATIO:g}x "
+                        "the serving version's)")
     elif holdout.get("per_user"):
         # A per-user holdout is each user's newest ratings; the serving version was fitted
         # on every interaction up to its window's end, so for users whose holdout is older
@@ -113,6 +129,7 @@ def score_serving(registry: Any, split: evaluation.Split, holdout: dict[str, Any
     common = evaluation.Split(train=split.train, test=test.subset(np.isin(test.users, known)),
                               name=f"{split.name}, users both versions know")
     result = {"version": pointer["version"], "model": manifest.get("model"),
+              "refitted_without_holdout": bool(refit),
               "window_overlaps_holdout": float(window.get("end", -np.inf)) >= holdout["cutoff"],
               "compared_on": compared_on, "interactions": interactions}
     if len(common.test) == 0:

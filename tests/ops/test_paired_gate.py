@@ -155,7 +155,8 @@ def test_a_candidate_with_far_more_data_is_paired_on_every_holdout_user(tmp_path
     first retrain is promoted on the first users' data, and its successor -- fitted on
     over twice the data -- has too few users whose holdout is newer than the serving
     data to be compared, so every successor was refused as inconclusive and the service
-    stayed on the sliver.  With >= 2x the serving data every holdout user is paired."""
+    stayed on the sliver.  With >= 2x the serving data every holdout user is paired,
+    against the serving version's recipe refitted on its own data minus the holdout."""
     def ials(histories, settings):
         async def fake_load(settings, source, hours, progress):
             return histories, TopicRange("t", {0: (0, 42)})
@@ -185,4 +186,7 @@ def test_a_candidate_with_far_more_data_is_paired_on_every_holdout_user(tmp_path
         "recall_at_20"]) if u < 60)
     assert newer < 100 <= paired["users"], (newer, paired["users"])  # today: inconclusive
     assert "every holdout user" in second["metrics"]["serving"]["compared_on"]
+    # ... against the serving recipe refitted without the holdout (the stored version
+    # memorised the older users' test pairs and refused its successors as "worse").
+    assert second["metrics"]["serving"]["refitted_without_holdout"]
     assert second["promoted"], second["decision"]
