@@ -136,6 +136,33 @@ class Service:
             if now != last:
                 last, since = now, time.monotonic()
 
+    def retraining(self) -> bool:
+        """Whether the worker has a ``recstream train`` child process running now."""
+        if self.worker is None:
+            return False
+        for status in Path("/proc").glob("[0-9]*/status"):
+            try:
+                ppid = next(int(line.split()[1]) for line in status.read_text().splitlines()
+                            if line.startswith("PPid:"))
+                if ppid != self.worker.pid:
+                    continue
+                if b"train" in (status.parent / "cmdline").read_bytes().split(b"\0"):
+                    return True
+            except (OSError, StopIteration, ValueError):
+                continue
+        return False
+
+    def settle_retrains(self, quiet: float, timeout: float) -> None:
+        """Until no retrain has run (counter still, no child) for ``quiet`` seconds: a
+        retrain slower than ``quiet`` no longer ends the wait while it runs."""
+        last, since = self.metric("recstream_retrains_total"), time.monotonic()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() - since < quiet and time.monotonic() < deadline:
+            time.sleep(2.0)
+            now = self.metric("recstream_retrains_total")
+            if now != last or self.retraining():
+                last, since = now, time.monotonic()
+
     def recommend(self, users: list[int]) -> dict[int, list[str]]:
         def ask(user: int) -> tuple[int, list[str]]:
             status, body = self.get(f"/recommend/{user}")
@@ -219,8 +246,7 @@ def main(argv: list[str] | None = None) -> int:
             # time): wait for its retrains to finish before asking (none for 150 s).
             service.wait(lambda: service.metric("recstream_retrains_total") >= 1,
                          args.drain_timeout, "the worker's own retrain")
-            service.settle("recstream_retrains_total", quiet=150.0,
-                           timeout=args.drain_timeout)
+            service.settle_retrains(quiet=150.0, timeout=args.drain_timeout)
             service.settle("recstream_answers_refreshed_total")
             report["own_retrains"] = service.metric("recstream_retrains_total")
             report["generation_before_train"] = service.metric("recstream_model_generation")
