@@ -35,7 +35,7 @@ import scipy.sparse as sp  # noqa: E402
 
 from bench import live_refs  # noqa: E402
 from bench.live_data import DATA, K, load, movie_objects, per_user_split, score_lists, table  # noqa: E402,E501
-from models.foldin import fold_in_users, recency_by_rank  # noqa: E402
+from models.foldin import fold_in_users  # noqa: E402
 from models.guardrails import safe_for_minors  # noqa: E402
 from models.ranking import top_k_rows  # noqa: E402
 from recstream.ops.fit import make_model  # noqa: E402
@@ -57,11 +57,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", default="ml-latest-small")
     parser.add_argument("--limit-users", type=int, default=0)
     parser.add_argument("--live", type=Path, help="bench/live_quality.py --lists-out file")
+    parser.add_argument("--train-fraction", type=float, default=0.8,
+                        help="per-user time split (another split to check generalisation)")
     args = parser.parse_args(argv)
     data = load(args.dataset)
     if args.limit_users:
         data = data.subset(np.isin(data.users, np.unique(data.users)[:args.limit_users]))
-    split = per_user_split(data)
+    split = per_user_split(data, args.train_fraction)
     wanted = split.test_users()
     settings = Settings.from_env()
     train = split.train
@@ -112,8 +114,9 @@ def main(argv: list[str] | None = None) -> int:
                                    for u in common])
                 print(f"{name} vs {ref}: mean top-{K} overlap {overlap:.3f} ({len(common)} "
                       "users)")
+    print(f"{args.dataset}, per-user split {args.train_fraction:.0%}, {len(wanted)} test users; "
+          f"load {os.getloadavg()}")
     print(table(rows))
-    _ = recency_by_rank
     return 0
 
 
