@@ -4,21 +4,23 @@ that the running service reaches after one simulated day (issue #10).
     .venv/bin/python bench/live_world.py [--users 3000 --movies 3000 --seed 7]
 
 The world's ground truth gives true affinities.  Three runs of the same world (same
-seed, same past, same simulated day; ``recstream sim --fast``):
+seed, same simulated day, ``recstream sim --fast``):
 
-* **ours**: a fresh Tansu broker + one ``recstream worker`` with its default settings;
-  the simulator writes ``--backfill-days`` of organic history to the topic at full
-  speed, then plays one simulated day whose graders ask the worker's ``/recommend``
-  over HTTP (its 600 ms deadline); the worker's movie and user API is the simulator's.
+* **ours**: the world's past (``--backfill-days`` of organic history, written once to a
+  file by the simulator) is replayed into a fresh Tansu broker + one ``recstream worker``
+  with its default settings; once the worker has counted every line and its own
+  retrains are done (as bench/live_quality.py waits), the simulator plays one simulated
+  day whose graders ask the worker's ``/recommend`` over HTTP (its 600 ms deadline) and
+  whose lines the worker keeps learning from; the movie and user API is the simulator's.
 * **popularity** and **oracle**: the simulator's in-process yardsticks
-  (``--recommender builtin:popularity|oracle``, no Kafka) on the same world.
+  (``--recommender builtin:popularity|oracle``, no Kafka) on the same day.
 
-From each run's truth file: the mean true rating of what users picked from our lists
-(sessions whose pick came from the list, not organic browsing), and the mean true
-rating of the lists shown.  Share = (ours - popularity) / (oracle - popularity), over
-the whole day and over its last quarter (after the past is ingested and the worker's
-own retrains ran).  The live part is a count/quality bench (nice -n 5); it waits for
-nothing but the simulator's end.
+The live day runs without the past in the simulator (``--backfill-days 0``): the worker
+knows the past, the simulated users do not carry its re-watch penalty -- the same for all
+three runs.  From each run's truth file: the mean true rating of what users picked from the
+lists (sessions whose pick came from the list, not organic browsing), and the mean true
+rating of the lists shown.  Share = (ours - popularity) / (oracle - popularity), over the
+whole day and its last quarter.  A count/quality bench (nice -n 5).
 """
 from __future__ import annotations
 
@@ -43,12 +45,17 @@ from bench.live_quality import Service, free_port  # noqa: E402
 DAY = 86_400.0
 
 
-def sim_args(args: argparse.Namespace, truth: Path, recommender: str) -> list[str]:
-    return [sys.executable, "-m", "recstream.cli", "sim", "--seed", str(args.seed),
-            "--users", str(args.users), "--movies", str(args.movies), "--fast",
-            "--duration", str(args.duration), "--backfill-days", str(args.backfill_days),
-            "--backfill-lines", str(args.backfill_lines), "--truth", str(truth),
-            "--recommender", recommender, "--quiet"]
+def sim_args(args: argparse.Namespace, truth: Path | None, recommender: str,
+             past: bool = False) -> list[str]:
+    out = [sys.executable, "-m", "recstream.cli", "sim", "--seed", str(args.seed),
+           "--users", str(args.users), "--movies", str(args.movies), "--fast",
+           "--recommender", recommender, "--quiet"]
+    if past:  # the past alone (and one simulated second of live traffic), to a file
+        return out + ["--duration", "1", "--backfill-days", str(args.backfill_days),
+                      "--backfill-lines", str(args.backfill_lines), "--no-kafka", "--no-api",
+                      "--no-oracle"]
+    return out + ["--duration", str(args.duration), "--backfill-days", "0",
+                  "--truth", str(truth), "--rate", str(args.rate)]
 
 
 def outcome(truth: Path, duration: float) -> dict[str, dict[str, float]]:
@@ -78,11 +85,14 @@ def outcome(truth: Path, duration: float) -> dict[str, dict[str, float]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--users", type=int, default=3000)
-    parser.add_argument("--movies", type=int, default=3000)
+    parser.add_argument("--users", type=int, default=400)
+    parser.add_argument("--movies", type=int, default=1000)
     parser.add_argument("--duration", type=float, default=DAY, help="simulated seconds live")
+    parser.add_argument("--rate", type=float, default=2.0,
+                        help="the simulator's --rate (arrivals per real second at its default "
+                             "speed 60: 2 -> ~2,900 sessions a simulated day)")
     parser.add_argument("--backfill-days", type=float, default=30)
-    parser.add_argument("--backfill-lines", type=int, default=400_000)
+    parser.add_argument("--backfill-lines", type=int, default=60_000)
     parser.add_argument("--timeout", type=float, default=3600.0)
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--json", type=Path)
@@ -103,12 +113,36 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = outcome(truth, args.duration)
         print(f"{name}: {time.monotonic() - started:.0f}s {json.dumps(results[name])}",
               flush=True)
+    with open(work / "past.log", "wb") as past:
+        subprocess.run([*sim_args(args, None, "builtin:popularity", past=True), "--out", "-"],
+                       cwd=ROOT, check=True, timeout=args.timeout, stdout=past,
+                       stderr=subprocess.DEVNULL)
     service = Service(work, 4)
     api_port = free_port()
     service.env["RECSTREAM_API_URL"] = f"http://127.0.0.1:{api_port}"
-    sim = None
+    sim = api = None
     try:
+        # The simulator's movie/user API for the past's movies while it is replayed.
+        api = subprocess.Popen([sys.executable, "-m", "recstream.cli", "sim", "--seed",
+                                str(args.seed), "--users", str(args.users), "--movies",
+                                str(args.movies), "--recommender", "builtin:random",
+                                "--no-kafka", "--api-port", str(api_port), "--duration", "0",
+                                "--rate", "0.001", "--no-oracle", "--quiet"],
+                               cwd=ROOT, env=service.env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
         service.start()
+        out = service.cli("replay", str(work / "past.log"))
+        produced = int(out.split("replayed ", 1)[1].split()[0])
+        report["past_lines"] = produced
+        report["past_drain_seconds"] = service.drained(produced, args.timeout)
+        service.wait(lambda: service.metric("recstream_retrains_total") >= 1, args.timeout,
+                     "the worker's own retrain")
+        service.settle_retrains(quiet=90.0, timeout=args.timeout)
+        report["generation_before_day"] = service.metric("recstream_model_generation")
+        print(f"past: {produced:,} lines drained in {report['past_drain_seconds']:.0f}s; "
+              f"serving generation {report['generation_before_day']:.0f}", flush=True)
+        api.terminate()
+        api.wait(30)
         truth = work / "truth-ours.jsonl"
         started = time.monotonic()
         log = open(work / "sim.log", "wb")
@@ -127,13 +161,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ours: {report['live_seconds']:.0f}s, retrains {report['retrains']:.0f}, "
               f"generation {report['generation']:.0f} {json.dumps(results['ours'])}",
               flush=True)
-    except (RuntimeError, subprocess.SubprocessError, OSError) as exc:
+    except (RuntimeError, subprocess.SubprocessError, OSError, ValueError, IndexError) as exc:
         print(f"live_world: cannot measure: {exc}", file=sys.stderr)
         return 1
     finally:
-        if sim is not None and sim.poll() is None:
-            sim.terminate()
-            sim.wait(30)
+        for proc in (sim, api):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                proc.wait(30)
         service.close()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
