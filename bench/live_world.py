@@ -135,9 +135,18 @@ def main(argv: list[str] | None = None) -> int:
         produced = int(out.split("replayed ", 1)[1].split()[0])
         report["past_lines"] = produced
         report["past_drain_seconds"] = service.drained(produced, args.timeout)
-        service.wait(lambda: service.metric("recstream_retrains_total") >= 1, args.timeout,
-                     "the worker's own retrain")
-        service.settle_retrains(quiet=90.0, timeout=args.timeout)
+        # A small past (a few thousand interactions) is under the worker's volume trigger
+        # (5,000) and its hourly timer: one `train --promote`, as an operator would run it.
+        service.settle_retrains(quiet=30.0, timeout=args.timeout)
+        trained = json.loads(service.cli("train", "--promote", "--json").strip()
+                             .splitlines()[-1])
+        report["train"] = {k: trained.get(k) for k in ("version", "promoted", "decision")}
+        report["train"]["interactions"] = (trained.get("data") or {}).get("interactions")
+        print(f"train --promote: promoted {trained.get('promoted')}, "
+              f"{(trained.get('decision') or {}).get('reasons')}", flush=True)
+        if trained.get("promoted"):
+            service.wait(lambda: service.metric("recstream_model_generation") >= 1, 300,
+                         "the swap")
         report["generation_before_day"] = service.metric("recstream_model_generation")
         print(f"past: {produced:,} lines drained in {report['past_drain_seconds']:.0f}s; "
               f"serving generation {report['generation_before_day']:.0f}", flush=True)
