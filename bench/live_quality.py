@@ -136,6 +136,33 @@ class Service:
             if now != last:
                 last, since = now, time.monotonic()
 
+    def retraining(self) -> bool:
+        """Whether the worker has a ``recstream train`` child process running now."""
+        if self.worker is None:
+            return False
+        for status in Path("/proc").glob("[0-9]*/status"):
+            try:
+                ppid = next(int(line.split()[1]) for line in status.read_text().splitlines()
+                            if line.startswith("PPid:"))
+                if ppid != self.worker.pid:
+                    continue
+                if b"train" in (status.parent / "cmdline").read_bytes().split(b"\0"):
+                    return True
+            except (OSError, StopIteration, ValueError):
+                continue
+        return False
+
+    def settle_retrains(self, quiet: float, timeout: float) -> None:
+        """Until no retrain has run (counter still, no child) for ``quiet`` seconds: a
+        retrain slower than ``quiet`` no longer ends the wait while it runs."""
+        last, since = self.metric("recstream_retrains_total"), time.monotonic()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() - since < quiet and time.monotonic() < deadline:
+            time.sleep(2.0)
+            now = self.metric("recstream_retrains_total")
+            if now != last or self.retraining():
+                last, since = now, time.monotonic()
+
     def recommend(self, users: list[int]) -> dict[int, list[str]]:
         def ask(user: int) -> tuple[int, list[str]]:
             status, body = self.get(f"/recommend/{user}")
@@ -180,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drain-timeout", type=float, default=3600.0)
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs)")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--lists-out", type=Path,
+                        help="write the live answers per user (JSON) to compare user by user")
     args = parser.parse_args(argv)
     folder = Path(args.dataset) if Path(args.dataset).is_dir() else None
     name = args.dataset if Path(args.dataset).is_file() else Path(args.dataset).name
@@ -199,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         movie_api = MovieApi(movie_objects(Path(folder or DATA / name)))
         service.env["RECSTREAM_API_URL"] = movie_api.url
     results: dict[str, dict] = {}
+    answers: dict[str, dict[int, list[str]]] = {}
     report: dict = {"dataset": args.dataset, "limit_users": args.limit_users,
                     "lines": len(lines)}
     try:
@@ -216,15 +246,15 @@ def main(argv: list[str] | None = None) -> int:
             # time): wait for its retrains to finish before asking (none for 150 s).
             service.wait(lambda: service.metric("recstream_retrains_total") >= 1,
                          args.drain_timeout, "the worker's own retrain")
-            service.settle("recstream_retrains_total", quiet=150.0,
-                           timeout=args.drain_timeout)
+            service.settle_retrains(quiet=150.0, timeout=args.drain_timeout)
             service.settle("recstream_answers_refreshed_total")
             report["own_retrains"] = service.metric("recstream_retrains_total")
             report["generation_before_train"] = service.metric("recstream_model_generation")
             print(f"the worker's own retrains: {report['own_retrains']:.0f} (generation "
                   f"{report['generation_before_train']:.0f}) after "
                   f"{time.monotonic() - started:.0f}s", flush=True)
-        results["live (as replayed)"] = score_lists(service.recommend(wanted), split)
+        answers = {"live (as replayed)": service.recommend(wanted)}
+        results["live (as replayed)"] = score_lists(answers["live (as replayed)"], split)
         print(table(list(results.items()), baseline=""), flush=True)
         if not args.skip_train:
             generation = service.metric("recstream_model_generation")
@@ -238,13 +268,16 @@ def main(argv: list[str] | None = None) -> int:
                 service.wait(lambda: service.metric("recstream_model_generation") > generation,
                              300, "the worker to swap to the promoted model")
                 service.settle("recstream_answers_refreshed_total")
-            results["live after train --promote"] = score_lists(service.recommend(wanted),
-                                                                split)
+            answers["live after train --promote"] = service.recommend(wanted)
+            results["live after train --promote"] = score_lists(
+                answers["live after train --promote"], split)
             print(table(list(results.items()), baseline=""), flush=True)
     except (RuntimeError, subprocess.TimeoutExpired, OSError, ValueError, IndexError) as exc:
         print(f"live_quality: cannot measure: {exc}", file=sys.stderr)
         return 1
     finally:
+        if args.lists_out and answers:
+            args.lists_out.write_text(json.dumps(answers))
         service.close()
         if movie_api is not None:
             movie_api.close()

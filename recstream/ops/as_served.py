@@ -73,23 +73,44 @@ class AsServed:
         if isinstance(inner, ImplicitALS):  # served as the live path serves it (issue #10)
             self.prior = np.zeros(self.item_ids.size)  # no popularity blend for ials
             self.folded = self._fold_in(np.asarray(users, np.int64),
-                                        np.asarray(items).astype(str))
+                                        np.asarray(items).astype(str),
+                                        None if timestamps is None else np.asarray(timestamps))
         else:
             self.prior = popularity_prior(self.popularity, self.blend)
         return self
 
-    def _fold_in(self, users: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _fold_in(self, users: np.ndarray, items: np.ndarray,
+                 timestamps: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Every user's vector by exact fold-in of their training items against the
-        model's item factors: what the worker holds after the user's last event."""
+        model's item factors: what the worker holds after the user's last event (with the
+        version's ``recent_half_life``, each movie weighs ``2^(-n/h)``, ``n`` = the user's
+        movies first seen after it, as ``ServingModel.fold_in`` weighs them)."""
         inner = self.inner
+        half_life = getattr(inner, "recent_half_life", None)
+        weight = np.ones(users.size)
+        if half_life and users.size:
+            first = np.lexsort((np.arange(users.size),
+                                np.zeros(users.size) if timestamps is None else timestamps,
+                                items, users))
+            u, i = users[first], items[first]
+            head = np.r_[True, (u[1:] != u[:-1]) | (i[1:] != i[:-1])]  # first sight of a pair
+            keep_first = first[head]
+            order = keep_first[np.lexsort((keep_first, timestamps[keep_first] if timestamps
+                                           is not None else keep_first, users[keep_first]))]
+            ou = users[order]
+            start = np.r_[0, np.flatnonzero(ou[1:] != ou[:-1]) + 1]
+            size = np.diff(np.r_[start, ou.size])
+            newer = np.repeat(start + size, size) - 1 - np.arange(ou.size)
+            weight = np.zeros(users.size)
+            weight[order] = np.exp2(-newer / float(half_life))
         rows = lookup(np.asarray(inner.item_ids).astype(str), items)
-        keep = rows >= 0
+        keep = (rows >= 0) & (weight > 0)
         ids, user_rows = np.unique(users[keep], return_inverse=True)
-        pairs = sp.csr_matrix((np.full(int(keep.sum()), float(inner.alpha)),
-                               (user_rows, rows[keep])),
+        pairs = sp.csr_matrix((float(inner.alpha) * weight[keep], (user_rows, rows[keep])),
                               shape=(ids.size, inner.item_factors.shape[0]))
-        pairs.sum_duplicates()
-        pairs.data[:] = float(inner.alpha)  # binary: a repeated pair is one interaction
+        pairs.sum_duplicates()  # one entry per pair (later sightings weigh 0)
+        if not half_life:
+            pairs.data[:] = float(inner.alpha)  # binary: a repeated pair is one interaction
         return ids, fold_in_users(inner.item_factors, pairs, float(inner.regularization))
 
     def predict_many(self, users: Iterable, items: Iterable) -> np.ndarray:

@@ -205,7 +205,7 @@ async def train(settings: Settings, request: TrainRequest, *, registry: Any,
                                                        float(settings.rating_max))),
                          split, settings)
         serving = score_serving(registry, split, holdout, settings, progress,
-                                candidate=fitted)
+                                candidate=fitted, candidate_interactions=len(rows))
         candidate["interactions"] = len(rows)  # the gate's data-fraction check
         if serving is None:  # per-user values for the gate's "nothing serving" branch
             served = AsServed(Fitted(fitted), settings.popularity_blend).fit(

@@ -148,3 +148,45 @@ def test_ials_is_compared_only_on_users_whose_holdout_the_serving_version_never_
     paired = second["metrics"]["serving"]["paired"]
     assert 0 < paired["users"] <= len(newest_unseen) < len(set(split.test.users.tolist()))
     assert set(map(int, paired["per_user"]["serving"]["recall_at_20"])) <= newest_unseen
+
+
+def test_a_candidate_with_far_more_data_is_paired_on_every_holdout_user(tmp_path, monkeypatch):
+    """Issue #10 phase 4 (the 64-factor anomaly): users arrive in bursts (a replay), the
+    first retrain is promoted on the first users' data, and its successor -- fitted on
+    over twice the data -- has too few users whose holdout is newer than the serving
+    data to be compared, so every successor was refused as inconclusive and the service
+    stayed on the sliver.  With >= 2x the serving data every holdout user is paired,
+    against the serving version's recipe refitted on its own data minus the holdout."""
+    def ials(histories, settings):
+        async def fake_load(settings, source, hours, progress):
+            return histories, TopicRange("t", {0: (0, 42)})
+        monkeypatch.setattr(training, "load", fake_load)
+        return asyncio.run(training.train(
+            settings, TrainRequest(model="ials", promote=True),
+            registry=Registry(tmp_path / "models"), progress=Progress(io.StringIO()),
+            gate=gate, announce=Announcements()))
+
+    full = planted_histories(n_users=400, n=16000)
+    for user, history in full.items():  # each user active in one burst, users in turn
+        start = 1e9 + user * 86_400.0
+        history.ratings = {m: [r, start + j * 60.0]
+                           for j, (m, (r, _)) in enumerate(sorted(history.ratings.items(),
+                                                                  key=lambda kv: kv[1][1]))}
+        history.items, history.watches = list(history.ratings), {}
+    sliver = {u: h for u, h in full.items() if u < 60}
+    grown = {u: h for u, h in full.items() if u < 160}
+    size = lambda hs: sum(len(h.ratings) for h in hs.values())  # noqa: E731
+    assert size(grown) >= 2 * size(sliver)
+    settings = S.replace(registry_dir=str(tmp_path / "models"), gate_min_users=100)
+    first = ials(sliver, settings.replace(gate_min_users=20))
+    assert first["promoted"], first["decision"]
+    second = ials(grown, settings)
+    paired = second["metrics"]["serving"]["paired"]
+    newer = paired["users"] - sum(1 for u in map(int, paired["per_user"]["serving"][
+        "recall_at_20"]) if u < 60)
+    assert newer < 100 <= paired["users"], (newer, paired["users"])  # today: inconclusive
+    assert "every holdout user" in second["metrics"]["serving"]["compared_on"]
+    # ... against the serving recipe refitted without the holdout (the stored version
+    # memorised the older users' test pairs and refused its successors as "worse").
+    assert second["metrics"]["serving"]["refitted_without_holdout"]
+    assert second["promoted"], second["decision"]
