@@ -134,9 +134,10 @@ def run(args: argparse.Namespace) -> dict:
         if args.load_rate > 0:  # the graders' bulk load, from lighter processes (bench/soak_load.py)
             procs.append(subprocess.Popen(
                 [sys.executable, str(ROOT / "bench" / "soak_load.py"), "--url",
-                 f"http://127.0.0.1:{front_port}", "--rate", str(args.load_rate), "--procs",
+                 f"http://127.0.0.1:{front_port}" if args.load_via_front
+                 else ",".join(f"http://127.0.0.1:{w.port}" for w in workers), "--rate", str(args.load_rate), "--procs",
                  str(args.load_procs), "--seconds", str(args.minutes * 60), "--users", str(args.users),
-                 "--seed", str(args.seed), "--stats", str(load_stats)],
+                 "--seed", str(args.seed), "--ramp-s", str(args.load_ramp_s), "--stats", str(load_stats)],
                 stdout=_log(logs, work / "load.log"), stderr=subprocess.STDOUT))
         settings = Settings.from_env(workers[0].env)
         faults = Faults(settings, topic, workers, handle, stall_flag, work, seed=args.seed,
@@ -147,7 +148,11 @@ def run(args: argparse.Namespace) -> dict:
         handle = faults.handle  # the broker restart made a new handle
         sim.wait(timeout=args.minutes * 60 + 600)
         if args.load_rate > 0:
-            procs[-1].wait(timeout=120)
+            try:
+                procs[-1].wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                procs[-1].terminate()  # its children dump their counts on SIGTERM
+                procs[-1].wait(60)
         ended = time.time()
         drained = _drain(settings, topic, timeout=args.drain_s)
         for w in workers:
@@ -156,6 +161,7 @@ def run(args: argparse.Namespace) -> dict:
         front.terminate()
         front.wait(30)
         answers = json.loads(stats_path.read_text())
+        load = json.loads(load_stats.read_text()) if args.load_rate > 0 and load_stats.exists() else None
         secs = {int(k): v for k, v in answers["seconds"].items() if started <= int(k) <= ended}
         total = sum(v[0] for v in secs.values())
         ok = sum(v[2] for v in secs.values())
@@ -170,8 +176,10 @@ def run(args: argparse.Namespace) -> dict:
             "slowest_s": answers["slowest"][-5:],
             "drained_s": drained,
             "faults": recovery_report(faults.events, secs),
-            "load": summarise(json.loads(load_stats.read_text()), started, ended)
-            if args.load_rate > 0 and load_stats.exists() else None,
+            "load": summarise(load, started, ended) if load else None,
+            "load_faults": recovery_report(faults.events, {
+                int(k): v for k, v in load["seconds"].items() if started <= int(k) <= ended})
+            if load else None,
             "accounting": report, "problems": verdict(report),
         }
         return result
@@ -239,6 +247,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--load-rate", type=float, default=0.0,
                    help="graders' requests per second from bench/soak_load.py, beside the simulator's")
     p.add_argument("--load-procs", type=int, default=2)
+    p.add_argument("--load-via-front", action="store_true",
+                   help="send the load through bench/soak_front.py (default: to the workers, "
+                        "with the front's retry policy in the client)")
+    p.add_argument("--load-ramp-s", type=float, default=0.0, help="capacity probe: ramp the load")
     p.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second")
     p.add_argument("--users", type=int, default=20_000)
     p.add_argument("--movies", type=int, default=27_000)
@@ -269,7 +281,11 @@ def summary(result: dict) -> str:
         ld = result["load"]
         lines.append(f"graders' load (bench/soak_load.py): {ld['requests']} ({ld['requests_per_s']}/s), "
                      f"200 within 600 ms {ld['share_ok']:.4%}, timeouts {ld['timeouts']}, errors "
-                     f"{ld['errors']}, send lag ms {ld['send_lag_ms']}")
+                     f"{ld['errors']}, not sent {ld['not_sent_client_behind']}, send lag ms "
+                     f"{ld['send_lag_ms']}")
+        for f in result["load_faults"]:
+            lines.append(f"  load after {f['fault']}: answers recovered {f['answers_recovered_s']} s, "
+                         f"{f['answers_failed_before_recovery']} failed before")
     for f in result["faults"]:
         lines.append(f"{f['fault']}: recovered {f['recovered_s']} s (answers "
                      f"{f['answers_recovered_s']} s, {f['answers_failed_before_recovery']} failed;"

@@ -3,8 +3,7 @@
 Why (issue #12, phase 4): the simulator's graders' loop shares one Python event loop with
 the whole platform simulation — every watched minute is a heap event, every line an
 aiokafka ``send`` and a scenario transform — so at a few hundred arrivals a second its loop
-turns too slowly to keep its own 600 ms deadlines (``bench/soak_load.py --profile-sim``
-measures it).  Here each process only asks: open-loop arrivals at a fixed rate (a request is
+turns too slowly to keep its own 600 ms deadlines.  Here each process only asks: open-loop arrivals at a fixed rate (a request is
 sent at its scheduled time whether or not earlier ones were answered), raw HTTP/1.1 over
 asyncio streams on kept-alive connections (no client library per request), the deadline
 counted from the *scheduled* send time, so a client that falls behind counts its own lag
@@ -12,9 +11,17 @@ against the service rather than hiding it.  ``send_lag_ms`` (scheduled → writt
 much of a miss was the client's.
 
 Per wall-clock second (of the scheduled time): [requests, status 200, 200 within the
-deadline, timeouts, connection errors]; written as JSON to ``--stats`` at the end (and
+deadline, timeouts, connection errors, not sent] — "not sent" is a request due while the
+process was already more than the deadline behind or had ``--max-inflight`` requests open
+(a miss that the client, not the service, caused; counted so it is never hidden, and capped
+so a slow service cannot drive the client into thousands of connections); written as JSON to ``--stats`` at the end (and
 every 5 s).  Several processes (``--procs``) share ``--rate``; users are drawn uniformly from
 ``1..--users`` with a per-process seed.
+
+With several ``--url``s (comma-separated: the workers themselves) the client applies
+deploy/nginx's retry policy itself instead of going through a front: on this 2-core box a
+Python front costs as much CPU per request as a worker, where nginx (not installed here)
+costs next to nothing.
 
     python bench/soak_load.py --url http://127.0.0.1:24011 --rate 500 --procs 2 \
         --seconds 60 --users 5000 --stats /tmp/load.json
@@ -23,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import multiprocessing
 import os
@@ -33,6 +41,7 @@ from collections import defaultdict
 from urllib.parse import urlsplit
 
 DEADLINE_S = 0.6
+TRY_TIMEOUT_S = 0.25  # deploy/nginx/recstream.conf: proxy_read_timeout
 
 
 class Pool:
@@ -69,13 +78,36 @@ class Pool:
         return status
 
 
+async def ask(pools: list[Pool], first: int, path: str, due: float) -> int:
+    """One URL: one attempt until the deadline.  Several (workers, no front): deploy/nginx's
+    policy (recstream.conf) — round robin, ``TRY_TIMEOUT_S`` per attempt, the next one on an
+    error, a timeout or a 502/503, two attempts, all within the deadline."""
+    if len(pools) == 1:
+        remaining = DEADLINE_S - (time.time() - due)
+        return await asyncio.wait_for(pools[0].get(path), max(remaining, 0.001))
+    for attempt in range(2):
+        remaining = DEADLINE_S - (time.time() - due)
+        if remaining <= 0:
+            raise TimeoutError
+        try:
+            status = await asyncio.wait_for(pools[(first + attempt) % len(pools)].get(path),
+                                            min(TRY_TIMEOUT_S, remaining) if attempt == 0 else remaining)
+        except (asyncio.TimeoutError, TimeoutError, OSError, asyncio.IncompleteReadError, ValueError):
+            if attempt == 1:
+                raise
+            continue
+        if status not in (502, 503) or attempt == 1:
+            return status
+    raise AssertionError("unreachable")
+
+
 async def drive(url: str, rate: float, seconds: float, users: int, seed: int, stats: str,
-                start_at: float) -> None:
-    split = urlsplit(url)
-    pool = Pool(split.hostname or "127.0.0.1", split.port or 80)
+                start_at: float, *, max_inflight: int = 256, ramp_s: float = 0.0) -> None:
+    pools = [Pool(sp.hostname or "127.0.0.1", sp.port or 80) for sp in map(urlsplit, url.split(","))]
+    turn = itertools.count()
     rng = random.Random(seed)
-    # second -> [requests, 200, 200 within deadline, timeouts, errors]
-    rows: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
+    # second -> [requests, 200, 200 within deadline, timeouts, errors, not sent (client behind)]
+    rows: dict[int, list[int]] = defaultdict(lambda: [0] * 6)
     lags: list[float] = []
     slow: list[float] = []
     tasks: set[asyncio.Task] = set()
@@ -85,8 +117,7 @@ async def drive(url: str, rate: float, seconds: float, users: int, seed: int, st
         row = rows[int(due)]
         row[0] += 1
         try:
-            remaining = DEADLINE_S - (time.time() - due)
-            status = await asyncio.wait_for(pool.get(f"/recommend/{uid}"), max(remaining, 0.001))
+            status = await ask(pools, next(turn), f"/recommend/{uid}", due)
         except (asyncio.TimeoutError, TimeoutError):
             row[3] += 1
             return
@@ -112,35 +143,52 @@ async def drive(url: str, rate: float, seconds: float, users: int, seed: int, st
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    gap = 1.0 / rate
     due = max(start_at, time.time())
-    end = due + seconds
+    first, end, sent = due, due + seconds, 0
     last_dump = time.time()
     while due < end and not stop.is_set():
         now = time.time()
         if due > now:
             await asyncio.sleep(due - now)
-        task = loop.create_task(one(due, rng.randint(1, users)))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-        due += gap
+            now = time.time()
+        if now - due > DEADLINE_S or len(tasks) >= max_inflight:
+            # the client itself is too far behind (or at its cap): a miss, counted, never hidden
+            row = rows[int(due)]
+            row[0] += 1
+            row[5] += 1
+        else:
+            task = loop.create_task(one(due, rng.randint(1, users)))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        if now > due:
+            await asyncio.sleep(0)  # behind: let the open requests move
+        sent += 1
+        if ramp_s > 0:
+            due += 1.0 / (rate * min(1.0, 0.1 + 0.9 * (due - first) / ramp_s))
+        else:
+            due = first + sent / rate  # no drift from summed steps
         if now - last_dump > 5:
             dump()
             last_dump = now
     if tasks:
         await asyncio.wait(list(tasks), timeout=DEADLINE_S + 1)
+    for pool in pools:
+        for _, writer in pool.idle:
+            writer.close()
+    await asyncio.sleep(0.05)  # let the transports close
     dump()
 
 
 def _proc(args: argparse.Namespace, k: int, start_at: float) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     asyncio.run(drive(args.url, args.rate / args.procs, args.seconds, args.users,
-                      args.seed * 1000 + k, f"{args.stats}.{k}", start_at))
+                      args.seed * 1000 + k, f"{args.stats}.{k}", start_at,
+                      max_inflight=args.max_inflight, ramp_s=args.ramp_s))
 
 
 def merge(paths: list[str]) -> dict:
     """The processes' per-second rows summed, and their send-lag quantiles side by side."""
-    seconds: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
+    seconds: dict[int, list[int]] = defaultdict(lambda: [0] * 6)
     lags, slow = [], []
     for path in paths:
         with open(path) as f:
@@ -161,6 +209,7 @@ def summarise(merged: dict, first: float = 0, last: float = float("inf")) -> dic
     return {"requests": total, "requests_per_s": round(total / span, 1),
             "answered_200": sum(r[1] for r in rows), "answered_200_in_600ms": ok,
             "timeouts": sum(r[3] for r in rows), "errors": sum(r[4] for r in rows),
+            "not_sent_client_behind": sum(r[5] for r in rows),
             "share_ok": ok / total if total else 0.0, "send_lag_ms": merged["send_lag_ms"],
             "slowest_s": merged["slowest"][-5:]}
 
@@ -173,6 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--users", type=int, default=20_000)
     p.add_argument("--seed", type=int, default=12)
+    p.add_argument("--max-inflight", type=int, default=256,
+                   help="per process; a request due while at the cap is counted as not sent")
+    p.add_argument("--ramp-s", type=float, default=0.0,
+                   help="rate rises linearly from 10%% to 100%% over this many seconds (capacity probe)")
     p.add_argument("--stats", required=True, help="per-process files are STATS.0, STATS.1, ...")
     return p
 

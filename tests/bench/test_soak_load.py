@@ -43,12 +43,12 @@ async def test_counts_answers_within_the_deadline_and_misses_beside_them(tmp_pat
     data = json.loads(stats.read_text())
     s = soak_load.summarise(soak_load.merge([str(stats)]))
     assert s["requests"] == 120 == sum(r[0] for r in data["seconds"].values())
-    # every request is one of: 200 in time, a non-200 answer, a timeout, an error
-    non_200 = s["requests"] - s["answered_200"] - s["timeouts"] - s["errors"]
-    assert s["timeouts"] > 10 and non_200 > 10 and s["answered_200_in_600ms"] > 30
+    # only users 2 and 3 mod 4 can count (half of them): a 500 or a late answer never does;
+    # on a starved box some of those are late too, so only an upper bound holds everywhere
+    assert s["answered_200"] < 0.7 * s["requests"]
+    assert s["answered_200_in_600ms"] <= s["answered_200"]
+    assert s["timeouts"] + s["not_sent_client_behind"] > 10   # the 1-second answers
     assert s["errors"] == 0
-    assert s["answered_200"] == s["answered_200_in_600ms"]
-    assert s["share_ok"] < 0.8
     assert set(data["send_lag_ms"]) == {"0.5", "0.99", "0.999"}
 
 
@@ -57,4 +57,42 @@ async def test_a_refused_connection_is_an_error_not_a_success(tmp_path):
     await soak_load.drive(f"http://127.0.0.1:{free_port()}", rate=40, seconds=0.5, users=10, seed=1,
                           stats=str(stats), start_at=0)
     s = soak_load.summarise(soak_load.merge([str(stats)]))
-    assert s["requests"] == 20 and s["errors"] == 20 and s["share_ok"] == 0.0
+    assert s["requests"] == 20 and s["share_ok"] == 0.0 and s["errors"] > 0
+    assert s["errors"] + s["not_sent_client_behind"] == 20  # a starved box sends some late
+
+
+async def test_a_client_at_its_cap_counts_what_it_could_not_send(tmp_path):
+    async def handler(request: web.Request) -> web.Response:
+        await asyncio.sleep(0.4)
+        return web.Response(text="m1\n")
+
+    runner, port = await _serve(handler)
+    stats = tmp_path / "load.json"
+    try:
+        await soak_load.drive(f"http://127.0.0.1:{port}", rate=50, seconds=1.0, users=10, seed=2,
+                              stats=str(stats), start_at=0, max_inflight=2)
+    finally:
+        await runner.cleanup()
+    s = soak_load.summarise(soak_load.merge([str(stats)]))
+    assert s["requests"] == 50
+    assert 30 < s["not_sent_client_behind"] < 50            # two open at a time, 0.4 s each
+    assert s["answered_200"] <= s["requests"] - s["not_sent_client_behind"]
+
+
+async def test_with_two_workers_a_dead_one_is_retried_on_the_other(tmp_path):
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(text="m1\n")
+
+    runner, port = await _serve(handler)
+    stats = tmp_path / "load.json"
+    try:
+        await soak_load.drive(f"http://127.0.0.1:{free_port()},http://127.0.0.1:{port}", rate=40,
+                              seconds=0.5, users=10, seed=4, stats=str(stats), start_at=0)
+    finally:
+        await runner.cleanup()
+    s = soak_load.summarise(soak_load.merge([str(stats)]))
+    # half the requests go first to the dead one: every request is still answered (late ones
+    # on a starved box aside), none is an error
+    assert s["requests"] == 20 and s["errors"] == 0
+    assert s["answered_200"] + s["timeouts"] + s["not_sent_client_behind"] == 20
+    assert s["answered_200"] >= 10
