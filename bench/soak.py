@@ -284,8 +284,10 @@ def summary(result: dict) -> str:
                      f"{ld['errors']}, not sent {ld['not_sent_client_behind']}, send lag ms "
                      f"{ld['send_lag_ms']}")
         for f in result["load_faults"]:
-            lines.append(f"  load after {f['fault']}: answers recovered {f['answers_recovered_s']} s, "
-                         f"{f['answers_failed_before_recovery']} failed before")
+            lines.append(f"  load after {f['fault']}: {f['window_missed']} of {f['window_requests']} "
+                         f"missed until the next fault ({f['window_seconds_missing']} s with a miss, "
+                         f"{f['window_seconds_none_in_time']} with none in time, last "
+                         f"+{f['window_last_miss_s']} s)")
     for f in result["faults"]:
         lines.append(f"{f['fault']}: recovered {f['recovered_s']} s (answers "
                      f"{f['answers_recovered_s']} s, {f['answers_failed_before_recovery']} failed;"
