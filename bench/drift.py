@@ -30,7 +30,9 @@ import argparse
 import asyncio
 import bisect
 import json
+import multiprocessing
 import os
+import pickle
 import sys
 from collections import deque
 from pathlib import Path
@@ -61,6 +63,21 @@ GAP_EDGES_S = (-3600.0, -300.0, -60.0, -1.0, 1.0, 60.0, 300.0, 3600.0)  # 9 orde
 RANK_EDGES = (10, 100, 1000)  # + "beyond" + "never seen in the reference"
 KINDS = {WatchMinute: 0, Rating: 1, AccountCreated: 2, RecommendationOutcome: 3}
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "mlip-stream-samples"
+
+
+def sim_lines(name: str, users: int, seed: int, scenarios: dict, cache: str) -> list[str]:
+    """One simulated day's lines; with ``cache``, kept as ``<cache>/<name>-<users>-<seed>.pkl``
+    (the same function and arguments give the same lines: the simulator is seeded)."""
+    path = Path(cache) / f"{name}-{users}-{seed}.pkl" if cache else None
+    if path is not None and path.exists():
+        with open(path, "rb") as f:
+            return pickle.load(f)
+    lines = asyncio.run(run_sim(users, seed, scenarios))
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as f:
+            pickle.dump(lines, f)
+    return lines
 
 
 async def run_sim(users: int, seed: int, scenarios: dict) -> list[str]:
@@ -209,26 +226,50 @@ SCENARIOS = {
 }
 
 
+def run_windows(name: str, args: argparse.Namespace, t0: float, ranks: dict | None) -> tuple:
+    """(windows, ranks) of one run; with ``--cache`` the windows are kept beside the lines."""
+    path = Path(args.cache) / f"{name}-{args.users}-{args.seed}.win.pkl" if args.cache else None
+    if path is not None and path.exists():
+        with open(path, "rb") as f:
+            return pickle.load(f)
+    scenarios = {"malformed": {}, **SCENARIOS.get(name, {})}
+    lines = sim_lines(name, args.users, args.seed, scenarios, args.cache)
+    ranks = reference_ranks(lines, t0) if ranks is None else ranks
+    out = (windows(lines, t0, ranks), ranks)
+    if path is not None:
+        with open(path.with_suffix(".tmp"), "wb") as f:
+            pickle.dump(out, f)
+        path.with_suffix(".tmp").replace(path)
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--users", type=int, default=20_000)
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--cache", default="", help="keep each run's lines and windows here, reuse them")
     p.add_argument("--only", action="append", default=[], choices=sorted(SCENARIOS))
+    p.add_argument("--jobs", type=int, default=1, help="runs' windows in this many processes "
+                   "(the alarmed features are the same; only the unalarmed popularity profile "
+                   "then ranks movies by each run's own first hours)")
+    p.add_argument("--no-api", action="store_true", help="leave out the API field-loss part")
     args = p.parse_args()
     from recstream.sim.lines import parse_start
     t0 = parse_start(SimOptions().start)
     print(json.dumps({"load": os.getloadavg(), "users": args.users, "seed": args.seed}), flush=True)
-    lines = asyncio.run(run_sim(args.users, args.seed, {"malformed": {}}))
-    ranks = reference_ranks(lines, t0)
-    clean = windows(lines, t0, ranks)
+    names = [n for n in SCENARIOS if not args.only or n in args.only]
+    if args.jobs > 1:  # each run's windows in its own process (popularity ranks from each run)
+        with multiprocessing.Pool(min(args.jobs, len(names) + 1)) as pool:
+            done = pool.starmap(run_windows, [(n, args, t0, None) for n in ["clean"] + names])
+    else:
+        done = [run_windows("clean", args, t0, None)]
+        done += [run_windows(n, args, t0, done[0][1]) for n in names]
+    clean = done[0][0]
     print(json.dumps({"clean": clean_report(clean)}), flush=True)
-    for name, scenario in SCENARIOS.items():
-        if args.only and name not in args.only:
-            continue
-        drifted = windows(asyncio.run(run_sim(args.users, args.seed, {"malformed": {}, **scenario})),
-                          t0, ranks)
+    for name, (drifted, _) in zip(names, done[1:]):
         print(json.dumps({name: scenario_report(clean, drifted)}), flush=True)
-    print(json.dumps({"api_field_loss": api_objects(args.seed)}), flush=True)
+    if not args.no_api:
+        print(json.dumps({"api_field_loss": api_objects(args.seed)}), flush=True)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.soak_check import check, group_lag, verdict  # noqa: E402
 from bench.soak_faults import SCHEDULE, Faults, recovery_report  # noqa: E402
+from bench.soak_load import summarise  # noqa: E402
 from recstream.settings import Settings  # noqa: E402
 from tests import brokers  # noqa: E402
 from tests.brokers import BrokerError, KafkaHandle, stop_kafka  # noqa: E402
@@ -129,6 +130,15 @@ def run(args: argparse.Namespace) -> dict:
                                stderr=subprocess.STDOUT)
         procs.append(sim)
         _wait_traffic(sim, f"http://127.0.0.1:{sim_api}/user/1", timeout=600)  # world built
+        load_stats = work / "load.json"
+        if args.load_rate > 0:  # the graders' bulk load, from lighter processes (bench/soak_load.py)
+            procs.append(subprocess.Popen(
+                [sys.executable, str(ROOT / "bench" / "soak_load.py"), "--url",
+                 f"http://127.0.0.1:{front_port}" if args.load_via_front
+                 else ",".join(f"http://127.0.0.1:{w.port}" for w in workers), "--rate", str(args.load_rate), "--procs",
+                 str(args.load_procs), "--seconds", str(args.minutes * 60), "--users", str(args.users),
+                 "--seed", str(args.seed), "--ramp-s", str(args.load_ramp_s), "--stats", str(load_stats)],
+                stdout=_log(logs, work / "load.log"), stderr=subprocess.STDOUT))
         settings = Settings.from_env(workers[0].env)
         faults = Faults(settings, topic, workers, handle, stall_flag, work, seed=args.seed,
                         start_kafka=start_kafka, stop_kafka=stop_kafka,
@@ -137,6 +147,12 @@ def run(args: argparse.Namespace) -> dict:
         faults.run_schedule(started, args.minutes * 60, sim)
         handle = faults.handle  # the broker restart made a new handle
         sim.wait(timeout=args.minutes * 60 + 600)
+        if args.load_rate > 0:
+            try:
+                procs[-1].wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                procs[-1].terminate()  # its children dump their counts on SIGTERM
+                procs[-1].wait(60)
         ended = time.time()
         drained = _drain(settings, topic, timeout=args.drain_s)
         for w in workers:
@@ -145,6 +161,7 @@ def run(args: argparse.Namespace) -> dict:
         front.terminate()
         front.wait(30)
         answers = json.loads(stats_path.read_text())
+        load = json.loads(load_stats.read_text()) if args.load_rate > 0 and load_stats.exists() else None
         secs = {int(k): v for k, v in answers["seconds"].items() if started <= int(k) <= ended}
         total = sum(v[0] for v in secs.values())
         ok = sum(v[2] for v in secs.values())
@@ -159,6 +176,10 @@ def run(args: argparse.Namespace) -> dict:
             "slowest_s": answers["slowest"][-5:],
             "drained_s": drained,
             "faults": recovery_report(faults.events, secs),
+            "load": summarise(load, started, ended) if load else None,
+            "load_faults": recovery_report(faults.events, {
+                int(k): v for k, v in load["seconds"].items() if started <= int(k) <= ended})
+            if load else None,
             "accounting": report, "problems": verdict(report),
         }
         return result
@@ -223,6 +244,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--minutes", type=float, default=5.0)
     p.add_argument("--rate", type=float, default=60.0, help="simulator arrivals (requests) per second")
+    p.add_argument("--load-rate", type=float, default=0.0,
+                   help="graders' requests per second from bench/soak_load.py, beside the simulator's")
+    p.add_argument("--load-procs", type=int, default=2)
+    p.add_argument("--load-via-front", action="store_true",
+                   help="send the load through bench/soak_front.py (default: to the workers, "
+                        "with the front's retry policy in the client)")
+    p.add_argument("--load-ramp-s", type=float, default=0.0, help="capacity probe: ramp the load")
     p.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second")
     p.add_argument("--users", type=int, default=20_000)
     p.add_argument("--movies", type=int, default=27_000)
@@ -249,6 +277,17 @@ def summary(result: dict) -> str:
              f"{a['ratings_expected']} of {a['users_with_ratings']} users: lost "
              f"{a['ratings_lost']} wrong {a['ratings_wrong']} extra {a['ratings_extra']}, "
              f"movie counters wrong {a['movie_counters_wrong']}"]
+    if result.get("load"):
+        ld = result["load"]
+        lines.append(f"graders' load (bench/soak_load.py): {ld['requests']} ({ld['requests_per_s']}/s), "
+                     f"200 within 600 ms {ld['share_ok']:.4%}, timeouts {ld['timeouts']}, errors "
+                     f"{ld['errors']}, not sent {ld['not_sent_client_behind']}, send lag ms "
+                     f"{ld['send_lag_ms']}")
+        for f in result["load_faults"]:
+            lines.append(f"  load after {f['fault']}: {f['window_missed']} of {f['window_requests']} "
+                         f"missed until the next fault ({f['window_seconds_missing']} s with a miss, "
+                         f"{f['window_seconds_none_in_time']} with none in time, last "
+                         f"+{f['window_last_miss_s']} s)")
     for f in result["faults"]:
         lines.append(f"{f['fault']}: recovered {f['recovered_s']} s (answers "
                      f"{f['answers_recovered_s']} s, {f['answers_failed_before_recovery']} failed;"

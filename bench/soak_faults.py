@@ -169,8 +169,14 @@ def recovery_report(events: list[dict[str, Any]], secs: dict[int, list[int]]) ->
     """Per fault: failed answers after it and seconds until answers and ingest recovered."""
     out = []
     last = max(secs) if secs else 0
-    for event in events:
+    ats = [int(e["at"]) for e in events]
+    for k, event in enumerate(events):
         at = int(event["at"])
+        # the misses of the whole window up to the next fault: a stall can come long after
+        # the injection (after training, after a restart), past the first clean 5 s
+        upto = ats[k + 1] if k + 1 < len(ats) else last + 1
+        window = [(s, secs[s]) for s in range(at, upto) if s in secs]
+        missed = [(s, row[0] - row[2]) for s, row in window if row[2] < row[0]]
         clean_from, run, failed = None, 0, 0
         for s in range(at, last + 1):
             row = secs.get(s, [0, 0, 0, 0])
@@ -190,6 +196,11 @@ def recovery_report(events: list[dict[str, Any]], secs: dict[int, list[int]]) ->
             "injection_s": round(event["done"] - event["at"], 1),
             "answers_recovered_s": None if clean_from is None else round(clean_from - at, 1),
             "answers_failed_before_recovery": failed,
+            "window_requests": sum(row[0] for _, row in window),
+            "window_missed": sum(n for _, n in missed),
+            "window_seconds_missing": len(missed),
+            "window_seconds_none_in_time": sum(1 for _, row in window if row[0] and not row[2]),
+            "window_last_miss_s": missed[-1][0] - at if missed else None,
             "ingest_recovered_s": None if ingest is None else round(ingest - event["at"], 1),
             "recovered_s": (round(max(ends) - event["at"], 1) if ingest is not None and
                             (served is not None or event["fault"] != "promotion") else None),

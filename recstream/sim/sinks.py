@@ -84,8 +84,8 @@ class KafkaSink:
     """aiokafka producer; creates the topic with ``partitions`` partitions when missing."""
 
     def __init__(self, bootstrap: list[str], topic: str, *, partitions: int = 8,
-                 replication: int = 1, linger_ms: int = 20) -> None:
-        self.bootstrap, self.topic = bootstrap, topic
+                 replication: int = 1, linger_ms: int = 20, outage_s: int = 300) -> None:
+        self.bootstrap, self.topic, self.outage_s = bootstrap, topic, outage_s
         self.partitions, self.replication, self.linger_ms = partitions, replication, linger_ms
         self.failed = 0
         self._producer: Any = None
@@ -95,7 +95,11 @@ class KafkaSink:
         await self.ensure_topic()
         self._producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap, linger_ms=self.linger_ms, max_batch_size=1 << 20,
-            acks=1, enable_idempotence=False, max_request_size=4 << 20)
+            acks=1, enable_idempotence=False, max_request_size=4 << 20,
+            # a batch is retried until it is this old: aiokafka's 40 s default dropped every
+            # line produced during a 59 s broker restart (#12 soak: 12,288 lines); a platform
+            # producer rides out a broker restart
+            request_timeout_ms=self.outage_s * 1000)
         await self._producer.start()
 
     async def ensure_topic(self) -> None:
