@@ -66,7 +66,7 @@ def fairness(t: Telemetry, *, bound: float = 0.2, n_boot: int = 2000, seed: int 
              f"{len(conv)} answers; conversion = the user started a listed movie within "
              f"{ATTRIBUTION_S / 3600:g} h. Requirement (system): no group's conversion more "
              f"than {bound:.0%} (relative) below the best group's, judged on the 95% "
-             "bootstrap interval of the gap.", ""]
+             "bootstrap interval of the gap (users resampled with all their answers).", ""]
     if not len(conv):
         return "\n".join(lines + ["No answers in the telemetry."])
     demo = [t.demographics.get(int(u), (None, "")) for u in users]
@@ -78,14 +78,14 @@ def fairness(t: Telemetry, *, bound: float = 0.2, n_boot: int = 2000, seed: int 
         attributes["group"] = np.asarray([t.groups.get(int(u), "other") for u in users],
                                          dtype=object)
     for name, groups in attributes.items():
-        report = parity(conv, groups, bound=bound, n_boot=n_boot, seed=seed)
+        report = parity(conv, groups, bound=bound, n_boot=n_boot, seed=seed, clusters=users)
         lines += [f"## By {name}", "", "| group | answers | conversion |", "|---|---|---|"]
         lines += [f"| {g} | {n} | {_pct(m)} |" for g, (m, n) in sorted(report.means.items())]
         if report.best is None:
             lines += ["", "Fewer than two groups with 30 answers: no comparison.", ""]
             continue
         diff, lo, hi = difference_ci(conv, groups, report.best, report.worst, n_boot=n_boot,
-                                     seed=seed)
+                                     seed=seed, clusters=users)
         verdict = "**bound broken**" if report.broken else (
             "difference visible (CI excludes 0)" if report.visible else "no visible difference")
         lines += ["", f"Best {report.best} vs worst {report.worst}: {100 * diff:+.2f} points "
