@@ -35,11 +35,20 @@ class Telemetry:
     # Operator-supplied user → group labels (e.g. a community the platform knows of);
     # users without one are "other".
     groups: dict[int, str] = dataclasses.field(default_factory=dict)
+    # The platform's own outcome lines (status 200) in the movielog: what the user was shown,
+    # on the movielog's clock.  Our answer log stamps the worker's wall clock, which is not
+    # the movielog's under a sped-up simulator or a replay (#14 phase 4).
+    shown: list[tuple[float, int, list[str]]] = dataclasses.field(default_factory=list)
 
     def sort(self) -> "Telemetry":
-        for rows in (self.served, self.watches, self.ratings, self.accounts):
+        for rows in (self.served, self.watches, self.ratings, self.accounts, self.shown):
             rows.sort(key=lambda r: r[0])
         return self
+
+    def timed(self) -> list[tuple[float, int, list[str]]]:
+        """The answers to pair with watches and ratings by time: the platform's outcome
+        lines when the movielog has them, else our own log."""
+        return self.shown or self.served
 
 
 def conversions(t: Telemetry, horizon_s: float = ATTRIBUTION_S) -> tuple[np.ndarray, np.ndarray]:
@@ -48,7 +57,7 @@ def conversions(t: Telemetry, horizon_s: float = ATTRIBUTION_S) -> tuple[np.ndar
     for when, user, movie in t.watches:
         starts.setdefault(user, []).append((when, movie))
     users, converted = [], []
-    for when, user, movies in t.served:
+    for when, user, movies in t.timed():
         listed = set(movies)
         hit = any(when <= w <= when + horizon_s and m in listed for w, m in starts.get(user, ()))
         users.append(user)
@@ -107,8 +116,8 @@ def exposure_counts(t: Telemetry) -> tuple[np.ndarray, list[str]]:
 
 def feedback_measures(t: Telemetry) -> dict[str, float]:
     counts, _ = exposure_counts(t)
-    from_lists = feedback.from_lists(t.watches, t.served, horizon_s=ATTRIBUTION_S)
-    recommended = feedback.from_lists([(w, u, m) for w, u, m, _ in t.ratings], t.served,
+    from_lists = feedback.from_lists(t.watches, t.timed(), horizon_s=ATTRIBUTION_S)
+    recommended = feedback.from_lists([(w, u, m) for w, u, m, _ in t.ratings], t.timed(),
                                       horizon_s=24 * ATTRIBUTION_S)
     inflation, compared = feedback.rating_inflation([m for _, _, m, _ in t.ratings],
                                                     [r for *_, r in t.ratings], recommended)
