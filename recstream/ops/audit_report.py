@@ -199,6 +199,9 @@ def safety(t: Telemetry) -> str:
     rows = [f"| {who} | {c['titles']} | {c['unconfirmed']} | {c['unsafe']} |"
             for who, c in counts.items()]
     bad = counts["minor"]["unsafe"] + counts["unknown"]["unsafe"]
+    shown = counts["minor"]["titles"] + counts["unknown"]["titles"]
+    verdict = (f"broken ({bad})" if bad else "met" if shown
+               else "not shown (no title was served to minors or users of unknown age)")
     return "\n".join([
         "# Safety audit", "",
         f"Every served title checked against the movie API's record (models/guardrails.py: "
@@ -207,7 +210,7 @@ def safety(t: Telemetry) -> str:
         "| audience | titles served | unconfirmed | unsafe for the audience |",
         "|---|---|---|---|", *rows, "",
         f"Requirement: 0 unsafe titles to minors or users of unknown age — "
-        f"**{'met' if bad == 0 else f'broken ({bad})'}**.", ""])
+        f"**{verdict}**.", ""])
 
 
 REPORTS = {"fairness": fairness, "feedback": feedback_report, "security": security,

@@ -68,6 +68,8 @@ def test_safety_counts_unsafe_and_unconfirmed_titles_by_audience():
     assert "broken (2)" in safety(t)
     t.served = t.served[:1] + t.served[2:]
     assert "**met**" in safety(t)
+    t.served = t.served[:1]  # adults only: nothing shows the minors' rule held (#14 phase 4)
+    assert "**not shown" in safety(t) and "met" not in safety(t).split("Requirement")[1]
 
 
 def test_security_replays_the_sybil_detector_and_reports_reach():
