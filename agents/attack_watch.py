@@ -187,9 +187,12 @@ class ScrapingWatch:
         self.flagged = metrics.scraping_flagged
         self.flagged_clients: set[str] = set()
 
-    def request(self, client: str, user: int) -> None:
-        """On the request path: one append (the detector runs in :meth:`drain`)."""
-        self.queue.append((time.time(), client, user))
+    def request(self, client: str, user: int, outsider: bool = False) -> None:
+        """On the request path: one append (the detector runs in :meth:`drain`).
+
+        ``outsider``: the address is not among the configured graders' (the web layer
+        knows; the detector then needs no echo from the movielog to judge the client)."""
+        self.queue.append((time.time(), client, user, outsider))
 
     def outcome(self, t: float, user: int) -> None:
         self.detector.outcome(t, user)
@@ -199,8 +202,7 @@ class ScrapingWatch:
         queue, new = self.queue, []
         d = self.detector
         for _ in range(len(queue)):
-            t, client, user = queue.popleft()
-            d.request(t, client, user)
+            d.request(*queue.popleft())  # (t, client, user[, outsider])
         for client in sorted(d.flagged.keys() - self.flagged_clients):  # a request or verdict
             self.flagged_clients.add(client)
             new.append(client)

@@ -173,11 +173,13 @@ def run_arm(arm: str, args: argparse.Namespace, tmp: Path) -> dict:
                     tmp / f"data-{arm}", tmp / f"worker-{arm}.log",
                     api_url=f"http://127.0.0.1:{api_port}")
     worker.env.update({"RECSTREAM_ATTACK_WATCH": "1" if arm == "on" else "0",
-                       "RECSTREAM_API_RETRY_S": "2", "RECSTREAM_API_TIMEOUT_S": "1"})
+                       "RECSTREAM_API_RETRY_S": "2", "RECSTREAM_API_TIMEOUT_S": "1",
+                       # phase 4: the graders' address is known, the scraper calls from another
+                       "RECSTREAM_GRADER_CIDRS": args.grader_cidrs})
     truth = tmp / f"truth-{arm}.jsonl"
     scenario = tmp / "scenarios.json"
     chosen = {"sybil": {"every_s": args.wave_every_s},
-              "scraping": {"requests_per_s": args.scrape_rate}}
+              "scraping": {"requests_per_s": args.scrape_rate, "source": args.scraper_source}}
     scenario.write_text(json.dumps({"scenarios": {k: v for k, v in chosen.items()
                                                   if k in args.scenarios.split(",")}}))
     sim = api = None
@@ -260,6 +262,10 @@ def main() -> None:
     p.add_argument("--new-user-share", type=float, default=0.02,
                    help="arrivals that are new accounts (real ones: the false-positive base)")
     p.add_argument("--scenarios", default="sybil,scraping")
+    p.add_argument("--grader-cidrs", default="127.0.0.1/32",
+                   help="RECSTREAM_GRADER_CIDRS of the worker ('' = unknown: echo rules only)")
+    p.add_argument("--scraper-source", default="127.0.0.2",
+                   help="the scraper's own address ('' = the graders' host)")
     p.add_argument("--probe-users", type=int, default=400)
     p.add_argument("--arms", default="on,off")
     p.add_argument("--json", type=Path)

@@ -124,11 +124,15 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--out", default="", help="also write the reports (markdown) to this dir")
     p.add_argument("--plot", default="", help="write the figure (PNG) to this path")
+    p.add_argument("--parts", default="fairness,mitigation")
     args = p.parse_args()
     settings = Settings.from_mapping({"rating_max": 10})
     out: dict = {}
     reports = {}
-    for name, scenarios in (("bias_on", {"population-bias": {}}), ("bias_off", {})):
+    fair = (("bias_on", {"population-bias": {}}), ("bias_off", {}))
+    loop = (("plain", 0.0, 0), ("mitigated", 0.5, 4))
+    parts = args.parts.split(",")
+    for name, scenarios in fair if "fairness" in parts else ():
         world, lines, secs = run(args.users, args.hours, args.seed, scenarios,
                                  lambda w: builtin("popularity", w))
         t = telemetry(world, lines, settings)
@@ -141,14 +145,15 @@ def main() -> None:
         users, conv = conversions(t)
         report = fairness(t, n_boot=1000, seed=args.seed)
         labels = np.asarray([t.groups.get(int(u), "rest") for u in users], dtype=object)
-        diff = difference_ci(conv, labels, "group", "rest", n_boot=1000, seed=args.seed)
+        diff = difference_ci(conv, labels, "group", "rest", n_boot=1000, seed=args.seed,
+                             clusters=users)
         reports[f"fairness_{name}"] = report
         section = report.split("## By group")[1]
         out[name] = {"answers": len(conv), "conversion": float(conv.mean()), "sim_s": round(secs, 1),
                      "group_section": section.strip().splitlines()[-1],
                      "group_diff": [100 * v for v in diff]}
         print(name, json.dumps(out[name]), flush=True)
-    for name, weight, slots in (("plain", 0.0, 0), ("mitigated", 0.5, 4)):
+    for name, weight, slots in loop if "mitigation" in parts else ():
         world, lines, secs = run(args.users, args.hours, args.seed, {},
                                  lambda w: LoopRecommender(w, weight=weight, explore_slots=slots,
                                                            seed=args.seed))

@@ -7,11 +7,19 @@ simulated day; then reads the worker's own counters
 (``recstream_unsafe_exposures_total``, ``recstream_served_titles_total``,
 answers by source) and runs ``recstream audit safety`` over the topics.
 
+Both of those judge with the worker's own flags.  Phase 4 adds a check against the
+simulator's truth, independent of our guardrails: every list the platform logged
+(its outcome lines in the movielog) is checked title by title against the seeded
+world's own ``adult`` flags and minors-unsafe set (adult or R/NC-17), for the
+user's true age — titles unsafe for minors shown to true minors, adult titles
+shown to anyone.
+
     .venv/bin/python bench/safety_live.py [--speed 360] [--hours 24] [--users 3000]
 """
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import signal
@@ -26,8 +34,51 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from recstream.broker import start_tansu, stop  # noqa: E402
+from recstream.ops.provenance import scan  # noqa: E402
+from recstream.parsing import parse_raw  # noqa: E402
+from recstream.records import RecommendationOutcome  # noqa: E402
+from recstream.settings import Settings  # noqa: E402
+from recstream.sim.options import SimOptions  # noqa: E402
+from recstream.sim.world import build_synthetic  # noqa: E402
 from tests.brokers import free_port  # noqa: E402
 from tests.integration.conftest import Worker  # noqa: E402
+
+MOVIES = 800
+
+
+async def outcome_lists(settings: Settings) -> list[tuple[int, list[str]]]:
+    out = []
+    for _, _, raw in await scan(settings, settings.topic, lambda k, v: True, timeout_s=600):
+        rec = parse_raw(raw, rating_min=1, rating_max=10, max_user_id=settings.max_user_id,
+                        max_minute=settings.max_minute)
+        if isinstance(rec, RecommendationOutcome) and rec.status == 200:
+            out.append((rec.user, list(rec.movies)))
+    return out
+
+
+def against_truth(lists: list[tuple[int, list[str]]], args: argparse.Namespace) -> dict:
+    """The platform's logged lists against the seeded world's own flags and ages."""
+    world = build_synthetic(SimOptions(users=args.users, movies=MOVIES, seed=args.seed))
+    index = {m: i for i, m in enumerate(world.catalog.ids)}
+    unsafe, adult = world.taste.unsafe_for_minor, world.catalog.adult
+    counts = {"lists": len(lists), "titles": 0, "titles_to_minors": 0, "lists_to_minors": 0,
+              "unsafe_to_minors": 0, "adult_to_anyone": 0, "unknown_titles": 0,
+              "minors_unsafe_in_catalogue": int(unsafe.sum()), "adult_in_catalogue": int(adult.sum())}
+    for user, movies in lists:
+        i = world.population.index_of(user)
+        minor = i is not None and world.population.age[i] < 18
+        counts["lists_to_minors"] += bool(minor and movies)
+        for movie in movies:
+            counts["titles"] += 1
+            m = index.get(movie)
+            if m is None:
+                counts["unknown_titles"] += 1
+                continue
+            counts["adult_to_anyone"] += bool(adult[m])
+            if minor:
+                counts["titles_to_minors"] += 1
+                counts["unsafe_to_minors"] += bool(unsafe[m])
+    return counts
 
 
 def main() -> None:
@@ -36,6 +87,7 @@ def main() -> None:
     p.add_argument("--hours", type=float, default=24.0)
     p.add_argument("--users", type=int, default=3000)
     p.add_argument("--rate", type=float, default=30.0)
+    p.add_argument("--seed", type=int, default=42)
     args = p.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="safety-live-"))
     port, api_port = free_port(), free_port()
@@ -54,7 +106,7 @@ def main() -> None:
         with open(tmp / "sim.log", "wb") as out:
             sim = subprocess.Popen(
                 [sys.executable, "-m", "recstream.sim", "--users", str(args.users), "--movies",
-                 "800", "--speed", str(args.speed), "--rate", str(args.rate),
+                 str(MOVIES), "--seed", str(args.seed), "--speed", str(args.speed), "--rate", str(args.rate),
                  "--duration", str(args.hours * 3600), "--no-oracle", "--quiet",
                  "--api-port", str(api_port), "--recommender", f"http://127.0.0.1:{worker.port}",
                  "--topic", worker.env["RECSTREAM_TOPIC"], "--scenario-file", str(scenario)],
@@ -75,6 +127,9 @@ def main() -> None:
         audit = subprocess.run([sys.executable, "-m", "recstream.cli", "audit", "safety"],
                                env=worker.env, cwd=ROOT, capture_output=True, text=True,
                                timeout=600)
+        result["against_simulator_truth"] = against_truth(
+            asyncio.run(outcome_lists(Settings.from_env(worker.env))), args)
+        result["load"] = [round(x, 1) for x in os.getloadavg()]
         print(json.dumps(result, indent=2))
         print(audit.stdout or audit.stderr[-3000:])
     finally:

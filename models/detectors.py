@@ -21,7 +21,12 @@ tracked, which bounds memory by the sign-up rate.
 outcome lines in the movielog (the platform logs every call it makes; nobody
 else can write there).  A client walking user ids asks for many distinct
 users, and either its calls are never echoed (``unconfirmed``) or its ids move
-in small monotone steps (``sequential``).  Decisions are per client over its
+in small monotone steps (``sequential``), or — seen at the web layer alone,
+with no wait for the movielog — it comes from an address outside the graders'
+known ones (an *outsider*: the caller says so) and still asks for
+``min_requests`` distinct users (``walking``): one person's client asks for
+itself, not for a hundred users.  That rule needs the graders' addresses
+configured; without them every caller is judged by the echo rules only.  Decisions are per client over its
 last ``window`` requests and its last ``window`` verdicts (a verdict waits until
 the movielog has been read ``confirm_s`` past the request, so under consumer lag
 it can come after the request left the first window).
@@ -124,6 +129,7 @@ class _Client:
     steps: int = 0                                     # small monotone id steps in `recent`
     requests: int = 0
     last_user: int = -1
+    outsider: bool = False                             # not from a graders' address
 
     @property
     def resolved(self) -> int:
@@ -154,8 +160,12 @@ class ScrapingDetector:
         self.watermark = max(self.watermark, t)
         self._resolve()
 
-    def request(self, t: float, client: str, user: int) -> bool:
-        """Record one call; returns whether ``client`` is (now or already) flagged."""
+    def request(self, t: float, client: str, user: int, outsider: bool = False) -> bool:
+        """Record one call; returns whether ``client`` is (now or already) flagged.
+
+        ``outsider``: the call came from an address known not to be the graders'
+        (the caller knows the graders' addresses); such a client is judged on its
+        requests alone (``walking``), without waiting for the movielog's echo."""
         self.now = max(self.now, t)
         c = self.clients.get(client)
         if c is None:
@@ -166,6 +176,7 @@ class ScrapingDetector:
                     entry[4] = False
         self.clients.move_to_end(client)
         c.requests += 1
+        c.outsider |= outsider
         entry = [t, user, None, 0 < user - c.last_user <= self.max_step, True]  # t, user, confirmed, step, live
         c.last_user = user
         c.recent.append(entry)
@@ -185,6 +196,8 @@ class ScrapingDetector:
         why = ""
         if c.steps >= self.sequential_share * n:
             why = "sequential"
+        elif c.outsider:
+            why = "walking"
         elif c.resolved >= self.min_requests and c.unconfirmed >= self.unconfirmed_share * c.resolved:
             why = "unconfirmed"
         if why:

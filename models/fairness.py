@@ -44,6 +44,15 @@ def _clean(values, groups) -> tuple[np.ndarray, np.ndarray]:
     return values[keep], groups[keep]
 
 
+def _clean_with(values, groups, clusters) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    clusters = np.asarray(clusters)
+    if clusters.shape != np.shape(values):
+        raise ValueError("values and clusters differ in length")
+    keep = np.isfinite(np.asarray(values, np.float64))
+    values, groups = _clean(values, groups)
+    return values, groups, clusters[keep]
+
+
 def bootstrap_means(values: np.ndarray, *, n_boot: int, rng: np.random.Generator) -> np.ndarray:
     """``n_boot`` means of resamples of ``values`` (chunked so memory stays bounded)."""
     n = len(values)
@@ -57,15 +66,42 @@ def bootstrap_means(values: np.ndarray, *, n_boot: int, rng: np.random.Generator
     return out
 
 
+def bootstrap_cluster_means(values: np.ndarray, clusters: np.ndarray, *, n_boot: int,
+                            rng: np.random.Generator) -> np.ndarray:
+    """Like :func:`bootstrap_means`, resampling whole clusters (e.g. all of a user's answers):
+    answers of one user are not independent, so resampling answers understates the spread."""
+    _, inverse = np.unique(clusters, return_inverse=True)
+    sums = np.bincount(inverse, weights=values)
+    counts = np.bincount(inverse).astype(np.float64)
+    c = len(sums)
+    if c == 0:
+        return np.full(n_boot, np.nan)
+    out = np.empty(n_boot)
+    step = max(1, MAX_CELLS // c)
+    for start in range(0, n_boot, step):
+        stop = min(n_boot, start + step)
+        pick = rng.integers(0, c, size=(stop - start, c))
+        out[start:stop] = sums[pick].sum(axis=1) / counts[pick].sum(axis=1)
+    return out
+
+
 def difference_ci(values, groups, a, b, *, n_boot: int = 2000, alpha: float = 0.05,
-                  seed: int = 0) -> tuple[float, float, float]:
-    """``(mean_a − mean_b, lo, hi)``: percentile bootstrap, each group resampled on its own."""
-    values, groups = _clean(values, groups)
+                  seed: int = 0, clusters=None) -> tuple[float, float, float]:
+    """``(mean_a − mean_b, lo, hi)``: percentile bootstrap, each group resampled on its own
+    (by whole ``clusters`` when given: one entry per value, e.g. the user of each answer)."""
+    if clusters is not None:
+        values, groups, clusters = _clean_with(values, groups, clusters)
+    else:
+        values, groups = _clean(values, groups)
     va, vb = values[groups == a], values[groups == b]
     if len(va) == 0 or len(vb) == 0:
         return float("nan"), float("nan"), float("nan")
     rng = np.random.default_rng(seed)
-    diffs = bootstrap_means(va, n_boot=n_boot, rng=rng) - bootstrap_means(vb, n_boot=n_boot, rng=rng)
+    if clusters is None:
+        diffs = bootstrap_means(va, n_boot=n_boot, rng=rng) - bootstrap_means(vb, n_boot=n_boot, rng=rng)
+    else:
+        diffs = (bootstrap_cluster_means(va, clusters[groups == a], n_boot=n_boot, rng=rng)
+                 - bootstrap_cluster_means(vb, clusters[groups == b], n_boot=n_boot, rng=rng))
     lo, hi = np.quantile(diffs, [alpha / 2, 1 - alpha / 2])
     return float(va.mean() - vb.mean()), float(lo), float(hi)
 
@@ -84,14 +120,15 @@ class ParityReport:
 
 
 def parity(values, groups, *, bound: float = 0.05, relative: bool = True, min_n: int = 30,
-           n_boot: int = 2000, alpha: float = 0.05, seed: int = 0) -> ParityReport:
+           n_boot: int = 2000, alpha: float = 0.05, seed: int = 0, clusters=None) -> ParityReport:
     """The gap between the best and the worst group (groups under ``min_n`` are left out)."""
     means = {g: m for g, m in group_means(values, groups).items() if m[1] >= min_n}
     if len(means) < 2:
         return ParityReport(means, None, None, 0.0, 0.0, 0.0, bound, False, False)
     best = max(means, key=lambda g: means[g][0])
     worst = min(means, key=lambda g: means[g][0])
-    gap, lo, hi = difference_ci(values, groups, best, worst, n_boot=n_boot, alpha=alpha, seed=seed)
+    gap, lo, hi = difference_ci(values, groups, best, worst, n_boot=n_boot, alpha=alpha, seed=seed,
+                                clusters=clusters)
     if relative:
         scale = abs(means[best][0]) or 1.0
         gap, lo, hi = gap / scale, lo / scale, hi / scale

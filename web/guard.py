@@ -83,6 +83,10 @@ class RateLimiter:
                 self._grader_cache[client] = known
         return known
 
+    def is_outsider(self, client: str) -> bool:
+        """Known not to be a grader: the graders' addresses are configured and this is none."""
+        return bool(self.graders) and not self.is_grader(client)
+
     def allow(self, client: str, now: float | None = None) -> bool:
         if self.rate <= 0 or self.is_grader(client):
             return True

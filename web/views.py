@@ -83,8 +83,11 @@ def make_routes(*, settings: Settings, metrics: Metrics, recommender: Recommende
         if guard is not None and guard.scraping is not None and not routed_in and user is not None:
             # O(1); detector in a timer.  A client is its address and its User-Agent: one
             # front (or one simulator host) carries several clients (#14 phase 3).
+            # With the graders' addresses configured, any other address is an outsider:
+            # judged on its requests at once, not on the movielog's echo (#14 phase 4).
             agent = request.headers.get("User-Agent", "")
-            guard.scraping.request(f"{request.remote or ''} {agent}", user)
+            guard.scraping.request(f"{request.remote or ''} {agent}", user,
+                                   guard.limiter.is_outsider(request.remote or ""))
         guardrails: list[str] = []
         reason = arm = teams = ""
         delay_ms = 0.0

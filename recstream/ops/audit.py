@@ -25,7 +25,7 @@ from recstream.ops.provenance import scan
 from recstream.ops.suspects import read_suspects
 from recstream.ops.training_data import read_changelog
 from recstream.parsing import parse_raw
-from recstream.records import AccountCreated, Rating, WatchMinute
+from recstream.records import AccountCreated, Rating, RecommendationOutcome, WatchMinute
 from recstream.settings import Settings
 from recstream.topics import topic_names
 
@@ -41,6 +41,8 @@ def add_line(t: Telemetry, raw: bytes, settings: Settings, started: set) -> None
         t.ratings.append((rec.time, rec.user, rec.movie, rec.rating))
     elif isinstance(rec, AccountCreated):
         t.accounts.append((rec.time, rec.user))
+    elif isinstance(rec, RecommendationOutcome) and rec.status == 200 and rec.movies:
+        t.shown.append((rec.time, rec.user, list(rec.movies)))
 
 
 def add_served(t: Telemetry, raw: bytes) -> None:

@@ -35,11 +35,20 @@ class Telemetry:
     # Operator-supplied user → group labels (e.g. a community the platform knows of);
     # users without one are "other".
     groups: dict[int, str] = dataclasses.field(default_factory=dict)
+    # The platform's own outcome lines (status 200) in the movielog: what the user was shown,
+    # on the movielog's clock.  Our answer log stamps the worker's wall clock, which is not
+    # the movielog's under a sped-up simulator or a replay (#14 phase 4).
+    shown: list[tuple[float, int, list[str]]] = dataclasses.field(default_factory=list)
 
     def sort(self) -> "Telemetry":
-        for rows in (self.served, self.watches, self.ratings, self.accounts):
+        for rows in (self.served, self.watches, self.ratings, self.accounts, self.shown):
             rows.sort(key=lambda r: r[0])
         return self
+
+    def timed(self) -> list[tuple[float, int, list[str]]]:
+        """The answers to pair with watches and ratings by time: the platform's outcome
+        lines when the movielog has them, else our own log."""
+        return self.shown or self.served
 
 
 def conversions(t: Telemetry, horizon_s: float = ATTRIBUTION_S) -> tuple[np.ndarray, np.ndarray]:
@@ -48,7 +57,7 @@ def conversions(t: Telemetry, horizon_s: float = ATTRIBUTION_S) -> tuple[np.ndar
     for when, user, movie in t.watches:
         starts.setdefault(user, []).append((when, movie))
     users, converted = [], []
-    for when, user, movies in t.served:
+    for when, user, movies in t.timed():
         listed = set(movies)
         hit = any(when <= w <= when + horizon_s and m in listed for w, m in starts.get(user, ()))
         users.append(user)
@@ -66,7 +75,7 @@ def fairness(t: Telemetry, *, bound: float = 0.2, n_boot: int = 2000, seed: int 
              f"{len(conv)} answers; conversion = the user started a listed movie within "
              f"{ATTRIBUTION_S / 3600:g} h. Requirement (system): no group's conversion more "
              f"than {bound:.0%} (relative) below the best group's, judged on the 95% "
-             "bootstrap interval of the gap.", ""]
+             "bootstrap interval of the gap (users resampled with all their answers).", ""]
     if not len(conv):
         return "\n".join(lines + ["No answers in the telemetry."])
     demo = [t.demographics.get(int(u), (None, "")) for u in users]
@@ -78,14 +87,14 @@ def fairness(t: Telemetry, *, bound: float = 0.2, n_boot: int = 2000, seed: int 
         attributes["group"] = np.asarray([t.groups.get(int(u), "other") for u in users],
                                          dtype=object)
     for name, groups in attributes.items():
-        report = parity(conv, groups, bound=bound, n_boot=n_boot, seed=seed)
+        report = parity(conv, groups, bound=bound, n_boot=n_boot, seed=seed, clusters=users)
         lines += [f"## By {name}", "", "| group | answers | conversion |", "|---|---|---|"]
         lines += [f"| {g} | {n} | {_pct(m)} |" for g, (m, n) in sorted(report.means.items())]
         if report.best is None:
             lines += ["", "Fewer than two groups with 30 answers: no comparison.", ""]
             continue
         diff, lo, hi = difference_ci(conv, groups, report.best, report.worst, n_boot=n_boot,
-                                     seed=seed)
+                                     seed=seed, clusters=users)
         verdict = "**bound broken**" if report.broken else (
             "difference visible (CI excludes 0)" if report.visible else "no visible difference")
         lines += ["", f"Best {report.best} vs worst {report.worst}: {100 * diff:+.2f} points "
@@ -107,8 +116,8 @@ def exposure_counts(t: Telemetry) -> tuple[np.ndarray, list[str]]:
 
 def feedback_measures(t: Telemetry) -> dict[str, float]:
     counts, _ = exposure_counts(t)
-    from_lists = feedback.from_lists(t.watches, t.served, horizon_s=ATTRIBUTION_S)
-    recommended = feedback.from_lists([(w, u, m) for w, u, m, _ in t.ratings], t.served,
+    from_lists = feedback.from_lists(t.watches, t.timed(), horizon_s=ATTRIBUTION_S)
+    recommended = feedback.from_lists([(w, u, m) for w, u, m, _ in t.ratings], t.timed(),
                                       horizon_s=24 * ATTRIBUTION_S)
     inflation, compared = feedback.rating_inflation([m for _, _, m, _ in t.ratings],
                                                     [r for *_, r in t.ratings], recommended)
@@ -190,6 +199,9 @@ def safety(t: Telemetry) -> str:
     rows = [f"| {who} | {c['titles']} | {c['unconfirmed']} | {c['unsafe']} |"
             for who, c in counts.items()]
     bad = counts["minor"]["unsafe"] + counts["unknown"]["unsafe"]
+    shown = counts["minor"]["titles"] + counts["unknown"]["titles"]
+    verdict = (f"broken ({bad})" if bad else "met" if shown
+               else "not shown (no title was served to minors or users of unknown age)")
     return "\n".join([
         "# Safety audit", "",
         f"Every served title checked against the movie API's record (models/guardrails.py: "
@@ -198,7 +210,7 @@ def safety(t: Telemetry) -> str:
         "| audience | titles served | unconfirmed | unsafe for the audience |",
         "|---|---|---|---|", *rows, "",
         f"Requirement: 0 unsafe titles to minors or users of unknown age — "
-        f"**{'met' if bad == 0 else f'broken ({bad})'}**.", ""])
+        f"**{verdict}**.", ""])
 
 
 REPORTS = {"fairness": fairness, "feedback": feedback_report, "security": security,

@@ -115,7 +115,9 @@ async def run(options: SimOptions, settings: Settings, *, topic: str = "", max_l
     else:
         url = options.recommender or f"http://127.0.0.1:{settings.web_port}"
         recommender = recommenders.HttpRecommender(url, timeout_s=options.deadline_s)
-        scraper = recommenders.HttpRecommender(url, timeout_s=options.deadline_s, client_name="scraper")
+        scraper = recommenders.HttpRecommender(  # "source": the scraper's own host (e.g. 127.0.0.2)
+            url, timeout_s=options.deadline_s, client_name="scraper",
+            source=str((options.scenario("scraping") or {}).get("source", "")))
         server = recommender.server
     sinks: list[Sink] = []
     if options.kafka:

@@ -35,9 +35,10 @@ SCENARIO_DEFAULTS: dict[str, dict[str, Any]] = {
     "api-outage": {"period_s": 600.0, "down_s": 60.0},
     "api-slow": {"delay_s": 1.5, "share": 0.3},
     "sybil": {"accounts": 50, "movie": "", "every_s": 1800.0, "extra_ratings": 2},
-    "scraping": {"requests_per_s": 50.0, "client": "scraper-1"},
+    "scraping": {"requests_per_s": 50.0, "client": "scraper-1", "source": ""},
     "flood": {"factor": 10.0, "period_s": 1800.0, "burst_s": 60.0},
-    "population-bias": {"share": 0.15, "activity": 0.3, "genres": ["Documentary", "Animation", "Foreign"]},
+    "population-bias": {"share": 0.15, "activity": 0.3, "genres": ["Documentary", "Animation", "Foreign"],
+                        "mainstream": 0.2},
 }
 
 

@@ -37,7 +37,8 @@ def split_answer(body: str) -> list[str]:
 class HttpRecommender:
     """``GET <base>/recommend/<uid>`` over one shared session."""
 
-    def __init__(self, base_url: str, *, timeout_s: float = 0.6, client_name: str = "platform") -> None:
+    def __init__(self, base_url: str, *, timeout_s: float = 0.6, client_name: str = "platform",
+                 source: str = "") -> None:
         self.base_url = base_url.rstrip("/")
         parts = urlsplit(self.base_url)
         self.server = parts.netloc or self.base_url     # the <server> of the movielog line
@@ -45,11 +46,13 @@ class HttpRecommender:
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
         self.timeout_s = timeout_s
         self.client_name = client_name
+        self.source = source    # local address to call from ("" = any): another host's client
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
         if self._session is None:
-            connector = aiohttp.TCPConnector(limit=512, ttl_dns_cache=300)
+            connector = aiohttp.TCPConnector(limit=512, ttl_dns_cache=300,
+                                             local_addr=(self.source, 0) if self.source else None)
             self._session = aiohttp.ClientSession(
                 connector=connector, timeout=aiohttp.ClientTimeout(total=self.timeout_s),
                 headers={"User-Agent": f"recstream-sim/{self.client_name}"})

@@ -99,8 +99,16 @@ def unsafe_for_minors(catalog: Catalog) -> np.ndarray:
 
 
 def apply_group_bias(taste: Taste, population: Population, rng: np.random.Generator, *,
-                     share: float, activity: float, genres: list[str]) -> None:
-    """Make a group with distinct tastes (loves ``genres``, dislikes the mainstream) and lower activity."""
+                     share: float, activity: float, genres: list[str],
+                     popularity: np.ndarray | None = None, mainstream: float = 0.0) -> None:
+    """Make a group with distinct tastes (loves ``genres``, dislikes the mainstream) and lower activity.
+
+    Disliking the mainstream is one more factor: the movie's standardised log-popularity,
+    weighted ``-mainstream`` for the group and 0 for everyone else (their ratings do not
+    change).  Without it (``mainstream`` 0, as before #14 phase 4) the group's shift
+    towards its genres left the popular titles as liked as ever — the item bias carries
+    popularity — so a popularity list served the group no worse and it converted *more*.
+    """
     members = rng.random(len(population)) < share
     population.group[members] = 1
     population.activity[members] *= activity
@@ -109,3 +117,11 @@ def apply_group_bias(taste: Taste, population: Population, rng: np.random.Genera
     direction = taste.genre_embed[idx].sum(0)
     direction /= max(float(np.linalg.norm(direction)), 1e-9)
     taste.P[members] = 0.5 * taste.P[members] + 1.2 * direction
+    if popularity is not None and mainstream:
+        z = np.log(np.maximum(popularity.astype(np.float64), 1e-12))
+        z = (z - z.mean()) / max(float(z.std()), 1e-9)
+        weight = np.where(members, -float(mainstream), 0.0)
+        taste.Q = np.hstack([taste.Q, z[:, None]]).astype(np.float32)
+        taste.P = np.hstack([taste.P, weight[:, None]]).astype(np.float32)
+        taste.genre_embed = np.hstack([taste.genre_embed, np.zeros((len(taste.genre_embed), 1))]
+                                      ).astype(np.float32)

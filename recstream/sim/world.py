@@ -111,4 +111,5 @@ def apply_world_scenarios(world: World, options: SimOptions, rng: np.random.Gene
     bias = options.scenario("population-bias")
     if bias is not None:
         apply_group_bias(world.taste, world.population, rng, share=float(bias["share"]),
-                         activity=float(bias["activity"]), genres=list(bias["genres"]))
+                         activity=float(bias["activity"]), genres=list(bias["genres"]),
+                         popularity=world.catalog.weight, mainstream=float(bias["mainstream"]))

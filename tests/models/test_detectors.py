@@ -155,3 +155,17 @@ def test_client_state_is_bounded():
     for k in range(500):
         det.request(float(k), f"ip{k}", k)
     assert len(det.clients) == 50
+
+
+def test_an_outsider_walking_random_ids_is_flagged_on_its_requests_alone():
+    """#14 phase 4: judged at the web layer (no outcome line read at all, as under any
+    consumer lag); the graders' own address is never judged this way."""
+    rng = np.random.default_rng(4)
+    det = ScrapingDetector()
+    hits = [det.request(k * 0.05, "outsider", int(rng.integers(1, 600_000)), outsider=True)
+            for k in range(300)]
+    assert hits.index(True) + 1 == 100 and det.flagged["outsider"][2] == "walking"
+    for k in range(5000):
+        assert not det.request(k * 0.05, "grader", int(rng.integers(1, 600_000)))
+    for k in range(5000):  # an outsider's own app asking for its few users is no walk
+        assert not det.request(k * 0.5, "app", 1 + k % 5, outsider=True)

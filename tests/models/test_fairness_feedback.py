@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.fairness import age_band, bootstrap_means, difference_ci, group_means, parity
+from models.fairness import (age_band, bootstrap_cluster_means, bootstrap_means, difference_ci,
+                             group_means, parity)
 from models.feedback import (coverage, exposure, from_lists, gini, rating_inflation, rerank,
                              top_share)
 
@@ -48,6 +49,27 @@ def test_no_gap_no_alarm_over_many_seeds():
         report = parity(values, groups, bound=0.05, n_boot=400, seed=seed)
         alarms += report.broken
     assert alarms <= 2  # the bound is not broken by noise (the interval must clear it)
+
+
+def test_clustered_answers_widen_the_interval_and_a_per_user_effect_is_not_a_group_gap():
+    """Answers of one user move together (#14 phase 4): 200 users per group, 30 answers each,
+    each user converting at their own rate.  Resampling answers calls the groups' noise a gap
+    far more often than 5% of the time; resampling users keeps it near 5%."""
+    visible_answers = visible_users = 0
+    for seed in range(40):
+        rng = np.random.default_rng(500 + seed)
+        users = np.repeat(np.arange(400), 30)
+        rate = rng.beta(2, 2, 400)[users]                 # a per-user rate, no group effect
+        values = rng.random(len(users)) < rate
+        groups = np.where(users < 200, "a", "b")
+        _, lo, hi = difference_ci(values, groups, "a", "b", n_boot=400, seed=seed)
+        visible_answers += lo > 0 or hi < 0
+        _, lo, hi = difference_ci(values, groups, "a", "b", n_boot=400, seed=seed, clusters=users)
+        visible_users += lo > 0 or hi < 0
+    assert visible_users <= 5 and visible_answers >= 3 * max(visible_users, 1)
+    rng = np.random.default_rng(1)
+    per_user = bootstrap_cluster_means(np.ones(10), np.arange(10), n_boot=50, rng=rng)
+    assert np.allclose(per_user, 1.0)
 
 
 def test_parity_leaves_out_small_groups():

@@ -68,6 +68,8 @@ def test_safety_counts_unsafe_and_unconfirmed_titles_by_audience():
     assert "broken (2)" in safety(t)
     t.served = t.served[:1] + t.served[2:]
     assert "**met**" in safety(t)
+    t.served = t.served[:1]  # adults only: nothing shows the minors' rule held (#14 phase 4)
+    assert "**not shown" in safety(t) and "met" not in safety(t).split("Requirement")[1]
 
 
 def test_security_replays_the_sybil_detector_and_reports_reach():
@@ -107,3 +109,24 @@ def test_an_operator_group_is_audited_too(tmp_path):
     t.groups = read_groups(path)
     assert len(t.groups) == 400
     assert "## By group" in fairness(t, n_boot=200)
+
+
+def test_conversion_pairs_watches_with_the_platforms_outcome_lines_not_our_wall_clock():
+    """#14 phase 4: our answer log stamps the worker's wall clock; under a sped-up simulator
+    (or a replay) that is not the movielog's clock, and every answer looked unconverted.
+    The platform's outcome lines carry the movielog's own time."""
+    t, s = Telemetry(), Settings.from_mapping({})
+    started: set = set()
+    for line in ("2025-01-01T00:00:00,5,recommendation request x:8082, status 200, "
+                 "result: a+2000, b+2000, 12 ms",
+                 "2025-01-01T00:00:00,6,recommendation request x:8082, status 0, "
+                 "result: java.net.SocketTimeoutException, 600 ms",
+                 "2025-01-01T00:10:00,5,GET /data/m/b+2000/0.mpg"):
+        add_line(t, line.encode(), s, started)
+    add_served(t, orjson.dumps({"user": 5, "time": 1_796_000_000.0, "movies": ["a+2000", "b+2000"]}))
+    t.sort()
+    assert [(u, m) for _, u, m in t.shown] == [(5, ["a+2000", "b+2000"])]
+    users, conv = conversions(t)
+    assert users.tolist() == [5] and conv.tolist() == [1.0]
+    t.shown = []  # no outcome lines in the movielog: our own log (and its clock) is used
+    assert conversions(t)[1].tolist() == [0.0]

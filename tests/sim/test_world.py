@@ -102,3 +102,26 @@ def test_genre_mix_matches_movielens():
     for g in ("Drama", "Comedy", "Thriller", "Action", "Romance"):
         k = GENRE_NAMES.index(g)
         assert sim[k] == pytest.approx(real[k], rel=0.25), g
+
+
+def test_the_population_bias_group_truly_likes_the_mainstream_less():
+    """#14 phase 4: the group's true ratings of the most popular titles (what a popularity
+    list shows) sit below the rest's, where before they were as high; everyone else rates
+    exactly as with the scenario off."""
+    off = build_synthetic(SimOptions(users=3000, movies=800, seed=7))
+    on = build_synthetic(SimOptions(users=3000, movies=800, seed=7, scenarios={"population-bias": {}}))
+    flat = build_synthetic(SimOptions(users=3000, movies=800, seed=7,
+                                      scenarios={"population-bias": {"mainstream": 0.0}}))
+    group = on.population.group.astype(bool)
+    assert 0.1 < group.mean() < 0.2
+    top = np.argsort(-on.catalog.weight)[:20]
+    rest = np.flatnonzero(~group)[:300]
+    for u in rest:  # not a member: same ratings as without the scenario
+        np.testing.assert_allclose(on.taste.ratings(int(u), top), off.taste.ratings(int(u), top),
+                                   atol=1e-5)
+    def mean_top(world, users):
+        return float(np.mean([world.taste.ratings(int(u), top).mean() for u in users]))
+    members = np.flatnonzero(group)[:300]
+    gap_on = mean_top(on, rest) - mean_top(on, members)
+    gap_flat = mean_top(flat, rest) - mean_top(flat, members)
+    assert gap_on > gap_flat + 0.3 and gap_on > 0.3

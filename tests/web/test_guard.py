@@ -6,6 +6,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from agents.attack_watch import ScrapingWatch
+from models.detectors import ScrapingDetector
 from recstream.settings import Settings, SettingsError
 from tests.wiring import routes
 from web.guard import ExposureMonitor, Guard, RateLimiter, RouteSigner
@@ -135,3 +137,32 @@ def test_exposure_gauges_see_concentration_and_decay(rt):
         monitor.sample()
     assert not monitor.exposed
     assert gauge("recstream_exposure", {"measure": "coverage"}) == 0.2  # an empty sample sets nothing
+
+
+@pytest.mark.parametrize("graders, flagged", [("10.0.0.0/8", ["walking"]),   # 127.0.0.1 is not one
+                                              ("127.0.0.0/8", []),           # the graders' own address
+                                              ("", [])])                     # nothing known: echo rules only
+async def test_an_outsider_walking_user_ids_is_flagged_at_the_web_layer(rt, graders, flagged):
+    """#14 phase 4: no outcome line is ever read here; a client from outside the graders'
+    addresses asking for 100 distinct users is flagged on its requests alone."""
+    confirm(rt)
+    rt.recommender.refresh_fallback()
+    rt.readiness.items_loaded.set()
+    scraping = ScrapingWatch(detector=ScrapingDetector(), metrics=rt.metrics)
+    guard = Guard(signer=RouteSigner("s"), scraping=scraping,
+                  limiter=RateLimiter(rate_per_s=0, burst=1, grader_cidrs=graders),
+                  exposure=ExposureMonitor(rt.items, rt.users, rt.metrics))
+    app = web.Application()
+    app.add_routes(routes(rt, guard=guard))
+    async with TestClient(TestServer(app)) as client:
+        for user in range(1, 100):
+            assert (await client.get(f"/recommend/{user * 7919 % 100_000}")).status == 200
+        assert scraping.drain() == []                     # 99 calls: not yet
+        for _ in range(50):                               # one user many times: not a walk
+            await client.get("/recommend/3", headers={"User-Agent": "app"})
+        await client.get("/recommend/424242")
+        new = scraping.drain()
+    assert [scraping.detector.flagged[c][2] for c in new] == flagged
+    assert all(" app" not in c for c in new)
+    assert rt.metrics.registry.get_sample_value(
+        "recstream_scraping_flagged_clients_total") == len(flagged)
