@@ -62,6 +62,8 @@ def users_il(summary: dict) -> float | None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--noise", default="1.0")
+    p.add_argument("--degraded", default="",
+                   help="the degraded ranker's arm policy (e.g. random, noisy:3.0); default noisy:NOISE")
     p.add_argument("--sim-seconds", type=float, default=1200.0)
     p.add_argument("--speed", type=float, default=5.0)
     p.add_argument("--rate", type=float, default=10.0)
@@ -71,6 +73,7 @@ def main() -> None:
     p.add_argument("--seed", default="13")
     args = p.parse_args()
     work = Path(tempfile.mkdtemp(prefix="il-live-"))
+    load_start = os.getloadavg()
     broker_port, web_port, api_port = free_port(), free_port(), free_port()
     tansu = start_tansu(broker_port, log_path=work / "tansu.log")
     env = {**os.environ, "RECSTREAM_BROKER": f"tansu://127.0.0.1:{broker_port}",
@@ -80,7 +83,8 @@ def main() -> None:
            "RECSTREAM_API_URL": f"http://127.0.0.1:{api_port}", "RECSTREAM_APP_ID": "illive"}
     exe = [sys.executable, "-m", "recstream.cli"]
     children: list[subprocess.Popen] = []
-    arms = ["control=baseline", f"degraded=noisy:{args.noise}", f"il=interleave:baseline/noisy:{args.noise}"]
+    bad = args.degraded or f"noisy:{args.noise}"
+    arms = ["control=baseline", f"degraded={bad}", f"il=interleave:baseline/{bad}"]
     try:
         worker = subprocess.Popen([*exe, "worker", "-l", "warn"], env=env, cwd=ROOT, start_new_session=True,
                                   stdout=open(work / "worker.log", "wb"), stderr=subprocess.STDOUT)
@@ -133,13 +137,27 @@ def main() -> None:
               ("conversion", "watch_through_min", "rec_rating")}
         ab["served_true_mean (oracle)"] = oracle
         needed = {m: users_ab(e) for m, e in ab.items()}
+        # Requests, not only users: each arm's answers per user in this run (the A/B arms'
+        # users include those who only ever got the shared fallback; the interleaving arm's
+        # counted users are those with an interleaved answer).
+        table = result.get("table") or {}
+        ab_users = sum(table.get(a, {}).get("users") or 0 for a in ("control", "degraded"))
+        ab_answers = sum(table.get(a, {}).get("answers") or 0 for a in ("control", "degraded"))
+        per_user_ab = ab_answers / ab_users if ab_users else None
+        per_user_il = il["impressions"] / il["users"] if il and il.get("users") else None
+        req_il = n_il * per_user_il if n_il and per_user_il else None
+        req_ab = {m: (n * per_user_ab if n and per_user_ab else None) for m, n in needed.items()}
         print(json.dumps({
-            "report": report, "noise": args.noise, "sim_real_s": round(time.monotonic() - started),
+            "report": report, "degraded": bad, "load_start": load_start, "load_end": os.getloadavg(), "sim_real_s": round(time.monotonic() - started),
             "true_mean_of_served_lists": gap, "interleaving": il, "users_needed_interleaving": n_il,
             "ab_effects": {m: e and {k: e[k] for k in ("effect", "ci", "n_control", "n_treatment")}
                            for m, e in ab.items()},
             "users_needed_ab": needed,
             "ratio_ab_over_il": {m: (n / n_il if n and n_il else None) for m, n in needed.items()},
+            "requests_per_user": {"ab": per_user_ab, "il": per_user_il},
+            "requests_needed_interleaving": req_il, "requests_needed_ab": req_ab,
+            "ratio_requests_ab_over_il": {m: (r / req_il if r and req_il else None)
+                                          for m, r in req_ab.items()},
             "srm": result.get("srm"), "uptime": os.popen("uptime").read().strip()},
             default=float), flush=True)
     finally:
