@@ -65,6 +65,20 @@ def guardrail_moments(answers: list[dict], since: float) -> dict[str, dict[str, 
     return {arm: {g: Moments.of(np.asarray(v)) for g, v in per.items()} for arm, per in sums.items()}
 
 
+def looks_harmful(control: Moments | None, treatment: Moments | None) -> bool:
+    """The treatment's conversion is below control's by more than half the tolerance.
+
+    Conversion is slow and noisy: the anytime-valid breach of a 13-point drop needs ~500
+    treated users, while a step's count of matured users is reached with far fewer (at 50
+    users the estimate's standard error is ~7 points), so a count alone would ramp a bad arm
+    past 25% before its breach can show.  A step therefore also waits while its estimate
+    looks harmful: a bad arm stays at its share until the breach is conclusive; a good arm's
+    estimate sits near 0 and passes once its noise shrinks below the margin."""
+    if control is None or treatment is None:
+        return False
+    return treatment.mean - control.mean < -QUALITY_TOLERANCE / 2
+
+
 def conversion_by_arm(answers: list[dict], watches: list[Watch], window_s: float,
                       outcomes: dict[tuple[int, tuple], list[float]] | None = None
                       ) -> dict[str, Moments]:
@@ -133,6 +147,8 @@ async def _control(feed: CanaryFeed, settings: Settings, spec: ExperimentSpec, *
         units = t["latency_ms"].n  # with a quality guardrail, a step also waits for its evidence
         if quality_window_s > 0:
             units = min(units, conv[treatment].n if treatment in conv else 0)
+            if looks_harmful(conv.get(control), conv.get(treatment)):
+                units = 0  # gather evidence at this share; do not expose more users yet
         action, share = canary_step(spec.weights[0], breaches, units, min_units=min_units)
         say(json.dumps({"experiment": spec.id, "share": spec.weights[0], "action": action,
                         "treatment_units": t["latency_ms"].n, "breaches": breaches,
