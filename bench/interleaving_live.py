@@ -71,6 +71,7 @@ def main() -> None:
     p.add_argument("--movies", type=int, default=3_000)
     p.add_argument("--backfill-lines", default="30000")
     p.add_argument("--seed", default="13")
+    p.add_argument("--experiment", default="il", help="experiment id (names the report)")
     args = p.parse_args()
     work = Path(tempfile.mkdtemp(prefix="il-live-"))
     load_start = os.getloadavg()
@@ -92,7 +93,7 @@ def main() -> None:
         wait_for_port("127.0.0.1", web_port, 180, worker)
         wait_ready(web_port, worker)
         spec = ExperimentSpec.from_json(json.dumps(json.loads(cli(
-            env, "experiment", "start", "il", *sum((["--arm", a] for a in arms), [])))))
+            env, "experiment", "start", args.experiment, *sum((["--arm", a] for a in arms), [])))))
         time.sleep(3)
         truth = work / "truth.jsonl"
         started = time.monotonic()
@@ -115,8 +116,8 @@ def main() -> None:
             print(json.dumps({"real_s": round(time.monotonic() - started), "lines": lines,
                               "answers": answers}), flush=True)
         time.sleep(3)
-        report = cli(env, "experiment", "report", "il", "--out", str(OUT))
-        result = json.load(open(OUT / "il.json"))
+        report = cli(env, "experiment", "report", args.experiment, "--out", str(OUT))
+        result = json.load(open(OUT / f"{args.experiment}.json"))
         sessions: dict[int, list[dict]] = {}
         for line in open(truth):
             r = json.loads(line)
@@ -131,22 +132,26 @@ def main() -> None:
         se = float(np.sqrt(c.var(ddof=1) / len(c) + d.var(ddof=1) / len(d)))
         oracle = {"effect": float(d.mean() - c.mean()), "n_control": len(c), "n_treatment": len(d),
                   "ci": [float(d.mean() - c.mean() - 1.959964 * se), float(d.mean() - c.mean() + 1.959964 * se)]}
-        il = (result.get("interleaving") or {}).get("il")
+        exp_il = "il"
+        il = (result.get("interleaving") or {}).get(exp_il)
         n_il = users_il(il)
         ab = {m: (result["effects"].get("degraded") or {}).get(m) for m in
               ("conversion", "watch_through_min", "rec_rating")}
         ab["served_true_mean (oracle)"] = oracle
         needed = {m: users_ab(e) for m, e in ab.items()}
-        # Requests, not only users: each arm's answers per user in this run (the A/B arms'
-        # users include those who only ever got the shared fallback; the interleaving arm's
-        # counted users are those with an interleaved answer).
+        # Requests, not only users: the requests an arm serves per unit its test counts.  The
+        # A/B tests count every user of both arms; the interleaving test counts only users
+        # with an interleaved answer, but its arm serves all its users (fallbacks included),
+        # so its requests per unit are the arm's answers over the counted users.
         table = result.get("table") or {}
-        ab_users = sum(table.get(a, {}).get("users") or 0 for a in ("control", "degraded"))
         ab_answers = sum(table.get(a, {}).get("answers") or 0 for a in ("control", "degraded"))
-        per_user_ab = ab_answers / ab_users if ab_users else None
-        per_user_il = il["impressions"] / il["users"] if il and il.get("users") else None
+        per_user_ab = {m: ab_answers / (e["n_control"] + e["n_treatment"]) if e else None
+                       for m, e in ab.items()}
+        il_answers = table.get(exp_il, {}).get("answers") or 0
+        per_user_il = il_answers / il["users"] if il and il.get("users") else None
         req_il = n_il * per_user_il if n_il and per_user_il else None
-        req_ab = {m: (n * per_user_ab if n and per_user_ab else None) for m, n in needed.items()}
+        req_ab = {m: (n * per_user_ab[m] if n and per_user_ab[m] else None)
+                  for m, n in needed.items()}
         print(json.dumps({
             "report": report, "degraded": bad, "load_start": load_start, "load_end": os.getloadavg(), "sim_real_s": round(time.monotonic() - started),
             "true_mean_of_served_lists": gap, "interleaving": il, "users_needed_interleaving": n_il,
