@@ -44,6 +44,11 @@ QUALITY_TOLERANCE = 0.05  # conversion may drop by 5 points before the canary is
 GUARDRAILS = (Guardrail("latency_ms", higher_is_worse=True, tolerance=20.0),
               Guardrail("failed", higher_is_worse=True, tolerance=0.01))
 QUALITY = Guardrail("conversion", higher_is_worse=False, tolerance=QUALITY_TOLERANCE)
+# From this share on, a step also waits while conversion looks harmful (looks_harmful): 1%
+# holds ~100 treated users in 10 minutes of a drill, too few for a conversion breach (~500),
+# so 1% → 5% goes on the count and the fast guardrails; the step to a quarter of the traffic
+# waits for quality evidence.
+HOLD_FROM_SHARE = 0.05
 FAILED_SOURCES = {"error", "owner_down"}
 RANKED_SOURCES = {"personal", "popular"}
 
@@ -68,6 +73,7 @@ def guardrail_moments(answers: list[dict], since: float) -> dict[str, dict[str, 
 def looks_harmful(control: Moments | None, treatment: Moments | None) -> bool:
     """The treatment's conversion is below control's by more than half the tolerance.
 
+    Applied from ``HOLD_FROM_SHARE`` on.
     Conversion is slow and noisy: the anytime-valid breach of a 13-point drop needs ~500
     treated users, while a step's count of matured users is reached with far fewer (at 50
     users the estimate's standard error is ~7 points), so a count alone would ramp a bad arm
@@ -147,7 +153,8 @@ async def _control(feed: CanaryFeed, settings: Settings, spec: ExperimentSpec, *
         units = t["latency_ms"].n  # with a quality guardrail, a step also waits for its evidence
         if quality_window_s > 0:
             units = min(units, conv[treatment].n if treatment in conv else 0)
-            if looks_harmful(conv.get(control), conv.get(treatment)):
+            if spec.weights[0] >= HOLD_FROM_SHARE and looks_harmful(conv.get(control),
+                                                                     conv.get(treatment)):
                 units = 0  # gather evidence at this share; do not expose more users yet
         action, share = canary_step(spec.weights[0], breaches, units, min_units=min_units)
         say(json.dumps({"experiment": spec.id, "share": spec.weights[0], "action": action,

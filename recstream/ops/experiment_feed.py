@@ -19,7 +19,7 @@ from aiokafka import TopicPartition
 
 from models.experiments.telemetry import Watch, watches_from_minutes
 from recstream.experiments import parse_label
-from recstream.kafka import reader
+from recstream.kafka import end_offsets, reader
 from recstream.parsing import parse_raw
 from recstream.records import RecommendationOutcome, WatchMinute
 from recstream.settings import Settings
@@ -59,13 +59,21 @@ class Tail:
         if not self.tps:
             return []
         out: list[bytes] = []
-        deadline, quiet = time.monotonic() + timeout_s, 0
-        while time.monotonic() < deadline and quiet < 2:
-            batches = await self.consumer.getmany(timeout_ms=250, max_records=BATCH)
-            quiet = 0 if batches else quiet + 1  # twice nothing: caught up with the producers
-            for records in batches.values():
-                out.extend(r.value for r in records
-                           if r.value is not None and self.keep(r.key, r.value))
+        # Up to the ends as of now (a topic written continuously is never quiet, so "until
+        # nothing comes" would read until the deadline; Tansu's reported ends are corrected).
+        end = await end_offsets(self.consumer, self.settings, self.tps)
+        remaining = {tp for tp in self.tps if await self.consumer.position(tp) < end[tp]}
+        deadline = time.monotonic() + timeout_s
+        while remaining and time.monotonic() < deadline:
+            batches = await self.consumer.getmany(*remaining, timeout_ms=250, max_records=BATCH)
+            for tp, records in batches.items():
+                out.extend(r.value for r in records if r.offset < end[tp] and
+                           r.value is not None and self.keep(r.key, r.value))
+                if records and records[-1].offset >= end[tp]:  # past this read's end
+                    self.consumer.seek(tp, end[tp])
+            for tp in list(remaining):
+                if await self.consumer.position(tp) >= end[tp]:
+                    remaining.discard(tp)
         return out
 
     async def stop(self) -> None:
