@@ -44,7 +44,7 @@ PROBE_EVERY = 10           # while waits do not pay, one request in ten still wa
 # most a worker may spend before its answer leaves when it chooses to wait.
 ANSWER_BUDGET_S = 0.3
 MIN_WAIT_S = 0.02          # a budget left below this is not worth a wait
-LAG_TICK_S = 0.025         # the lag sampler's period
+LAG_TICK_S = 0.05          # the lag sampler's period (20 wake-ups a second)
 LAG_WINDOW_S = 2.0         # the lag estimate is the worst sample of this recent window
 
 
