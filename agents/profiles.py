@@ -26,7 +26,7 @@ from typing import Any, Callable, Optional
 import aiohttp
 import numpy as np
 
-from agents.coldstart_now import ColdStartNow
+from agents.coldstart_now import ColdStartNow, LoopLag
 from agents.coldstart_upkeep import MAX_TRIES, PRIOR_SHRINKAGE, RETRY_AFTER_S, ColdStartUpkeep
 from models.coldstart import DemographicPrior, make_profile, relative_reg
 from models.guardrails import ADULT, audience
@@ -94,7 +94,8 @@ class ColdStart(ColdStartNow, ColdStartUpkeep):
         self.demographics: dict[int, tuple[Optional[int], str]] = {}  # this worker's users
         self.calls = {k: metrics.api_calls.labels(f"user_{k}")
                       for k in ("ok", "not_found", "rate_limited", "error", "dropped",
-                                "wait_answered", "wait_empty", "not_waited")}  # #13 requests
+                                "wait_answered", "wait_empty", "not_waited", "late")}  # #13
+        self.lag = LoopLag()  # sampled while run() runs: a request's wait is bounded by it
 
     # -- the ingest side: never blocks ---------------------------------------------------
     def want(self, user: int) -> None:
@@ -135,8 +136,8 @@ class ColdStart(ColdStartNow, ColdStartUpkeep):
         async with aiohttp.ClientSession(timeout=timeout) as session:
             self.session = session
             try:
-                await asyncio.gather(*(self._worker(session)
-                                       for _ in range(s.coldstart_concurrency)))
+                await asyncio.gather(self.lag.run(), *(self._worker(session)
+                                                       for _ in range(s.coldstart_concurrency)))
             finally:
                 self.session = None
 

@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.first_minutes import free_port, read_metrics, wait_ready  # noqa: E402
 from models.experiments.spec import ExperimentSpec  # noqa: E402
+from models.experiments.stats import minimum_detectable_effect, sample_size_per_arm  # noqa: E402
 from models.experiments.telemetry import ArmData  # noqa: E402
 from recstream.broker import start_tansu, stop, wait_for_port  # noqa: E402
 from recstream.ops.experiment_analysis import analyse  # noqa: E402
@@ -101,7 +102,14 @@ def main() -> None:
     p.add_argument("--backfill-lines", default="150000")
     p.add_argument("--weights", default="0.5,2.0", help="the cost arms' trade-off weights")
     p.add_argument("--seed", default="13")
+    p.add_argument("--planning-sd", type=float, default=0.59,
+                   help="per-user SD of (a)'s primary metric (mean true rating of the served lists) "
+                        "assumed by the power plan; 0.59 = phase 3's run")
+    p.add_argument("--planning-mde", type=float, default=0.1,
+                   help="the effect (a) should detect with 80%% power at alpha 0.05 (stars)")
     args = p.parse_args()
+    plan = power_plan(args)
+    print(json.dumps({"plan": plan}), flush=True)
     work = Path(tempfile.mkdtemp(prefix="course-exp-"))
     broker_port, web_port, api_port = free_port(), free_port(), free_port()
     tansu = start_tansu(broker_port, log_path=work / "tansu.log")
@@ -174,7 +182,19 @@ def main() -> None:
                      "true_rating": mean_of("true_rating", lambda r: r["source"] == "reco"),
                      "stated_rating": mean_of("rating")}
         res_a = truth_result(desc, new_sessions, a_metrics, labelled["desc"])
+        got = (res_a["effects"].get("on") or {}).get("served_true_mean") or {}
+        if got:
+            n = min(got["n_control"], got["n_treatment"])
+            sd = (got["ci"][1] - got["ci"][0]) / (2 * 1.959964) / np.sqrt(
+                1 / got["n_control"] + 1 / got["n_treatment"])
+            plan["achieved"] = {"units_per_arm": n, "sd": round(float(sd), 3), "mde": round(
+                minimum_detectable_effect(sd=float(sd), n_per_arm=n), 3)}
+        print(json.dumps({"plan": plan}), flush=True)
         write_named(res_a, "course-a-self-descriptions",
+                    f"**Power plan, before the start:** {plan['text']} "
+                    + (f"Achieved: {plan['achieved']['units_per_arm']} units in the smaller arm, per-user SD "
+                       f"{plan['achieved']['sd']}, so the MDE was {plan['achieved']['mde']} star. "
+                       if "achieved" in plan else "") +
                     "**(a) Self-descriptions for new users, on vs off.** Units: new accounts that wrote a "
                     "self-description, all their sessions (a first answer is personal when the cold "
                     "start had the profile by then, or made it within the request's wait). "
@@ -208,6 +228,23 @@ def main() -> None:
                 child.kill()
         stop(tansu)
         print(f"logs in {work}", file=sys.stderr)
+
+
+DESCRIBERS_PER_ARRIVAL = 0.139  # new describers per (rate x sim-second x new-user share): phase 3
+
+
+def power_plan(args: argparse.Namespace) -> dict:
+    """Units and MDE of (a) before the start (the issue asks for power before a start)."""
+    units = int(DESCRIBERS_PER_ARRIVAL * args.rate * args.sim_seconds * args.new_user_share / 2)
+    need = sample_size_per_arm(sd=args.planning_sd, mde=args.planning_mde)
+    mde = minimum_detectable_effect(sd=args.planning_sd, n_per_arm=max(units, 2))
+    text = (f"expected ~{units} new describers per arm ({DESCRIBERS_PER_ARRIVAL} per arrival x rate "
+            f"{args.rate}/s x {args.sim_seconds:.0f} sim-s x new-user share {args.new_user_share} / 2 arms); "
+            f"assumed per-user SD {args.planning_sd} star (served lists' true mean, phase 3); "
+            f"detecting {args.planning_mde} star with 80% power at alpha 0.05 needs {need} per arm; "
+            f"the planned MDE is {mde:.3f} star.")
+    return {"units_per_arm": units, "sd": args.planning_sd, "needed_per_arm": need,
+            "mde": round(mde, 3), "text": text}
 
 
 def first_answer_sources(env: dict, spec: ExperimentSpec, users: set[int]) -> dict:

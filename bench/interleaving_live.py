@@ -62,6 +62,8 @@ def users_il(summary: dict) -> float | None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--noise", default="1.0")
+    p.add_argument("--degraded", default="",
+                   help="the degraded ranker's arm policy (e.g. random, noisy:3.0); default noisy:NOISE")
     p.add_argument("--sim-seconds", type=float, default=1200.0)
     p.add_argument("--speed", type=float, default=5.0)
     p.add_argument("--rate", type=float, default=10.0)
@@ -69,8 +71,10 @@ def main() -> None:
     p.add_argument("--movies", type=int, default=3_000)
     p.add_argument("--backfill-lines", default="30000")
     p.add_argument("--seed", default="13")
+    p.add_argument("--experiment", default="il", help="experiment id (names the report)")
     args = p.parse_args()
     work = Path(tempfile.mkdtemp(prefix="il-live-"))
+    load_start = os.getloadavg()
     broker_port, web_port, api_port = free_port(), free_port(), free_port()
     tansu = start_tansu(broker_port, log_path=work / "tansu.log")
     env = {**os.environ, "RECSTREAM_BROKER": f"tansu://127.0.0.1:{broker_port}",
@@ -80,7 +84,8 @@ def main() -> None:
            "RECSTREAM_API_URL": f"http://127.0.0.1:{api_port}", "RECSTREAM_APP_ID": "illive"}
     exe = [sys.executable, "-m", "recstream.cli"]
     children: list[subprocess.Popen] = []
-    arms = ["control=baseline", f"degraded=noisy:{args.noise}", f"il=interleave:baseline/noisy:{args.noise}"]
+    bad = args.degraded or f"noisy:{args.noise}"
+    arms = ["control=baseline", f"degraded={bad}", f"il=interleave:baseline/{bad}"]
     try:
         worker = subprocess.Popen([*exe, "worker", "-l", "warn"], env=env, cwd=ROOT, start_new_session=True,
                                   stdout=open(work / "worker.log", "wb"), stderr=subprocess.STDOUT)
@@ -88,7 +93,7 @@ def main() -> None:
         wait_for_port("127.0.0.1", web_port, 180, worker)
         wait_ready(web_port, worker)
         spec = ExperimentSpec.from_json(json.dumps(json.loads(cli(
-            env, "experiment", "start", "il", *sum((["--arm", a] for a in arms), [])))))
+            env, "experiment", "start", args.experiment, *sum((["--arm", a] for a in arms), [])))))
         time.sleep(3)
         truth = work / "truth.jsonl"
         started = time.monotonic()
@@ -111,8 +116,8 @@ def main() -> None:
             print(json.dumps({"real_s": round(time.monotonic() - started), "lines": lines,
                               "answers": answers}), flush=True)
         time.sleep(3)
-        report = cli(env, "experiment", "report", "il", "--out", str(OUT))
-        result = json.load(open(OUT / "il.json"))
+        report = cli(env, "experiment", "report", args.experiment, "--out", str(OUT))
+        result = json.load(open(OUT / f"{args.experiment}.json"))
         sessions: dict[int, list[dict]] = {}
         for line in open(truth):
             r = json.loads(line)
@@ -127,19 +132,37 @@ def main() -> None:
         se = float(np.sqrt(c.var(ddof=1) / len(c) + d.var(ddof=1) / len(d)))
         oracle = {"effect": float(d.mean() - c.mean()), "n_control": len(c), "n_treatment": len(d),
                   "ci": [float(d.mean() - c.mean() - 1.959964 * se), float(d.mean() - c.mean() + 1.959964 * se)]}
-        il = (result.get("interleaving") or {}).get("il")
+        exp_il = "il"
+        il = (result.get("interleaving") or {}).get(exp_il)
         n_il = users_il(il)
         ab = {m: (result["effects"].get("degraded") or {}).get(m) for m in
               ("conversion", "watch_through_min", "rec_rating")}
         ab["served_true_mean (oracle)"] = oracle
         needed = {m: users_ab(e) for m, e in ab.items()}
+        # Requests, not only users: the requests an arm serves per unit its test counts.  The
+        # A/B tests count every user of both arms; the interleaving test counts only users
+        # with an interleaved answer, but its arm serves all its users (fallbacks included),
+        # so its requests per unit are the arm's answers over the counted users.
+        table = result.get("table") or {}
+        ab_answers = sum(table.get(a, {}).get("answers") or 0 for a in ("control", "degraded"))
+        per_user_ab = {m: ab_answers / (e["n_control"] + e["n_treatment"]) if e else None
+                       for m, e in ab.items()}
+        il_answers = table.get(exp_il, {}).get("answers") or 0
+        per_user_il = il_answers / il["users"] if il and il.get("users") else None
+        req_il = n_il * per_user_il if n_il and per_user_il else None
+        req_ab = {m: (n * per_user_ab[m] if n and per_user_ab[m] else None)
+                  for m, n in needed.items()}
         print(json.dumps({
-            "report": report, "noise": args.noise, "sim_real_s": round(time.monotonic() - started),
+            "report": report, "degraded": bad, "load_start": load_start, "load_end": os.getloadavg(), "sim_real_s": round(time.monotonic() - started),
             "true_mean_of_served_lists": gap, "interleaving": il, "users_needed_interleaving": n_il,
             "ab_effects": {m: e and {k: e[k] for k in ("effect", "ci", "n_control", "n_treatment")}
                            for m, e in ab.items()},
             "users_needed_ab": needed,
             "ratio_ab_over_il": {m: (n / n_il if n and n_il else None) for m, n in needed.items()},
+            "requests_per_user": {"ab": per_user_ab, "il": per_user_il},
+            "requests_needed_interleaving": req_il, "requests_needed_ab": req_ab,
+            "ratio_requests_ab_over_il": {m: (r / req_il if r and req_il else None)
+                                          for m, r in req_ab.items()},
             "srm": result.get("srm"), "uptime": os.popen("uptime").read().strip()},
             default=float), flush=True)
     finally:

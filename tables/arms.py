@@ -36,16 +36,18 @@ class ArmRanker:
         self.book = book
         self._penalties: dict[float, tuple[tuple[int, int], np.ndarray]] = {}
         # (vector, bias, minor) of a cold user, or None; set by the composition root.
-        self.cold_now: Optional[Callable[[int], Awaitable[Optional[tuple]]]] = None
+        self.cold_now: Optional[Callable[[int, Optional[float]], Awaitable[Optional[tuple]]]] = None
 
-    async def answer_now(self, user: int) -> tuple[str, Source, list[str], str, float, str]:
-        """:meth:`answer`, or for a user without a vector the cold start's answer."""
+    async def answer_now(self, user: int, started: Optional[float] = None
+                         ) -> tuple[str, Source, list[str], str, float, str]:
+        """:meth:`answer`, or for a user without a vector the cold start's answer
+        (``started``: the handler's ``time.perf_counter()``, bounds the cold start's wait)."""
         out = self.answer(user)
         line, source, guardrails, label, delay, _ = out
         if self.cold_now is None or source not in ("fallback", "popular") or \
                 "empty_personal" in guardrails:
             return out
-        cold = await self.cold_now(user)
+        cold = await self.cold_now(user, started)
         if cold is None:
             return out
         vector, _, minor = cold

@@ -107,7 +107,7 @@ def make_routes(*, settings: Settings, metrics: Metrics, recommender: Recommende
                     reason = f"partition owner {owner} unavailable"
             else:
                 if arms is not None:  # experiments (issue #13): the user's arm's ranker
-                    line, source, guardrails, arm, delay_ms, teams = await arms.answer_now(user)
+                    line, source, guardrails, arm, delay_ms, teams = await arms.answer_now(user, started)
                 else:
                     line, source, guardrails = recommender.answer_with_guardrails(user)
                 if source == "fallback":

@@ -29,23 +29,26 @@ import time
 from typing import Any
 
 import numpy as np
-import orjson
 from aiokafka.errors import KafkaError
 
 from models.experiments.canary import Guardrail, breached, canary_step
 from models.experiments.spec import ExperimentSpec
 from models.experiments.stats import Moments
 from models.experiments.telemetry import Served, Watch, join
-from recstream.experiments import parse_label, publish
-from recstream.ops.experiment_data import events_of, shown_at
-from recstream.ops.provenance import ScanDeadline, scan
+from recstream.experiments import publish
+from recstream.ops.experiment_data import shown_at
+from recstream.ops.experiment_feed import CanaryFeed
 from recstream.settings import Settings
-from recstream.topics import topic_names
 
 QUALITY_TOLERANCE = 0.05  # conversion may drop by 5 points before the canary is called worse
 GUARDRAILS = (Guardrail("latency_ms", higher_is_worse=True, tolerance=20.0),
               Guardrail("failed", higher_is_worse=True, tolerance=0.01))
 QUALITY = Guardrail("conversion", higher_is_worse=False, tolerance=QUALITY_TOLERANCE)
+# From this share on, a step also waits while conversion looks harmful (looks_harmful): 1%
+# holds ~100 treated users in 10 minutes of a drill, too few for a conversion breach (~500),
+# so 1% → 5% goes on the count and the fast guardrails; the step to a quarter of the traffic
+# waits for quality evidence.
+HOLD_FROM_SHARE = 0.05
 FAILED_SOURCES = {"error", "owner_down"}
 RANKED_SOURCES = {"personal", "popular"}
 
@@ -53,18 +56,6 @@ RANKED_SOURCES = {"personal", "popular"}
 def with_share(spec: ExperimentSpec, share: float, **changes: Any) -> ExperimentSpec:
     """A canary's treatment (first arm) at ``share`` of the exposed traffic."""
     return spec.replace(weights=(share, 1.0 - share), **changes)
-
-
-async def answers_of(settings: Settings, exp_id: str) -> list[dict]:
-    tag = f"{exp_id}:".encode()
-    rows = await scan(settings, topic_names(settings)["recommendations"], lambda k, v: tag in v)
-    out = []
-    for _, _, raw in rows:
-        body = orjson.loads(raw)
-        arm = parse_label(body.get("arm") or "").get(exp_id)
-        if arm is not None:
-            out.append(dict(body, arm=arm))
-    return out
 
 
 def guardrail_moments(answers: list[dict], since: float) -> dict[str, dict[str, Moments]]:
@@ -77,6 +68,21 @@ def guardrail_moments(answers: list[dict], since: float) -> dict[str, dict[str, 
         per["latency_ms"].append(float(body.get("latency_ms", 0.0)))
         per["failed"].append(1.0 if body.get("source") in FAILED_SOURCES else 0.0)
     return {arm: {g: Moments.of(np.asarray(v)) for g, v in per.items()} for arm, per in sums.items()}
+
+
+def looks_harmful(control: Moments | None, treatment: Moments | None) -> bool:
+    """The treatment's conversion is below control's by more than half the tolerance.
+
+    Applied from ``HOLD_FROM_SHARE`` on.
+    Conversion is slow and noisy: the anytime-valid breach of a 13-point drop needs ~500
+    treated users, while a step's count of matured users is reached with far fewer (at 50
+    users the estimate's standard error is ~7 points), so a count alone would ramp a bad arm
+    past 25% before its breach can show.  A step therefore also waits while its estimate
+    looks harmful: a bad arm stays at its share until the breach is conclusive; a good arm's
+    estimate sits near 0 and passes once its noise shrinks below the margin."""
+    if control is None or treatment is None:
+        return False
+    return treatment.mean - control.mean < -QUALITY_TOLERANCE / 2
 
 
 def conversion_by_arm(answers: list[dict], watches: list[Watch], window_s: float,
@@ -99,34 +105,40 @@ def conversion_by_arm(answers: list[dict], watches: list[Watch], window_s: float
     return {arm: Moments.of(data.per_user["conversion"]) for arm, data in per_arm.items()}
 
 
-async def conversion_moments(settings: Settings, answers: list[dict], window_s: float
-                             ) -> dict[str, Moments]:
-    users = {int(b["user"]) for b in answers if b.get("source") in RANKED_SOURCES}
-    if not users:
-        return {}
-    lines = await scan(settings, topic_names(settings)["movielog"],
-                       lambda k, v: b"/data/m/" in v or b"recommendation request" in v)
-    watches, _, _, outcomes = events_of([v for _, _, v in lines], users, settings)
-    return conversion_by_arm(answers, watches, window_s, outcomes)
-
-
 async def control_loop(settings: Settings, spec: ExperimentSpec, *, interval_s: float,
                        min_units: int, quality_window_s: float = 0.0, say=print
                        ) -> ExperimentSpec:
     """Ramp ``spec`` (a canary) to its last step or roll it back; → the final spec.
 
-    ``quality_window_s`` > 0 adds the conversion guardrail."""
+    ``quality_window_s`` > 0 adds the conversion guardrail.  The topics are read
+    incrementally (:class:`recstream.ops.experiment_feed.CanaryFeed`): a look reads only
+    what is new since the last one."""
+    feed = CanaryFeed(settings, spec.id, quality=quality_window_s > 0)
+    try:
+        return await _control(feed, settings, spec, interval_s=interval_s, min_units=min_units,
+                              quality_window_s=quality_window_s, say=say)
+    finally:
+        await feed.stop()
+
+
+async def _control(feed: CanaryFeed, settings: Settings, spec: ExperimentSpec, *,
+                   interval_s: float, min_units: int, quality_window_s: float, say
+                   ) -> ExperimentSpec:
     treatment, control = spec.arms[0].name, spec.arms[1].name
     step_since = time.time()
     while True:
         await asyncio.sleep(interval_s)
         try:
-            answers = await answers_of(settings, spec.id)
-            conv = await conversion_moments(settings, answers, quality_window_s) \
-                if quality_window_s > 0 else {}
-        except (KafkaError, ScanDeadline, asyncio.TimeoutError, OSError) as exc:  # look again
+            await feed.look()
+        except (KafkaError, asyncio.TimeoutError, OSError) as exc:  # look again
             say(json.dumps({"experiment": spec.id, "look_failed": repr(exc)}))
             continue
+        answers = feed.answers
+        conv: dict[str, Moments] = {}
+        if quality_window_s > 0:
+            users = {int(b["user"]) for b in answers if b.get("source") in RANKED_SOURCES}
+            conv = conversion_by_arm(answers, feed.watches(users), quality_window_s,
+                                     feed.outcomes)
         moments = guardrail_moments(answers, step_since)
         t, c = moments.get(treatment), moments.get(control)
         if t is None or c is None:
@@ -141,6 +153,9 @@ async def control_loop(settings: Settings, spec: ExperimentSpec, *, interval_s: 
         units = t["latency_ms"].n  # with a quality guardrail, a step also waits for its evidence
         if quality_window_s > 0:
             units = min(units, conv[treatment].n if treatment in conv else 0)
+            if spec.weights[0] >= HOLD_FROM_SHARE and looks_harmful(conv.get(control),
+                                                                     conv.get(treatment)):
+                units = 0  # gather evidence at this share; do not expose more users yet
         action, share = canary_step(spec.weights[0], breaches, units, min_units=min_units)
         say(json.dumps({"experiment": spec.id, "share": spec.weights[0], "action": action,
                         "treatment_units": t["latency_ms"].n, "breaches": breaches,

@@ -148,7 +148,7 @@ async def create_accounts(rt, make_event, writer: UserWriter, users: list[int]) 
 async def fetch_all(cold: ColdStart, recorder, expected: int) -> list:
     task = asyncio.create_task(cold.run())
     try:
-        await eventually(lambda: len(recorder.on("user_profiles")) >= expected)
+        await eventually(lambda: len(recorder.on("user_profiles")) >= expected, 60.0)  # nice 19, load 25
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

@@ -48,3 +48,16 @@ def test_answers_stamped_by_a_lagging_worker_are_timed_by_the_platforms_log():
     assert conversion_by_arm(answers, watches, window_s=120)["t"].mean == 0.0
     outcomes = {(1, ("a", "b")): [600.0]}
     assert conversion_by_arm(answers, watches, window_s=120, outcomes=outcomes)["t"].mean == 1.0
+
+
+def test_a_step_waits_while_the_estimate_looks_harmful_and_passes_a_good_arm():
+    """#13 phase 4: a count of matured users alone ramped a random-scores arm on noise."""
+    import numpy as np
+    from models.experiments.stats import Moments
+    from recstream.ops.experiment_canary import looks_harmful
+    control = Moments.of((np.arange(2000) % 100 < 64).astype(float))      # 64% convert
+    worse = Moments.of((np.arange(50) % 2 == 0).astype(float))            # 50%: 14 points down
+    slightly = Moments.of((np.arange(50) % 50 < 31).astype(float))        # 62%: within 2.5 pts
+    assert looks_harmful(control, worse)
+    assert not looks_harmful(control, slightly)
+    assert not looks_harmful(None, worse) and not looks_harmful(control, None)

@@ -169,7 +169,7 @@ async def test_a_cold_users_answer_follows_their_arm_interleaved_included(costly
     rt = costly
     vector = np.ones(rt.settings.n_factors, np.float32)
 
-    async def cold_now(user):
+    async def cold_now(user, started=None):
         return vector, 0.0, False
     for arm, check in (("il=interleave:baseline/noisy:50", "teams"), ("bad=random", "random"),
                        ("cheap=cost:50", "cheap")):
