@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,15 +25,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.procs import free_port  # noqa: E402
 from recstream.broker import start_tansu, stop, wait_for_port  # noqa: E402
 
 DEMO_RETRAIN_EVERY_H = "0.07"   # as `recstream run` sets it
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def read_metrics(port: int) -> tuple[dict[str, float], float]:

@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from aiokafka import AIOKafkaProducer  # noqa: E402
 
+from bench.procs import free_port  # noqa: E402
 from recstream.ops.replay import replay_file  # noqa: E402
 from recstream.broker import running_tansu  # noqa: E402
 from recstream.parsing import parse_line  # noqa: E402
@@ -36,13 +37,6 @@ from recstream.records import Rating, WatchMinute  # noqa: E402
 from tests.integration.movie_api import MovieApi  # noqa: E402
 
 SAMPLE = ROOT.parent / "shared" / "data" / "mlip-stream-samples" / "movielog_lines.txt"
-
-
-def free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def get(port: int, path: str) -> tuple[int, str]:

@@ -36,7 +36,6 @@ import asyncio
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -44,12 +43,14 @@ import threading
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.procs import autogroup_nice, cpu_seconds, free_port  # noqa: E402
 from recstream.ops.replay import replay_file  # noqa: E402
 from recstream.broker import running_tansu  # noqa: E402
 
@@ -74,12 +75,6 @@ async def passthrough(stream):
 if __name__ == "__main__":
     app.main()
 '''
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def simulate(lines: int, path: Path, users: int) -> None:
@@ -116,27 +111,6 @@ def all_applied(m: dict[str, float], n: int) -> bool:
             and get("movie_updates_applied", 0) >= get("movie_updates_sent", 0)
             and get("broadcast_sent", 0) >= get("broadcast_queued", 0)
             and get("broadcast_applied", 0) >= get("broadcast_sent", 0))
-
-
-def autogroup_nice(pid: int, nice: int) -> None:
-    """Give ``pid``'s scheduler autogroup (its session) the weight of ``nice``.
-
-    With ``kernel.sched_autogroup_enabled`` every session gets an equal share of the CPU
-    whatever its processes' nice values, so a shared box's ``nice -n 19`` jobs in their own
-    sessions still take most of it from a bench; this weights the bench's session and the
-    broker's (a session of its own) as the CPU policy means them to be.
-    """
-    try:
-        with open(f"/proc/{pid}/autogroup", "w") as f:
-            f.write(str(nice))
-    except OSError as exc:
-        print(f"autogroup nice not set for {pid}: {exc}", file=sys.stderr)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` so far."""
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_passthrough(broker: str, topic: str, n: int, work: Path,
@@ -250,7 +224,7 @@ def main() -> None:
         n = sum(1 for line in open(source, "rb") if line.strip())
         port = free_port()
         broker = args.broker or f"127.0.0.1:{port}"
-        ctx = running_tansu(port) if not args.broker else _nullcontext()
+        ctx = running_tansu(port) if not args.broker else nullcontext()
         with ctx as tansu:
             if tansu is not None and args.autogroup_nice is not None:
                 autogroup_nice(tansu.pid, args.autogroup_nice)
@@ -315,14 +289,6 @@ def _summary(run: dict, baseline: float, code: str, loop: str) -> dict:
             "broker_cpu_us_per_event_full": (round(run["broker_cpu_us"], 1)
                                              if run["broker_cpu_us"] is not None else None),
             "worker_rss_mb": run["rss_mb"]}
-
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 if __name__ == "__main__":

@@ -39,18 +39,12 @@ from bench import live_refs  # noqa: E402
 from bench.live_data import (course_lines, load, per_user_split, score_lists,  # noqa: E402
                              table)
 from bench.live_data import DATA, movie_objects  # noqa: E402
+from bench.procs import free_port  # noqa: E402
 from models.gate import bootstrap_mean_ci  # noqa: E402
 from tests.integration.movie_api import MovieApi  # noqa: E402
 from recstream.broker import start_tansu, stop  # noqa: E402
 
 TOKEN = "live-quality"
-
-
-def free_port() -> int:
-    import socket
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Service:

@@ -9,33 +9,23 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
+from bench.procs import cpu_seconds, free_port  # noqa: F401 (re-exported to serve.py's users)
+
 SERVE = Path(__file__).resolve().with_name("serve.py")  # every subprocess role runs it
 BACKGROUND: list = []  # tasks and processes kept alive until the run ends
 
 
 # -- helpers -------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def proc_status(pid: int) -> dict[str, int]:
     """VmRSS / VmHWM of ``pid`` in MB."""
     text = open(f"/proc/{pid}/status").read()
     return {k: int(text.split(k + ":")[1].split()[0]) // 1024 for k in ("VmRSS", "VmHWM")}
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def busy_jiffies() -> tuple[int, int]:
