@@ -110,13 +110,20 @@ class ExposureMonitor:
         self._served = {a: self.served.labels(a) for a in audiences}
         self._unsafe = {a: self.unsafe.labels(a) for a in audiences}
 
-    def check(self, user: int | None, line: str) -> int:
-        """Count ``line``'s titles; returns how many were unsafe for ``user``."""
+    def check(self, user: int | None, line: str, profile_adult: bool = False) -> int:
+        """Count ``line``'s titles; returns how many were unsafe for ``user``.
+
+        ``profile_adult``: the answer was ranked from the user API's profile fetched for
+        this very request (cold start at the first request, #13), which gave a plausible
+        adult age that the user index does not hold yet.  Without it such answers, ranked
+        correctly under the adults' rules, were counted as minors' exposures (#14 phase 4:
+        928 in a simulated day, every one to a true adult).
+        """
         if not line:
             return 0
         row = -1 if user is None else self.users.get_row(user)
         # Unknown users and users without a confirmed adult age get the minors' rules.
-        adult = row >= 0 and not self.users.minor[row]
+        adult = (row >= 0 and not self.users.minor[row]) or (user is not None and profile_adult)
         audience = "adult" if adult else "minor_or_unknown"
         items = self.items
         safe = items.safe_for_all if adult else items.safe_for_minors

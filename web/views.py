@@ -130,7 +130,8 @@ def make_routes(*, settings: Settings, metrics: Metrics, recommender: Recommende
             await asyncio.sleep(delay_ms / 1000.0)
         count(source).inc()
         if guard is not None and source != "routed":  # the owner that answered counts it
-            guard.exposure.check(user, line)
+            guard.exposure.check(user, line, profile_adult="cold_start_now" in guardrails
+                                 and "no_adult" in guardrails and not problems)
         if arm and arm_metrics is not None:
             arm_metrics.answered(user, time.perf_counter() - started)
         returning = user is not None and users.get_row(user) >= 0

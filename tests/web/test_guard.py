@@ -65,10 +65,15 @@ def test_exposure_monitor_counts_unsafe_titles_by_audience(rt):
     assert monitor.check(1, f"{SAFE},{UNCONFIRMED}") == 1      # never confirmed: unsafe for all
     assert monitor.check(2, f"{SAFE},{HORROR}") == 1           # unknown user: minors' rules
     assert monitor.check(None, f"{HORROR},{UNCONFIRMED}") == 2  # invalid id: minors' rules
+    # Ranked from the profile fetched for this request (cold start at the first request):
+    # an adult the index does not hold yet.  An unconfirmed title stays unsafe for anyone.
+    assert monitor.check(3, f"{SAFE},{HORROR}", profile_adult=True) == 0
+    assert monitor.check(3, f"{SAFE},{UNCONFIRMED}", profile_adult=True) == 1
+    assert monitor.check(None, HORROR, profile_adult=True) == 1  # no user: never an adult
     value = rt.metrics.registry.get_sample_value
-    assert value("recstream_unsafe_exposures_total", {"audience": "adult"}) == 1
-    assert value("recstream_unsafe_exposures_total", {"audience": "minor_or_unknown"}) == 3
-    assert value("recstream_served_titles_total", {"audience": "adult"}) == 4
+    assert value("recstream_unsafe_exposures_total", {"audience": "adult"}) == 2
+    assert value("recstream_unsafe_exposures_total", {"audience": "minor_or_unknown"}) == 4
+    assert value("recstream_served_titles_total", {"audience": "adult"}) == 8
 
 
 @pytest.fixture
