@@ -70,6 +70,10 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 def broker() -> int:
     from recstream.broker import start_tansu, stop
+    # Ctrl-C must stop it even when SIGINT came ignored from the parent (a non-interactive
+    # shell's `recstream broker &`, or a test session that ignored it): an ignored
+    # disposition is inherited and Python then installs no KeyboardInterrupt handler.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     settings = _settings()
     proc = start_tansu(settings.embedded_broker_port)
     print(f"tansu broker on 127.0.0.1:{settings.embedded_broker_port} (memory only; "

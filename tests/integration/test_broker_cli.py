@@ -17,11 +17,13 @@ from recstream.broker import port_open, wait_for_port
 from tests.brokers import free_port
 
 
-def _start_broker_cli(port: int) -> subprocess.Popen:
+def _start_broker_cli(port: int, *, sigint_ignored: bool = False) -> subprocess.Popen:
     env = {**os.environ, "RECSTREAM_EMBEDDED_BROKER_PORT": str(port)}
     env.pop("RECSTREAM_BROKER", None)
+    ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None
     proc = subprocess.Popen([sys.executable, "-m", "recstream.cli", "broker"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            preexec_fn=ignore)
     wait_for_port("127.0.0.1", port, 30, proc)
     return proc
 
@@ -44,6 +46,24 @@ def test_stopping_the_broker_command_stops_tansu(sig):
         proc.send_signal(sig)
         proc.wait(15)
         assert _released(port), f"Tansu still listens on :{port} after {sig.name} to its parent"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        subprocess.run(["pkill", "-f", f"tcp://127.0.0.1:{port}"], check=False)
+
+
+def test_ctrl_c_stops_the_broker_command_even_when_sigint_came_ignored():
+    """A non-interactive shell's `recstream broker &` starts it with SIGINT ignored (so did a
+    CI run started in the background: its pytest, and every child, inherited the ignored
+    SIGINT); Python then installs no KeyboardInterrupt handler, and SIGINT did nothing."""
+    port = free_port()
+    proc = _start_broker_cli(port, sigint_ignored=True)
+    try:
+        time.sleep(0.5)  # past start-up: the command's own handler is in place
+        proc.send_signal(signal.SIGINT)
+        proc.wait(15)
+        assert _released(port), f"Tansu still listens on :{port} after SIGINT to its parent"
     finally:
         if proc.poll() is None:
             proc.kill()
