@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import socket
 import subprocess
 from pathlib import Path
+
+from bench.procs import free_port  # noqa: F401  (re-exported for the integration tests)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 KAFKA_SH = REPO_ROOT / "deploy" / "kafka" / "kafka.sh"
@@ -53,13 +54,6 @@ class KafkaHandle:
     @property
     def log_path(self) -> Path:
         return self.data_dir / "kafka.log"
-
-
-def free_port() -> int:
-    """A loopback TCP port that was free a moment ago (the usual small race applies)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _run(args: list[str], timeout: float) -> str:

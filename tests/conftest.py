@@ -15,13 +15,13 @@ only the edges that would talk to Kafka are swapped:
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import pytest
 
+from bench.procs import free_port  # noqa: F401  (re-exported: tests import it from here)
 from recstream.settings import Settings
 
 if TYPE_CHECKING:  # faust is imported by the fixtures that need it, not by tests/models
@@ -31,12 +31,6 @@ if TYPE_CHECKING:  # faust is imported by the fixtures that need it, not by test
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SAMPLES = DATA / "mlip-stream-samples"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
