@@ -151,3 +151,51 @@ def alarm(reference, recent, thresholds: Thresholds, *, ordinal: bool = False,
     if value < thresholds.min_psi:
         return Alarm(False, p, value, statistic, "trivial_effect")
     return Alarm(True, p, value, statistic, "drift")
+
+
+# -- calibrated rate alarms ----------------------------------------------------------------
+# A qualitative change — events of a kind that a clean stream (almost) never has, such as
+# lines from minutes in the past or from days in the future — is a tiny shift of a whole
+# distribution (PSI far below any floor) but a large change of one rate.  Evidence: the
+# one-sided binomial tail of the window's count at the reference share (a half-event
+# pseudo-count keeps a reference with none above zero), at the same Bonferroni level;
+# practical effect: a share of the window at least ``floor_share`` and ``floor_ratio`` × the
+# reference share.
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RateThresholds:
+    alpha: float          # p-value below which the evidence counts
+    min_share: float      # share of a window's events at or above which the effect counts
+    base_share: float     # the reference share the window is tested against
+    rate: float           # false alarms per tested window this was calibrated to
+
+
+def calibrate_rate(ref_count: float, ref_total: float, *, alarms_per_day: float = 1.0,
+                   windows_per_day: int = 288, tests: int = 1, floor_share: float = 0.001,
+                   floor_ratio: float = 3.0) -> RateThresholds:
+    """Thresholds for the share of events of one kind (``ref_count`` of ``ref_total`` in the
+    reference) giving at most ``alarms_per_day`` false alarms over the day's tests."""
+    if ref_total < 1 or not 0 <= ref_count <= ref_total:
+        raise ValueError("need a non-empty reference with 0 <= count <= total")
+    rate = alarms_per_day / (windows_per_day * max(tests, 1))
+    if not 0 < rate < 1:
+        raise ValueError("alarms_per_day must be below the number of tests a day")
+    base = (ref_count + 0.5) / (ref_total + 1.0)
+    return RateThresholds(alpha=rate, min_share=max(floor_share, floor_ratio * base),
+                          base_share=base, rate=rate)
+
+
+def rate_alarm(count: float, total: float, thresholds: RateThresholds, *,
+               min_events: int = 30) -> Alarm:
+    """Decide one window's rate: ``statistic`` is the window's share, ``psi`` 0 (unused)."""
+    if not 0 <= count <= total:
+        raise ValueError("need 0 <= count <= total")
+    if total < min_events:
+        return Alarm(False, 1.0, 0.0, 0.0, "too_few")
+    share = count / total
+    p = float(stats.binom.sf(int(count) - 1, int(total), thresholds.base_share))
+    if p >= thresholds.alpha:
+        return Alarm(False, p, 0.0, share, "no_evidence")
+    if share < thresholds.min_share:
+        return Alarm(False, p, 0.0, share, "trivial_effect")
+    return Alarm(True, p, 0.0, share, "drift")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.drift import Thresholds, alarm, calibrate, psi
+from models.drift import Thresholds, alarm, calibrate, calibrate_rate, psi, rate_alarm
 
 # The real sample's rating histogram (1..5), SOURCES.md: 37 / 803 / 6,643 / 10,262 / 2,740.
 RATINGS = np.array([37, 803, 6643, 10262, 2740], float)
@@ -86,3 +86,34 @@ def test_too_few_events_never_alarm():
     th = calibrate(RATINGS, 10)
     result = alarm(RATINGS, [0, 0, 0, 0, 10], th, ordinal=True)
     assert not result.fired and result.reason == "too_few"
+
+
+# -- rate alarms: a kind of event a clean stream (almost) never has ----------------------
+def test_a_rate_alarm_keeps_its_false_alarm_rate():
+    rng = np.random.default_rng(21)
+    base = 0.002  # the reference's share of the kind (e.g. late lines)
+    th = calibrate_rate(rng.binomial(300_000, base), 300_000, alarms_per_day=2.0,
+                        windows_per_day=100, floor_share=0.0, floor_ratio=0.0)  # 2% of windows
+    fired = sum(rate_alarm(rng.binomial(5_000, base), 5_000, th).fired for _ in range(2000))
+    assert fired <= 2000 * th.rate * 1.5 + 5
+    loose = calibrate_rate(600, 300_000, alarms_per_day=50, windows_per_day=100,
+                           floor_share=0.0, floor_ratio=0.0)  # the same windows, alpha 0.5
+    assert sum(rate_alarm(rng.binomial(5_000, base), 5_000, loose).fired
+               for _ in range(300)) > 60
+
+
+def test_a_new_kind_of_event_alarms_at_two_percent_and_a_trivial_one_does_not():
+    th = calibrate_rate(0, 400_000, tests=5)  # the clean reference never had one
+    assert th.base_share == pytest.approx(0.5 / 400_001)
+    hit = rate_alarm(140, 7_000, th)  # 2% of a window
+    assert hit.fired and hit.reason == "drift" and hit.statistic == pytest.approx(0.02)
+    few = rate_alarm(3, 7_000, th)  # strong evidence (0 expected), but 0.04% of the window
+    assert few.p_value < th.alpha and not few.fired and few.reason == "trivial_effect"
+    assert rate_alarm(1, 20, th).reason == "too_few"
+    noisy = calibrate_rate(2_000, 400_000, tests=5)  # 0.5% in the reference already
+    assert noisy.min_share == pytest.approx(3 * 2_000.5 / 400_001)
+    assert not rate_alarm(45, 7_000, noisy).fired  # 0.64%: above the base, not 3x it
+    with pytest.raises(ValueError):
+        calibrate_rate(5, 0)
+    with pytest.raises(ValueError):
+        rate_alarm(8, 5, th)
