@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from recstream.parsing import parse_raw
 from recstream.records import Rejected, UserProfile
-from recstream.kafka import AppProducer
+from recstream.kafka import AppProducer, partition_count
 from recstream.prometheus import Metrics
 from recstream.settings import Settings
 from recstream.topics import Topics
@@ -155,7 +155,10 @@ class Ingest:
 
     def _co_partitioned(self) -> bool:
         topic = self.movielog.get_topic_name()
-        return self.consumer_of().topic_partitions(topic) == self.partitions
+        # #12: not ``topic_partitions`` alone — on every worker but the group's leader it
+        # answers None, and such a worker re-keyed every line it read through the events
+        # topic (twice the work, and a second hop behind the committed movielog offsets)
+        return partition_count(self.consumer_of(), topic) == self.partitions
 
 
 def _ack_when_written(events, done: asyncio.Future) -> None:

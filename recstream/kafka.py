@@ -227,6 +227,23 @@ async def true_end_offsets(bootstrap: str | list[str], reported: Mapping[Any, in
     return ends
 
 
+def partition_count(consumer: Any, topic: str) -> int | None:
+    """How many partitions ``topic`` has, as a Faust app's consumer knows it (None: not yet).
+
+    Faust's ``topic_partitions`` reads aiokafka's group-coordinator snapshot, which only
+    the group's *leader* keeps (it is filled while computing the assignment): on every
+    other member it answers None.  The client's cluster metadata, which every member
+    keeps for the topics it reads, answers there.
+    """
+    known = consumer.topic_partitions(topic)
+    if known:
+        return known
+    thread = getattr(consumer, "_thread", None)
+    client = getattr(getattr(thread, "_consumer", None), "_client", None)
+    parts = client.cluster.partitions_for_topic(topic) if client is not None else None
+    return len(parts) if parts else None
+
+
 def line_key(line: bytes) -> bytes | None:
     """The user id of a movielog line as its Kafka key (None when there is none)."""
     parts = line.split(b",", 2)

@@ -308,6 +308,26 @@ async def test_ingest_rekeys_everything_when_not_co_partitioned(rt, recorder, ma
     assert rt.tables.user_history.get(b"42") is None
 
 
+async def test_a_worker_that_is_not_the_group_leader_applies_in_place(rt, recorder, make_event,
+                                                                      monkeypatch):
+    """#12: Faust's ``topic_partitions`` reads aiokafka's group-coordinator snapshot, which
+    only the group's leader fills; on the other workers it is None.  The partition count
+    then comes from the client's cluster metadata (as a follower's consumer holds it), and
+    a line already in its user's partition is applied here, not re-keyed."""
+    import types
+    monkeypatch.setattr(rt.app.consumer, "topic_partitions", lambda topic: None)  # a follower
+    cluster = types.SimpleNamespace(partitions_for_topic=lambda topic: set(range(4)))
+    client = types.SimpleNamespace(cluster=cluster)
+    monkeypatch.setattr(rt.app.consumer, "_thread",
+                        types.SimpleNamespace(_consumer=types.SimpleNamespace(_client=client)),
+                        raising=False)
+    ingest = ingest_of(rt, user_writer(rt))
+    text = line(42, "GET /rate/up+2009=4").encode()
+    await ingest.consume([make_event(text, partition=own_partition(rt, 42))], forward=True)
+    assert recorder.on("events") == []
+    assert set(history_of(rt, 42).ratings) == {"up+2009"}
+
+
 async def test_ingest_of_rekeyed_events_applies_in_place(rt, recorder, make_event):
     ingest = ingest_of(rt, user_writer(rt))
     text = line(42, "GET /rate/up+2009=4").encode()
