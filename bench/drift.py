@@ -2,8 +2,10 @@
 
 Stream features per 5-minute window of event time — rating values (1..10, KS), line
 kinds (watch/rate/account/recommendation/rejected, chi-square), redelivered lines
-(first/repeat, chi-square), time order (the gap to the previous line's time, in ordered
-bins from "hours earlier" to "hours later", KS) and the popularity profile of what users
+(first/repeat, chi-square), lines out of time (more than 2 minutes behind the stream clock
+or an hour ahead of it, per arrival window: a rate, ``models.drift.rate_alarm``), time
+order (the gap to the previous line's time; computed, not alarmed since #12 phase 5)
+and the popularity profile of what users
 start or rate (rank of the movie in the reference window: top 10, 11-100, 101-1000,
 beyond, never seen; computed, not alarmed: see FEATURES) — against a reference taken from
 the first 6 simulated hours of a clean run, thresholds calibrated to 1 false alarm a day
@@ -41,7 +43,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.drift import alarm, calibrate  # noqa: E402
+from models.drift import alarm, calibrate, calibrate_rate, rate_alarm  # noqa: E402
+from recstream.clock import StreamClock  # noqa: E402
 from recstream.parsing import parse_line  # noqa: E402
 from recstream.records import AccountCreated, Rating, RecommendationOutcome, WatchMinute  # noqa: E402
 from recstream.schemas import validate_movie  # noqa: E402
@@ -57,8 +60,15 @@ CHANGE_HOURS = (8, 10, 12, 14, 16, 18)
 # not alarmed: on a clean simulated day it fired 186 times in 18 h (248/day, 2026-12-01) —
 # the reference's rank list ages as the day goes on; a population-shift feature needs a
 # stationary reference (e.g. a sliding one) before it can alarm.
-FEATURES = ("rating", "kind", "dup", "order")
+FEATURES = ("rating", "kind", "dup", "late")
 ORDINAL = {"rating", "order", "popularity"}
+# "late" (a rate, models.drift.rate_alarm): lines more than LATE_S behind the stream clock or
+# more than AHEAD_S ahead of it, by arrival window — a clean stream (almost) never has one;
+# it replaces "order" (the gap to the previous line, kept as a histogram, not alarmed),
+# whose shift under the out-of-order scenario was far below any PSI floor (phase 4).
+RATES = {"late"}
+LATE_S, AHEAD_S = 120.0, 3600.0  # twice the watch-minute cadence: a clean stream has batches ~60 s late
+RATE_FLOOR_SHARE = 0.001  # practical effect: one line in a thousand, and 3x the reference
 GAP_EDGES_S = (-3600.0, -300.0, -60.0, -1.0, 1.0, 60.0, 300.0, 3600.0)  # 9 ordered bins
 RANK_EDGES = (10, 100, 1000)  # + "beyond" + "never seen in the reference"
 KINDS = {WatchMinute: 0, Rating: 1, AccountCreated: 2, RecommendationOutcome: 3}
@@ -108,18 +118,21 @@ def windows(lines: list[str], start: float, ranks: dict[str, int]) -> dict[int, 
     recent: deque = deque()
     seen: set[str] = set()
     t = prev = start
+    clock = StreamClock(max_jump_s=AHEAD_S)  # a far-future line does not move it
     for line in lines:
         rec = parse_line(line, rating_min=1, rating_max=10)
+        if hasattr(rec, "time"):
+            now = clock.now
+            late = bool(now) and (now - rec.time > LATE_S or rec.time - now > AHEAD_S)
+            arrival = _window(out, int((clock.observe(rec.time) - start) // WINDOW_S))
+            if arrival is not None:
+                arrival["late"][int(late)] += 1
         t = getattr(rec, "time", t)
         w = int((t - start) // WINDOW_S)
         gap, prev = t - prev, t
-        if w < 0 or t - start >= DAY:
-            continue
-        h = out.get(w)
+        h = _window(out, w)
         if h is None:
-            h = out[w] = {"rating": np.zeros(10), "kind": np.zeros(5), "dup": np.zeros(2),
-                          "order": np.zeros(len(GAP_EDGES_S) + 1),
-                          "popularity": np.zeros(len(RANK_EDGES) + 2)}
+            continue
         h["kind"][KINDS.get(type(rec), 4)] += 1
         h["order"][bisect.bisect_right(GAP_EDGES_S, gap)] += 1
         if isinstance(rec, Rating):
@@ -136,18 +149,38 @@ def windows(lines: list[str], start: float, ranks: dict[str, int]) -> dict[int, 
     return out
 
 
+def _window(out: dict[int, dict[str, np.ndarray]], w: int) -> dict[str, np.ndarray] | None:
+    if w < 0 or w >= DAY / WINDOW_S:
+        return None
+    h = out.get(w)
+    if h is None:
+        h = out[w] = {"rating": np.zeros(10), "kind": np.zeros(5), "dup": np.zeros(2),
+                      "order": np.zeros(len(GAP_EDGES_S) + 1), "late": np.zeros(2),
+                      "popularity": np.zeros(len(RANK_EDGES) + 2)}
+    return h
+
+
 def thresholds(ref: dict[int, dict]) -> tuple[dict, dict, dict]:
     ref_w = [w for w in ref if w < REF_H * 3600 / WINDOW_S]
     reference = {f: sum(ref[w][f] for w in ref_w) for f in FEATURES}
     sizes = {f: float(np.median([ref[w][f].sum() for w in ref_w])) for f in reference}
-    th = {f: calibrate(reference[f], max(int(sizes[f]), 1), alarms_per_day=1.0,
-                       windows_per_day=288, tests=len(FEATURES)) for f in reference}
+    th = {f: calibrate_rate(reference[f][1], reference[f].sum(), alarms_per_day=1.0,
+                            windows_per_day=288, tests=len(FEATURES),
+                            floor_share=RATE_FLOOR_SHARE) if f in RATES else
+          calibrate(reference[f], max(int(sizes[f]), 1), alarms_per_day=1.0,
+                    windows_per_day=288, tests=len(FEATURES)) for f in reference}
     return reference, sizes, th
+
+
+def fires(reference: dict, th: dict, h: dict, f: str) -> bool:
+    if f in RATES:
+        return rate_alarm(h[f][1], h[f].sum(), th[f]).fired
+    return alarm(reference[f], h[f], th[f], ordinal=f in ORDINAL).fired
 
 
 def alarms(reference: dict, th: dict, run: dict[int, dict], first: int) -> list[tuple[int, str]]:
     return [(w, f) for w in sorted(run) if w >= first for f in FEATURES
-            if alarm(reference[f], run[w][f], th[f], ordinal=f in ORDINAL).fired]
+            if fires(reference, th, run[w], f)]
 
 
 def clean_report(ref: dict[int, dict]) -> dict:
@@ -158,7 +191,8 @@ def clean_report(ref: dict[int, dict]) -> dict:
     return {"false_alarms": len(found), "false_alarms_per_day": round(len(found) * 24 / tested_h, 2),
             "by_feature": sorted({f for _, f in found}), "hours_tested_clean": round(tested_h, 1),
             "median_window_events": {f: int(sizes[f]) for f in sizes},
-            "min_psi": {f: round(th[f].min_psi, 3) for f in th}}
+            "min_psi": {f: round(th[f].min_psi, 3) for f in th if f not in RATES},
+            "min_share": {f: th[f].min_share for f in th if f in RATES}}
 
 
 def scenario_report(clean: dict[int, dict], drifted: dict[int, dict]) -> dict:
