@@ -48,6 +48,26 @@ async def group_lag(settings: Settings, topic: str) -> int:
         await client.close()
 
 
+def pipeline_topics(settings: Settings, topic: str) -> list[str]:
+    """Every topic the worker group consumes on the way from a movielog line to the tables:
+    the movielog, the re-keyed events, the cold-start profiles and the movie updates.  A
+    line is only done when all of them are consumed (a committed movielog offset says only
+    that its line was parsed and forwarded)."""
+    app = settings.app_id
+    return [topic, f"{app}-events", f"{app}-user-profiles", f"{app}-movie-updates"]
+
+
+async def pipeline_lag(settings: Settings, topic: str) -> dict[str, int]:
+    """``group_lag`` of each of :func:`pipeline_topics` (a topic not created yet: 0)."""
+    lags = {}
+    for name in pipeline_topics(settings, topic):
+        try:
+            lags[name] = await group_lag(settings, name)
+        except (KeyError, TypeError):  # no metadata: nothing was ever produced to it
+            lags[name] = 0
+    return lags
+
+
 async def _latest(settings: Settings, topic: str) -> dict[bytes, bytes]:
     records: list[tuple[bytes | None, bytes | None]] = []
     await _read_topic(settings, topic, lambda r: records.append((r.key, r.value)), None)
@@ -90,6 +110,7 @@ async def check(settings: Settings, produced_file: Path | None) -> dict[str, Any
 
     lost = wrong = extra = starts_lost = users_bad = 0
     examples: list[str] = []
+    lost_pairs: list[tuple[int, str]] = []  # for bench/soak_explain.py
     want_counts: Counter = Counter()
     for user in set(oracle.users) | set(held):
         want_h = oracle.users.get(user)
@@ -101,6 +122,7 @@ async def check(settings: Settings, produced_file: Path | None) -> dict[str, Any
         got_h = held.get(user)
         got = {m: r[0] for m, r in (got_h.ratings if got_h else {}).items()}
         u_lost = sum(m not in got for m in want)
+        lost_pairs.extend((user, m) for m in want if m not in got)
         u_wrong = sum(m in got and got[m] != r for m, r in want.items())
         u_extra = sum(m not in want for m in got)
         u_starts = sum(m not in (got_h.watches if got_h else {})
@@ -132,6 +154,8 @@ async def check(settings: Settings, produced_file: Path | None) -> dict[str, Any
         "quarantined": len(quarantined), "rejected_not_quarantined": len(missing_q),
         "quarantined_not_rejected": len(set(quarantined) - set(rejected)),
         "unconsumed": await group_lag(s, s.topic),
+        # the later hops too: a rating still in the events topic is not in the tables yet
+        "unconsumed_pipeline": sum((await pipeline_lag(s, s.topic)).values()),
         "users_checked": len(set(oracle.users) | set(held)),
         "users_with_ratings": sum(bool(h.ratings) for h in oracle.users.values()),
         "ratings_expected": sum(len(h.ratings) for h in oracle.users.values()),
@@ -140,6 +164,11 @@ async def check(settings: Settings, produced_file: Path | None) -> dict[str, Any
         "examples": examples,
         "movie_counters_checked": len(want_counts), "movie_counters_wrong": len(counter_diff),
         "movie_counter_examples": sorted(counter_diff.items())[:5],
+        # every discrepancy itself (bounded), for bench/soak_explain.py
+        "detail": {"ratings_lost": lost_pairs[:1000],
+                   "rejected_not_quarantined": sorted(missing_q)[:1000],
+                   "movie_counters_wrong": [[k[0], k[1], g, w] for k, (g, w)
+                                            in sorted(counter_diff.items())[:1000]]},
     }
 
 
@@ -149,6 +178,7 @@ def verdict(report: dict[str, Any]) -> list[str]:
     if report["lines_produced"] is not None and report["lines_produced"] != report["lines_in_topic"]:
         bad.append(f"{report['lines_produced']} lines produced, {report['lines_in_topic']} in topic")
     for key in ("rejected_not_quarantined", "quarantined_not_rejected", "unconsumed",
+                "unconsumed_pipeline",
                 "ratings_lost", "ratings_wrong", "ratings_extra", "watch_starts_lost",
                 "movie_counters_wrong"):
         if report[key]:
