@@ -229,3 +229,21 @@ async def test_item_steps_learnt_under_a_replaced_model_never_reach_its_successo
     stats = decode_movie_stats(rt.tables.movie_stats.get(seen[0].encode()))
     assert stats.ratings == 2
 
+
+async def test_movies_an_implicit_version_never_saw_are_not_ranked_by_a_random_vector(rt):
+    """Issue #10 phase 5: a movie newer than the implicit-ALS fit kept its online init
+    vector (random, scale ``init_scale``) after the swap and was ranked by it against every
+    folded-in user; with ials user vectors sharing a large common direction the same few
+    unknown movies rose for everyone.  Now they score 0 until the next fit."""
+    fill_online(rt)
+    rt.items.update("before+swap+2024", bias=0.0, pop_score=1.0, pop_time=0.0)
+    assert rt.items.vector("before+swap+2024")[1].any()  # its online init vector
+    pointer, model = promote_ials(rt)
+    assert "before+swap+2024" not in set(model.item_ids)
+    assert await model_follower(rt).switch(pointer)
+    for movie in ("before+swap+2024", "after+swap+2025"):  # in the index / arriving later
+        rt.items.row(movie)
+        bias, factors = rt.items.vector(movie)
+        assert bias == 0.0 and not factors.any(), movie
+    known = model.item_ids[0]
+    np.testing.assert_array_equal(rt.items.vector(known)[1], model.item_factors[0])
