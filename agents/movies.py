@@ -124,7 +124,10 @@ class MovieWriter:
                     RATING_POPULARITY_WEIGHT * len(ratings), self.half_life_s)
             stats.last_time = max(stats.last_time, update.time)
             stats_dirty[movie] = event
-            if update.steps:
+            if update.steps and update.generation == self.current_model.generation:
+                # A step learnt under a replaced model (the writer lags: a backlog of
+                # generation-0 steps met an implicit-ALS version on a replay) belongs to
+                # another factor space; applied, it drifted the new item factors.
                 bias, vec = self._vector(movie, event)
                 for step in update.steps:
                     user_vec = np.asarray(step[2:], np.float32)

@@ -144,7 +144,9 @@ class EventKinds:
         users.invalidate(row)
         vectors[user] = event
         self._user_steps.inc()
-        _update(updates, movie, time).steps.append([err, weight, *before.tolist()])
+        update = _update(updates, movie, time)
+        update.generation = self.current_model.generation  # the space of ``before``
+        update.steps.append([err, weight, *before.tolist()])
 
 
 def _update(updates: dict[str, MovieUpdate], movie: str, time: float) -> MovieUpdate:

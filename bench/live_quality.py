@@ -201,6 +201,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drain-timeout", type=float, default=3600.0)
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs)")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--lock", type=Path,
+                        help="hold an exclusive flock on this file (e.g. /work/bench.lock) "
+                             "while the service runs only: the offline references after it "
+                             "do not depend on speed")
     parser.add_argument("--lists-out", type=Path,
                         help="write the live answers per user (JSON) to compare user by user")
     args = parser.parse_args(argv)
@@ -225,6 +229,13 @@ def main(argv: list[str] | None = None) -> int:
     answers: dict[str, dict[int, list[str]]] = {}
     report: dict = {"dataset": args.dataset, "limit_users": args.limit_users,
                     "lines": len(lines)}
+    lock = None
+    if args.lock:
+        import fcntl
+        lock = open(args.lock, "a")
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        report["load_at_lock"] = os.getloadavg()
+        print(f"lock {args.lock} held; load {report['load_at_lock']}", flush=True)
     try:
         service.start()
         started = time.monotonic()
@@ -275,6 +286,10 @@ def main(argv: list[str] | None = None) -> int:
         service.close()
         if movie_api is not None:
             movie_api.close()
+        if lock is not None:
+            report["load_at_unlock"] = os.getloadavg()
+            print(f"lock released; load {report['load_at_unlock']}", flush=True)
+            lock.close()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     if args.params and args.params.exists():

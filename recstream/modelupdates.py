@@ -93,8 +93,15 @@ class ServingModel:
         return self.version if self.generation else ONLINE
 
     def item_vector(self, movie: str) -> Optional[tuple[float, np.ndarray]]:
+        """A movie's (bias, factors) in this version; one it never saw: None (its online
+        init vector), or zeros for implicit ALS -- not ranked by a random vector against
+        folded-in users until the next fit (docs/live-path.md §3; an ml-latest-small
+        version fitted on 72% of a replay: Recall@20 0.132 with init vectors for the
+        1,808 newer movies, 0.137 without, coverage 0.160 vs 0.087)."""
         row = self.item_row.get(movie)
         if row is None:
+            if self.implicit:
+                return 0.0, np.zeros(self.item_factors.shape[1], np.float32)
             return None
         return float(self.item_bias[row]), self.item_factors[row].copy()
 

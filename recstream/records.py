@@ -97,7 +97,8 @@ class MovieUpdate(faust.Record, serializer="json", namespace="recstream.MovieUpd
     One message per movie per ingest batch (not per event): ``plays`` new
     viewers; ``ratings`` as ``[rating, old_rating or None]`` pairs (a re-rating
     carries the rating it replaces); ``steps`` the item halves of online-MF
-    steps as ``[error, weight, *user_vector_before_its_step]``.
+    steps as ``[error, weight, *user_vector_before_its_step]``, learnt under model
+    ``generation`` (the owner drops steps of any other: another factor space).
     """
 
     movie: str
@@ -107,6 +108,7 @@ class MovieUpdate(faust.Record, serializer="json", namespace="recstream.MovieUpd
     steps: list = []
     play_marks: list = []
     rating_marks: list = []
+    generation: int = 0
 
 
 class RecommendationServed(faust.Record, serializer="json",

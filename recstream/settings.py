@@ -64,7 +64,9 @@ class Settings:
     history_limit: int = 200
     watch_complete_minutes: int = 60
     # Online model.
-    n_factors: int = 32  # 128 won on validation but lost on the running service (live-path.md §9)
+    # 128: chosen on the validation cuts of ml-latest-small and ml-100k (docs/live-path.md
+    # §11); its phase-3 loss on the service was stale item steps after the swap (fixed).
+    n_factors: int = 128
     learning_rate: float = 0.02
     regularization: float = 0.05
     implicit_weight: float = 0.3
@@ -145,8 +147,8 @@ class Settings:
     ials_regularization: float = 10.0
     ials_alpha: float = 1.0
     # A user's interaction weighs 2^(-n/h) at fold-in, n = their interactions since (0: off).
-    # Off by default: on the running service it lowered recall (docs/live-path.md §9).
-    ials_recent_half_life: float = 0.0
+    # 10: chosen with n_factors on the validation cuts (docs/live-path.md §11).
+    ials_recent_half_life: float = 10.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":

@@ -11,9 +11,10 @@ import pytest
 from models.als import ImplicitALS
 from models.registry import Registry
 from recstream.records import Rating, WatchMinute
-from tables.codecs import user_key
+from tables.broadcast import decode_item_state
+from tables.codecs import decode_movie_stats, user_key
 from tests.agents.test_model_swap import fill_online, movies
-from tests.wiring import model_follower, user_writer
+from tests.wiring import model_follower, movie_writer, user_writer
 
 
 @pytest.fixture
@@ -187,3 +188,62 @@ async def test_a_refit_never_overwrites_a_vector_set_while_it_was_solved(rt, mak
     np.testing.assert_allclose(users.factors[users.get_row(801)], oracle(model, seen),
                                rtol=1e-4, atol=1e-5)
     assert np.all(users.factors[users.get_row(802)] == 7.0)
+
+
+async def test_item_steps_learnt_under_a_replaced_model_never_reach_its_successor(
+        rt, recorder, make_event):
+    """Issue #10 phase 5: the movie writer lags the user writer (its backlog reached 70k
+    updates on a replay), so online-MF item steps computed under generation 0 were applied,
+    after the swap, to the implicit-ALS version's item factors -- stepped with old-space
+    user vectors and written and broadcast as the new generation's.  The popular movies
+    (most steps) drifted furthest: on the service 128 factors + recency served 0.84x
+    popularity with coverage 0.029 while its replica was 1.72x.  A step carries the
+    generation it was learnt under and is dropped by any other."""
+    fill_online(rt)
+    writer = user_writer(rt)
+    pointer, model = promote_ials(rt)
+    seen = [m for m in movies() if m in set(model.item_ids)][:6]
+    await writer.apply([(make_event(r, key=user_key(user)), r) for user in (3, 4) for r in
+                        [Rating(time=100.0 + i, user=user, movie=m, rating=5)
+                         for i, m in enumerate(seen)]])
+    backlog = [value for _, value in recorder.on("movie_updates")]
+    assert backlog and all(u.steps for u in backlog)  # online MF: item halves sent
+    movie_writer_ = movie_writer(rt)
+    rt.current_model.on_swap(movie_writer_.forget)
+    assert await model_follower(rt).switch(pointer)
+    await movie_writer_.apply([make_event(u, key=u.movie.encode(),
+                                          topic="recstream-movie-updates") for u in backlog])
+    for movie in seen:  # the version's own factors, in the index, the table and the broadcast
+        want = model.item_factors[list(model.item_ids).index(movie)]
+        np.testing.assert_array_equal(rt.items.vector(movie)[1], want)
+        assert not recorder.writes("item_factors", movie.encode())
+    await movie_writer_.broadcast()
+    sent = {key.decode(): decode_item_state(value) for key, value in
+            recorder.on("item_broadcast")}
+    for movie in seen:
+        _, factors, *_, generation = sent[movie]
+        assert generation == rt.current_model.generation
+        np.testing.assert_array_equal(factors, model.item_factors[
+            list(model.item_ids).index(movie)])
+    # Counting is unaffected: the plays and ratings of the backlog still count.
+    stats = decode_movie_stats(rt.tables.movie_stats.get(seen[0].encode()))
+    assert stats.ratings == 2
+
+
+async def test_movies_an_implicit_version_never_saw_are_not_ranked_by_a_random_vector(rt):
+    """Issue #10 phase 5: a movie newer than the implicit-ALS fit kept its online init
+    vector (random, scale ``init_scale``) after the swap and was ranked by it against every
+    folded-in user; with ials user vectors sharing a large common direction the same few
+    unknown movies rose for everyone.  Now they score 0 until the next fit."""
+    fill_online(rt)
+    rt.items.update("before+swap+2024", bias=0.0, pop_score=1.0, pop_time=0.0)
+    assert rt.items.vector("before+swap+2024")[1].any()  # its online init vector
+    pointer, model = promote_ials(rt)
+    assert "before+swap+2024" not in set(model.item_ids)
+    assert await model_follower(rt).switch(pointer)
+    for movie in ("before+swap+2024", "after+swap+2025"):  # in the index / arriving later
+        rt.items.row(movie)
+        bias, factors = rt.items.vector(movie)
+        assert bias == 0.0 and not factors.any(), movie
+    known = model.item_ids[0]
+    np.testing.assert_array_equal(rt.items.vector(known)[1], model.item_factors[0])

@@ -7,9 +7,11 @@ version that no longer serves.
 from __future__ import annotations
 
 import asyncio
+import json
 import io
 
 import numpy as np
+import pytest
 
 from models.registry import Registry, gate
 from recstream.ops import fit as training
@@ -141,8 +143,23 @@ def test_ials_is_compared_only_on_users_whose_holdout_the_serving_version_never_
         early[user] = kept
     first = ials(early)
     assert first["promoted"], first["decision"]
-    second = ials(full)
-    split, _ = holdout_split(window_data(full, hours=0, settings=S), "ials")
+    # A candidate with newer data but no more of it than the serving version (a shorter
+    # window, a restore): more data would be compared against a refit (next test).  The
+    # others' older ratings are thinned until it holds no more interactions than ``early``.
+    size = lambda hs: sum(len(h.ratings) for h in hs.values())  # noqa: E731
+    rng = np.random.default_rng(5)
+    later = {}
+    for user, history in full.items():
+        kept = type(history)()
+        newest = sorted(history.ratings.items(), key=lambda kv: kv[1][1])
+        for j, (movie, (stars, at)) in enumerate(newest):
+            if user % 3 == 0 or j >= len(newest) - 4 or rng.random() < 0.2:
+                kept.rate(movie, stars, at)
+        later[user] = kept
+    assert size(later) <= size(early)
+    second = ials(later)
+    assert not second["metrics"]["serving"]["refitted_without_holdout"]
+    split, _ = holdout_split(window_data(later, hours=0, settings=S), "ials")
     newest_unseen = {u for u in set(split.test.users.tolist())
                      if split.test.timestamps[split.test.users == u].min() > early_end}
     paired = second["metrics"]["serving"]["paired"]
@@ -150,13 +167,17 @@ def test_ials_is_compared_only_on_users_whose_holdout_the_serving_version_never_
     assert set(map(int, paired["per_user"]["serving"]["recall_at_20"])) <= newest_unseen
 
 
-def test_a_candidate_with_far_more_data_is_paired_on_every_holdout_user(tmp_path, monkeypatch):
+@pytest.mark.parametrize("served, grown", [(60, 160), (150, 200)])
+def test_a_candidate_with_more_data_is_paired_on_every_holdout_user(tmp_path, monkeypatch,
+                                                                   served, grown):
     """Issue #10 phase 4 (the 64-factor anomaly): users arrive in bursts (a replay), the
-    first retrain is promoted on the first users' data, and its successor -- fitted on
-    over twice the data -- has too few users whose holdout is newer than the serving
-    data to be compared, so every successor was refused as inconclusive and the service
-    stayed on the sliver.  With >= 2x the serving data every holdout user is paired,
-    against the serving version's recipe refitted on its own data minus the holdout."""
+    first retrain is promoted on the first users' data, and its successor has too few
+    users whose holdout is newer than the serving data to be compared, so every successor
+    was refused as inconclusive and the service stayed on the sliver.  With more data than
+    the serving version every holdout user is paired, against the serving version's recipe
+    refitted on its own data minus the holdout.  Phase 5: (150, 200) is 1.33x the data;
+    the phase-4 rule (>= 2x) refused it, and an ml-100k replay stayed on a version fitted on
+    60% of the stream (candidates with 1.2-1.7x its data refused as inconclusive)."""
     def ials(histories, settings):
         async def fake_load(settings, source, hours, progress):
             return histories, TopicRange("t", {0: (0, 42)})
@@ -173,20 +194,23 @@ def test_a_candidate_with_far_more_data_is_paired_on_every_holdout_user(tmp_path
                            for j, (m, (r, _)) in enumerate(sorted(history.ratings.items(),
                                                                   key=lambda kv: kv[1][1]))}
         history.items, history.watches = list(history.ratings), {}
-    sliver = {u: h for u, h in full.items() if u < 60}
-    grown = {u: h for u, h in full.items() if u < 160}
+    sliver = {u: h for u, h in full.items() if u < served}
+    more = {u: h for u, h in full.items() if u < grown}
     size = lambda hs: sum(len(h.ratings) for h in hs.values())  # noqa: E731
-    assert size(grown) >= 2 * size(sliver)
+    assert size(more) > size(sliver)
     settings = S.replace(registry_dir=str(tmp_path / "models"), gate_min_users=100)
     first = ials(sliver, settings.replace(gate_min_users=20))
     assert first["promoted"], first["decision"]
-    second = ials(grown, settings)
+    second = ials(more, settings)
     paired = second["metrics"]["serving"]["paired"]
     newer = paired["users"] - sum(1 for u in map(int, paired["per_user"]["serving"][
-        "recall_at_20"]) if u < 60)
+        "recall_at_20"]) if u < served)
     assert newer < 100 <= paired["users"], (newer, paired["users"])  # today: inconclusive
     assert "every holdout user" in second["metrics"]["serving"]["compared_on"]
     # ... against the serving recipe refitted without the holdout (the stored version
     # memorised the older users' test pairs and refused its successors as "worse").
     assert second["metrics"]["serving"]["refitted_without_holdout"]
-    assert second["promoted"], second["decision"]
+    # Decided on the paired numbers, never for want of users; with 2.7x the data it wins.
+    assert not any("users in common" in r for r in second["decision"]["reasons"])
+    if grown / served > 2:
+        assert second["promoted"], json.dumps(second["decision"]["compared"])
