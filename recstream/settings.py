@@ -81,6 +81,9 @@ class Settings:
     # Ingest.
     ingest_batch: int = 1000
     ingest_within_s: float = 0.05
+    # #11: movielog and re-keyed lines taken from the consumer in raw batches
+    # (recstream.batches) instead of Faust's per-message streams; false = Faust's path.
+    raw_batches: bool = True
     # The worker's event loop (#11): ``uvloop`` (libuv) or ``aio`` (asyncio's own); read by
     # ``recstream worker`` before Faust is imported (Faust's ``--loop`` wins when given).
     event_loop: str = "aio"
