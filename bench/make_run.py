@@ -65,10 +65,9 @@ async def topic_end(bootstrap: str, topic: str) -> int:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        parts = consumer.partitions_for_topic(topic)
-        if not parts:
-            await consumer.force_metadata_update()
-            parts = consumer.partitions_for_topic(topic) or set()
+        if topic not in await consumer.topics():  # also refreshes the metadata
+            return 0
+        parts = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in parts]
         if not tps:
             return 0
@@ -101,7 +100,9 @@ def main() -> None:
     env = {**os.environ, "RECSTREAM_EMBEDDED_BROKER_PORT": str(broker_port),
            "RECSTREAM_WEB_PORT": str(web_port), "RECSTREAM_DATA_DIR": str(work / "var/data"),
            "RECSTREAM_REGISTRY_DIR": str(work / "var/models"),
-           "RECSTREAM_API_URL": f"http://127.0.0.1:{api_port}"}
+           "RECSTREAM_API_URL": f"http://127.0.0.1:{api_port}",
+           # the code beside this file, whatever the venv's editable install points at
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     env.pop("RECSTREAM_BROKER", None)
     topic = env.get("RECSTREAM_TOPIC", "movielog")
     bootstrap = f"127.0.0.1:{broker_port}"
