@@ -140,8 +140,12 @@ class BatchQueue:
 
     def _resume(self) -> None:
         consumer = self.app.consumer
+        held = getattr(consumer, "_paused_partitions", ())  # paused by Faust (a rebalance)
         for tp in self._paused:
-            consumer.on_buffer_drop(tp)
+            if tp in held:  # not ours to resume: only forget that our buffer was full
+                consumer._buffered_partitions.discard(tp)
+            else:
+                consumer.on_buffer_drop(tp)
         self._paused.clear()
 
 

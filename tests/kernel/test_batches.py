@@ -17,6 +17,8 @@ class Consumer:
     def __init__(self) -> None:
         self.full: list[TP] = []
         self.dropped: list[TP] = []
+        self._paused_partitions: set[TP] = set()
+        self._buffered_partitions: set[TP] = set()
 
     def on_buffer_full(self, tp: TP) -> None:
         self.full.append(tp)
@@ -82,6 +84,16 @@ async def test_the_apps_flow_control_clear_drops_the_queue_and_resumes_fetching(
     assert len(queue) == 0 and app.consumer.dropped == [TP0]
     queue.put(TP1, events(TP1, [7]))
     assert offsets(await queue.get(5, 0)) == [(1, 7)]
+
+
+async def test_a_partition_faust_paused_for_a_rebalance_is_not_resumed_by_a_clear():
+    app = fake_app()
+    queue = BatchQueue(app, high=2, low=1)
+    queue.put(TP0, events(TP0, range(3)))
+    app.consumer._paused_partitions.add(TP0)  # Faust's pause_partitions(assignment)
+    app.consumer._buffered_partitions.add(TP0)
+    app.flow_control.clear()
+    assert app.consumer.dropped == [] and TP0 not in app.consumer._buffered_partitions
 
 
 class Drain(BatchedDrain):
