@@ -88,6 +88,7 @@ class BatchQueue:
 
     def put(self, tp: TP, events: list[Event]) -> None:
         """Queue a partition's events (never waits: a full queue pauses the partition)."""
+        tp = TP(tp.topic, tp.partition)  # aiokafka's TopicPartition: Faust asserts its own
         self._lists.append(events)
         self._pending += len(events)
         self._wakeup().set()

@@ -5,6 +5,7 @@ import asyncio
 from collections import defaultdict
 from types import SimpleNamespace
 
+from aiokafka import TopicPartition
 from faust.types import TP
 from mode.utils.queues import FlowControlEvent
 
@@ -21,9 +22,11 @@ class Consumer:
         self._buffered_partitions: set[TP] = set()
 
     def on_buffer_full(self, tp: TP) -> None:
+        assert type(tp) is TP  # Faust asserts it of its active partitions
         self.full.append(tp)
 
     def on_buffer_drop(self, tp: TP) -> None:
+        assert type(tp) is TP
         self.dropped.append(tp)
 
 
@@ -67,7 +70,8 @@ async def test_a_full_queue_takes_its_partitions_out_of_the_fetch_until_drained(
     queue = BatchQueue(app, high=6, low=2)
     queue.put(TP0, events(TP0, range(4)))
     assert app.consumer.full == []
-    queue.put(TP1, events(TP1, range(4)))  # 8 >= 6: this partition pauses
+    queue.put(TopicPartition("movielog", 1), events(TP1, range(4)))  # 8 >= 6: it pauses
+    # (the drain's records are keyed by aiokafka's TopicPartition; Faust wants its TP)
     queue.put(TP1, events(TP1, range(4, 6)))  # once
     assert app.consumer.full == [TP1]
     await queue.get(5, 0)  # 5 left: still above low
