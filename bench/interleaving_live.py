@@ -17,10 +17,15 @@ and spreads (normal approximation): A/B ``2 · 2(z+z)² σ²/Δ²`` users, inter
 users ÷ interleaving users.
 
     .venv/bin/python bench/interleaving_live.py [--noise 1.0] [--sim-seconds 1200]
+
+Writes the report ``docs/experiments/ID.md`` and the run's numbers ``ID-live.json``
+(units and requests needed per design, their ratio with a 95% interval, the truth's
+gap, answers per arm by source and whether interleaved: ``bench/interleaving_power.py``).
 """
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import subprocess
@@ -35,28 +40,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.course_experiments import cli, mean_of, truth_arms  # noqa: E402
-from bench.first_minutes import free_port, read_metrics, wait_ready  # noqa: E402
+from bench.first_minutes import read_metrics, wait_ready  # noqa: E402
+from bench.interleaving_power import answer_breakdown, compare  # noqa: E402
+from bench.procs import free_port  # noqa: E402
 from models.experiments.spec import ExperimentSpec  # noqa: E402
 from recstream.broker import start_tansu, stop, wait_for_port  # noqa: E402
+from recstream.ops.provenance import scan  # noqa: E402
+from recstream.settings import Settings  # noqa: E402
+from recstream.topics import topic_names  # noqa: E402
 
 OUT = ROOT / "docs" / "experiments"
-Z = 1.959964 + 0.841621  # two-sided alpha 0.05, power 0.8
-
-
-def users_ab(effect: dict) -> float | None:
-    """Total users (both arms) an A/B test needs for this effect and spread."""
-    if not effect or not effect.get("effect") or min(effect["n_control"], effect["n_treatment"]) < 2:
-        return None
-    se = (effect["ci"][1] - effect["ci"][0]) / (2 * 1.959964)
-    var = se ** 2 / (1 / effect["n_control"] + 1 / effect["n_treatment"])
-    return 2 * 2 * Z ** 2 * var / effect["effect"] ** 2
-
-
-def users_il(summary: dict) -> float | None:
-    if not summary or not summary.get("mean_credit"):
-        return None
-    sd = (summary["ci"][1] - summary["ci"][0]) / (2 * 1.959964) * np.sqrt(summary["users"])
-    return Z ** 2 * sd ** 2 / summary["mean_credit"] ** 2
 
 
 def main() -> None:
@@ -132,39 +125,33 @@ def main() -> None:
         se = float(np.sqrt(c.var(ddof=1) / len(c) + d.var(ddof=1) / len(d)))
         oracle = {"effect": float(d.mean() - c.mean()), "n_control": len(c), "n_treatment": len(d),
                   "ci": [float(d.mean() - c.mean() - 1.959964 * se), float(d.mean() - c.mean() + 1.959964 * se)]}
-        exp_il = "il"
-        il = (result.get("interleaving") or {}).get(exp_il)
-        n_il = users_il(il)
+        il = (result.get("interleaving") or {}).get("il")
         ab = {m: (result["effects"].get("degraded") or {}).get(m) for m in
               ("conversion", "watch_through_min", "rec_rating")}
         ab["served_true_mean (oracle)"] = oracle
-        needed = {m: users_ab(e) for m, e in ab.items()}
-        # Requests, not only users: the requests an arm serves per unit its test counts.  The
-        # A/B tests count every user of both arms; the interleaving test counts only users
-        # with an interleaved answer, but its arm serves all its users (fallbacks included),
-        # so its requests per unit are the arm's answers over the counted users.
         table = result.get("table") or {}
         ab_answers = sum(table.get(a, {}).get("answers") or 0 for a in ("control", "degraded"))
-        per_user_ab = {m: ab_answers / (e["n_control"] + e["n_treatment"]) if e else None
-                       for m, e in ab.items()}
-        il_answers = table.get(exp_il, {}).get("answers") or 0
-        per_user_il = il_answers / il["users"] if il and il.get("users") else None
-        req_il = n_il * per_user_il if n_il and per_user_il else None
-        req_ab = {m: (n * per_user_ab[m] if n and per_user_ab[m] else None)
-                  for m, n in needed.items()}
-        print(json.dumps({
-            "report": report, "degraded": bad, "load_start": load_start, "load_end": os.getloadavg(), "sim_real_s": round(time.monotonic() - started),
-            "true_mean_of_served_lists": gap, "interleaving": il, "users_needed_interleaving": n_il,
-            "ab_effects": {m: e and {k: e[k] for k in ("effect", "ci", "n_control", "n_treatment")}
-                           for m, e in ab.items()},
-            "users_needed_ab": needed,
-            "ratio_ab_over_il": {m: (n / n_il if n and n_il else None) for m, n in needed.items()},
-            "requests_per_user": {"ab": per_user_ab, "il": per_user_il},
-            "requests_needed_interleaving": req_il, "requests_needed_ab": req_ab,
-            "ratio_requests_ab_over_il": {m: (r / req_il if r and req_il else None)
-                                          for m, r in req_ab.items()},
-            "srm": result.get("srm"), "uptime": os.popen("uptime").read().strip()},
-            default=float), flush=True)
+        power = compare(ab, il, ab_answers, table.get("il", {}).get("answers") or 0)
+        settings = Settings.from_env(env)
+        tag = f"{args.experiment}:".encode()
+        records = asyncio.run(scan(settings, topic_names(settings)["recommendations"],
+                                   lambda k, v: tag in v))
+        new_users = {u for u, rows in sessions.items() if any(r.get("new_user") for r in rows)}
+        breakdown = answer_breakdown((json.loads(v) for _, _, v in records), args.experiment,
+                                     new_users)
+        truth_ci = oracle["ci"]
+        out = {
+            "command": " ".join(sys.argv), "report": report, "degraded": bad,
+            "load_start": load_start, "load_end": os.getloadavg(),
+            "sim_real_s": round(time.monotonic() - started),
+            "true_mean_of_served_lists": gap, "truth_gap": oracle,
+            "truth_confirms_gap": truth_ci[1] < 0,
+            "interleaving": il,
+            "decision_correct": bool(il and il.get("decision") == "A" and truth_ci[1] < 0),
+            "power": power, "answers": breakdown, "srm": result.get("srm"),
+            "uptime": os.popen("uptime").read().strip()}
+        json.dump(out, open(OUT / f"{args.experiment}-live.json", "w"), indent=1, default=float)
+        print(json.dumps(out, default=float), flush=True)
     finally:
         for child in reversed(children):
             if child.poll() is None:
