@@ -51,3 +51,45 @@ def test_answer_breakdown_says_why_an_answer_was_not_interleaved():
                          "plain:fallback, new account": 1, "source:fallback": 3,
                          "source:personal": 1}
     assert out["control"]["plain:popular"] == 1
+
+
+def test_a_saved_run_is_analysed_per_pair(tmp_path, monkeypatch):
+    """bench/interleaving_live.analyse on a fabricated two-pair run directory."""
+    import json
+
+    import numpy as np
+
+    import bench.interleaving_live as live
+    from models.experiments.spec import ExperimentSpec, parse_arm
+    arms = ["control=baseline", "degraded0=random", "il0=interleave:baseline/random",
+            "degraded1=noisy:2.0", "il1=interleave:baseline/noisy:2.0"]
+    spec = ExperimentSpec("ilx", "ranker", tuple(parse_arm(a) for a in arms), (1.0,) * 5)
+    (tmp_path / "spec.json").write_bytes(spec.to_json())
+    rng = np.random.default_rng(0)
+    shift = {"control": 0.0, "degraded0": -0.3, "degraded1": -0.1}
+    with open(tmp_path / "truth.jsonl", "w") as f:
+        for user in range(3000):
+            arm = spec.allocation.arm_of(user)
+            f.write(json.dumps({"kind": "session", "t": 1.0, "user": user, "new_user": False,
+                                "served_true_mean": 3.4 + shift.get(arm, 0.0)
+                                + rng.normal(0, 0.5)}) + "\n")
+    with open(tmp_path / "answers.jsonl", "w") as f:
+        f.write(json.dumps({"time": 1, "user": 3, "arm": "ilx:il0", "source": "fallback",
+                            "teams": "AB"}) + "\n")
+    effect = {"effect": -0.1, "ci": [-0.15, -0.05], "n_control": 600, "n_treatment": 600}
+    credit = {"mean_credit": 0.25, "users": 400, "ci": [0.18, 0.32], "decision": "A"}
+    (tmp_path / "result.json").write_text(json.dumps({
+        "table": {a: {"answers": 900} for a in ("control", "degraded0", "il0", "degraded1", "il1")},
+        "effects": {"degraded0": {"conversion": effect}, "degraded1": {"conversion": effect}},
+        "interleaving": {"il0": credit, "il1": {**credit, "decision": "B"}}}))
+    (tmp_path / "run.json").write_text(json.dumps({"experiment": "ilx",
+                                                   "degraded": ["random", "noisy:2.0"]}))
+    monkeypatch.setattr(live, "OUT", tmp_path)
+    out = live.analyse(tmp_path)
+    big, small = out["pairs"]["random"], out["pairs"]["noisy:2.0"]
+    assert big["arms"] == ["degraded0", "il0"] and small["arms"] == ["degraded1", "il1"]
+    assert big["truth_confirms_gap"] and big["truth_gap"]["effect"] == pytest.approx(-0.3, abs=0.08)
+    assert big["decision_correct"] and not small["decision_correct"]  # il1 decided for B
+    assert big["power"]["best_observable_ab_metric"] == "conversion"
+    assert out["answers"]["il0"]["interleaved:fallback"] == 1
+    assert (tmp_path / "ilx-live.json").exists()
