@@ -17,12 +17,18 @@ and spreads (normal approximation): A/B ``2 · 2(z+z)² σ²/Δ²`` users, inter
 users ÷ interleaving users.
 
     .venv/bin/python bench/interleaving_live.py [--noise 1.0] [--sim-seconds 1200]
+
+Writes the report ``docs/experiments/ID.md`` and the run's numbers ``ID-live.json``
+(units and requests needed per design, their ratio with a 95% interval, the truth's
+gap, answers per arm by source and whether interleaved: ``bench/interleaving_power.py``).
 """
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -35,35 +41,80 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.course_experiments import cli, mean_of, truth_arms  # noqa: E402
-from bench.first_minutes import free_port, read_metrics, wait_ready  # noqa: E402
+from bench.first_minutes import read_metrics, wait_ready  # noqa: E402
+from bench.interleaving_power import answer_breakdown, compare  # noqa: E402
+from bench.procs import free_port  # noqa: E402
 from models.experiments.spec import ExperimentSpec  # noqa: E402
 from recstream.broker import start_tansu, stop, wait_for_port  # noqa: E402
+from recstream.ops.provenance import scan  # noqa: E402
+from recstream.settings import Settings  # noqa: E402
+from recstream.topics import topic_names  # noqa: E402
 
 OUT = ROOT / "docs" / "experiments"
-Z = 1.959964 + 0.841621  # two-sided alpha 0.05, power 0.8
 
 
-def users_ab(effect: dict) -> float | None:
-    """Total users (both arms) an A/B test needs for this effect and spread."""
-    if not effect or not effect.get("effect") or min(effect["n_control"], effect["n_treatment"]) < 2:
+def truth_gap(served_true: dict, control: str, arm: str) -> dict | None:
+    """Mean true rating of the served lists, ``arm`` − ``control``, per user (Welch 95% CI)."""
+    if control not in served_true or arm not in served_true:
         return None
-    se = (effect["ci"][1] - effect["ci"][0]) / (2 * 1.959964)
-    var = se ** 2 / (1 / effect["n_control"] + 1 / effect["n_treatment"])
-    return 2 * 2 * Z ** 2 * var / effect["effect"] ** 2
-
-
-def users_il(summary: dict) -> float | None:
-    if not summary or not summary.get("mean_credit"):
+    c, d = (served_true[a].per_user["served_true_mean"] for a in (control, arm))
+    c, d = c[np.isfinite(c)], d[np.isfinite(d)]
+    if min(len(c), len(d)) < 2:
         return None
-    sd = (summary["ci"][1] - summary["ci"][0]) / (2 * 1.959964) * np.sqrt(summary["users"])
-    return Z ** 2 * sd ** 2 / summary["mean_credit"] ** 2
+    se = float(np.sqrt(c.var(ddof=1) / len(c) + d.var(ddof=1) / len(d)))
+    effect = float(d.mean() - c.mean())
+    return {"effect": effect, "n_control": len(c), "n_treatment": len(d),
+            "ci": [effect - 1.959964 * se, effect + 1.959964 * se]}
+
+
+def analyse(work: Path) -> dict:
+    """The run's numbers from what it saved in ``work`` (rerun: ``--analyse DIR``)."""
+    run = json.loads((work / "run.json").read_text())
+    spec = ExperimentSpec.from_json((work / "spec.json").read_text())
+    result = json.loads((work / "result.json").read_text())
+    sessions: dict[int, list[dict]] = {}
+    with open(work / "truth.jsonl") as f:
+        for line in f:
+            r = json.loads(line)
+            if r.get("kind") == "session":
+                sessions.setdefault(r["user"], []).append(r)
+    served_true = truth_arms(spec, sessions, {"served_true_mean": mean_of("served_true_mean")})
+    table = result.get("table") or {}
+    new_users = {u for u, rows in sessions.items() if any(r.get("new_user") for r in rows)}
+    with open(work / "answers.jsonl") as f:
+        records = [json.loads(line) for line in f]
+    out = {**run, "true_mean_of_served_lists": {
+               arm: float(np.nanmean(d.per_user["served_true_mean"])) for arm, d in served_true.items()},
+           "srm": result.get("srm"),
+           "answers": answer_breakdown(records, run["experiment"], new_users), "pairs": {}}
+    for i, bad in enumerate(run["degraded"]):
+        d_arm, il_arm = pair_arms(i, len(run["degraded"]))
+        oracle = truth_gap(served_true, "control", d_arm)
+        il = (result.get("interleaving") or {}).get(il_arm)
+        ab = {m: (result["effects"].get(d_arm) or {}).get(m) for m in
+              ("conversion", "watch_through_min", "rec_rating")}
+        ab["served_true_mean (oracle)"] = oracle
+        ab_answers = sum(table.get(a, {}).get("answers") or 0 for a in ("control", d_arm))
+        confirmed = bool(oracle and oracle["ci"][1] < 0)
+        out["pairs"][bad] = {
+            "arms": [d_arm, il_arm], "truth_gap": oracle, "truth_confirms_gap": confirmed,
+            "interleaving": il, "decision_correct": bool(il and il.get("decision") == "A" and confirmed),
+            "power": compare(ab, il, ab_answers, table.get(il_arm, {}).get("answers") or 0)}
+    (OUT / f"{run['experiment']}-live.json").write_text(json.dumps(out, indent=1, default=float))
+    print(json.dumps(out, default=float), flush=True)
+    return out
+
+
+def pair_arms(i: int, n: int) -> tuple[str, str]:
+    return (f"degraded{i}", f"il{i}") if n > 1 else ("degraded", "il")
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--noise", default="1.0")
-    p.add_argument("--degraded", default="",
-                   help="the degraded ranker's arm policy (e.g. random, noisy:3.0); default noisy:NOISE")
+    p.add_argument("--degraded", default="", help="the degraded rankers' arm policies, comma-separated "
+                   "(e.g. random,noisy:2.0): pair i is arms degraded{i} and il{i} against the shared "
+                   "control (one pair: degraded and il); default noisy:NOISE")
     p.add_argument("--sim-seconds", type=float, default=1200.0)
     p.add_argument("--speed", type=float, default=5.0)
     p.add_argument("--rate", type=float, default=10.0)
@@ -72,7 +123,11 @@ def main() -> None:
     p.add_argument("--backfill-lines", default="30000")
     p.add_argument("--seed", default="13")
     p.add_argument("--experiment", default="il", help="experiment id (names the report)")
+    p.add_argument("--analyse", default="", help="only analyse a finished run's directory")
     args = p.parse_args()
+    if args.analyse:
+        analyse(Path(args.analyse))
+        return
     work = Path(tempfile.mkdtemp(prefix="il-live-"))
     load_start = os.getloadavg()
     broker_port, web_port, api_port = free_port(), free_port(), free_port()
@@ -84,8 +139,10 @@ def main() -> None:
            "RECSTREAM_API_URL": f"http://127.0.0.1:{api_port}", "RECSTREAM_APP_ID": "illive"}
     exe = [sys.executable, "-m", "recstream.cli"]
     children: list[subprocess.Popen] = []
-    bad = args.degraded or f"noisy:{args.noise}"
-    arms = ["control=baseline", f"degraded={bad}", f"il=interleave:baseline/{bad}"]
+    bads = (args.degraded or f"noisy:{args.noise}").split(",")
+    pairs = {pair_arms(i, len(bads)): bad for i, bad in enumerate(bads)}
+    arms = ["control=baseline"] + sum(([f"{d}={bad}", f"{il}=interleave:baseline/{bad}"]
+                                       for (d, il), bad in pairs.items()), [])
     try:
         worker = subprocess.Popen([*exe, "worker", "-l", "warn"], env=env, cwd=ROOT, start_new_session=True,
                                   stdout=open(work / "worker.log", "wb"), stderr=subprocess.STDOUT)
@@ -117,54 +174,20 @@ def main() -> None:
                               "answers": answers}), flush=True)
         time.sleep(3)
         report = cli(env, "experiment", "report", args.experiment, "--out", str(OUT))
-        result = json.load(open(OUT / f"{args.experiment}.json"))
-        sessions: dict[int, list[dict]] = {}
-        for line in open(truth):
-            r = json.loads(line)
-            if r.get("kind") == "session":
-                sessions.setdefault(r["user"], []).append(r)
-        served_true = truth_arms(spec, sessions, {"served_true_mean": mean_of("served_true_mean")})
-        gap = {arm: float(np.nanmean(d.per_user["served_true_mean"])) for arm, d in served_true.items()}
-        c, d = served_true["control"].per_user["served_true_mean"], served_true["degraded"].per_user["served_true_mean"]
-        c, d = c[np.isfinite(c)], d[np.isfinite(d)]
-        if min(len(c), len(d)) < 2:
-            raise SystemExit("too few answered users per arm for the ground-truth comparison")
-        se = float(np.sqrt(c.var(ddof=1) / len(c) + d.var(ddof=1) / len(d)))
-        oracle = {"effect": float(d.mean() - c.mean()), "n_control": len(c), "n_treatment": len(d),
-                  "ci": [float(d.mean() - c.mean() - 1.959964 * se), float(d.mean() - c.mean() + 1.959964 * se)]}
-        exp_il = "il"
-        il = (result.get("interleaving") or {}).get(exp_il)
-        n_il = users_il(il)
-        ab = {m: (result["effects"].get("degraded") or {}).get(m) for m in
-              ("conversion", "watch_through_min", "rec_rating")}
-        ab["served_true_mean (oracle)"] = oracle
-        needed = {m: users_ab(e) for m, e in ab.items()}
-        # Requests, not only users: the requests an arm serves per unit its test counts.  The
-        # A/B tests count every user of both arms; the interleaving test counts only users
-        # with an interleaved answer, but its arm serves all its users (fallbacks included),
-        # so its requests per unit are the arm's answers over the counted users.
-        table = result.get("table") or {}
-        ab_answers = sum(table.get(a, {}).get("answers") or 0 for a in ("control", "degraded"))
-        per_user_ab = {m: ab_answers / (e["n_control"] + e["n_treatment"]) if e else None
-                       for m, e in ab.items()}
-        il_answers = table.get(exp_il, {}).get("answers") or 0
-        per_user_il = il_answers / il["users"] if il and il.get("users") else None
-        req_il = n_il * per_user_il if n_il and per_user_il else None
-        req_ab = {m: (n * per_user_ab[m] if n and per_user_ab[m] else None)
-                  for m, n in needed.items()}
-        print(json.dumps({
-            "report": report, "degraded": bad, "load_start": load_start, "load_end": os.getloadavg(), "sim_real_s": round(time.monotonic() - started),
-            "true_mean_of_served_lists": gap, "interleaving": il, "users_needed_interleaving": n_il,
-            "ab_effects": {m: e and {k: e[k] for k in ("effect", "ci", "n_control", "n_treatment")}
-                           for m, e in ab.items()},
-            "users_needed_ab": needed,
-            "ratio_ab_over_il": {m: (n / n_il if n and n_il else None) for m, n in needed.items()},
-            "requests_per_user": {"ab": per_user_ab, "il": per_user_il},
-            "requests_needed_interleaving": req_il, "requests_needed_ab": req_ab,
-            "ratio_requests_ab_over_il": {m: (r / req_il if r and req_il else None)
-                                          for m, r in req_ab.items()},
-            "srm": result.get("srm"), "uptime": os.popen("uptime").read().strip()},
-            default=float), flush=True)
+        settings = Settings.from_env(env)
+        tag = f"{args.experiment}:".encode()
+        records = asyncio.run(scan(settings, topic_names(settings)["recommendations"],
+                                   lambda k, v: tag in v))
+        with open(work / "answers.jsonl", "wb") as f:
+            f.writelines(v.rstrip(b"\n") + b"\n" for _, _, v in records)
+        (work / "spec.json").write_bytes(spec.to_json())
+        (work / "run.json").write_text(json.dumps({
+            "command": " ".join(sys.argv), "experiment": args.experiment, "degraded": bads,
+            "load_start": load_start, "load_end": os.getloadavg(),
+            "sim_real_s": round(time.monotonic() - started), "report": report,
+            "uptime": os.popen("uptime").read().strip()}))
+        shutil.copy(OUT / f"{args.experiment}.json", work / "result.json")
+        analyse(work)
     finally:
         for child in reversed(children):
             if child.poll() is None:

@@ -12,6 +12,10 @@ The interleaving arm drafts the answers of its two rankers into one list
 (:func:`models.experiments.interleaving.team_draft`, coin flips seeded per
 request) and returns the team of every slot (``"ABBA…"``) for the provenance
 record, from which the report credits each ranker with the user's later picks.
+Arms act on every answer their ranker can make, the fallback of a user the worker
+does not know yet included (a random or noisy ranker answers them; the cost arm has
+no row to rank and keeps the fallback); an interleaving arm whose two rankers
+return the same list serves it without teams (it carries no preference).
 :meth:`ArmRanker.answer_now` (what the view awaits) adds the cold start's request-time
 path: a user without a vector (unknown, or created but not yet profiled) is ranked
 from the vector ``cold_now`` returns within its bounded wait (agents/profiles.py),
@@ -56,10 +60,13 @@ class ArmRanker:
         teams = ""
         if policy["ranker"] == "interleave":  # both rankers over the cold vector, drafted
             a, b = (self.cold_line(user, vector, minor, policy[k]).split(",") for k in "ab")
-            drafted = team_draft(a, b, k=self.recommender.settings.top_k,
-                                 seed=os.urandom(8).hex())
-            cold_line = ",".join(m for m in drafted.items if m)
-            teams = "".join("AB"[t] for t, m in zip(drafted.teams, drafted.items) if m)
+            if a == b:  # the rankers agree: nothing to interleave
+                cold_line = ",".join(m for m in a if m)
+            else:
+                drafted = team_draft(a, b, k=self.recommender.settings.top_k,
+                                     seed=os.urandom(8).hex())
+                cold_line = ",".join(m for m in drafted.items if m)
+                teams = "".join("AB"[t] for t, m in zip(drafted.teams, drafted.items) if m)
         else:
             cold_line = self.cold_line(user, vector, minor, policy)
         if not cold_line:
@@ -105,11 +112,13 @@ class ArmRanker:
             return line, source, guardrails, label, 0.0, ""
         policy = ranker[1].policy
         delay = float(policy.get("fault_delay_ms", 0.0))
-        if source not in ("personal", "popular"):
+        if source not in ("personal", "popular", "fallback") or "empty_personal" in guardrails:
             return line, source, guardrails, label, delay, ""
         if policy["ranker"] == "interleave":
             a = self.ranked(user, policy["a"], line)
             b = self.ranked(user, policy["b"], line)
+            if a == b:  # the rankers agree: one list, and no preference to read from it
+                return a, source, guardrails, label, delay, ""
             drafted = team_draft(a.split(","), b.split(","), k=rec.settings.top_k,
                                  seed=os.urandom(8).hex())
             return (",".join(drafted.items), source, guardrails, label, delay,
@@ -130,20 +139,27 @@ class ArmRanker:
 
     def noisy_line(self, user: int, noise: float, vector: Optional[np.ndarray] = None,
                    minor: Optional[bool] = None) -> str:
-        """The user's scores plus N(0, (noise · their spread)²): a degraded model."""
+        """The service's scores for the user plus N(0, (noise · their spread)²): a degraded
+        model, for every user the service answers: a known user without a vector yet is
+        scored by item bias and popularity prior (a zero row, as the service ranks them), an
+        unknown user by the fallback's popularity (safe for minors, as the fallback is)."""
         rec, items, users = self.recommender, self.recommender.items, self.recommender.users
         n = len(items)
+        base, prior = items.bias[:n], None
         if vector is None:
             row = users.get_row(user)
-            if row < 0 or not users.has_vector[row]:
-                return ""
-            vector, minor = users.factors[row], bool(users.minor[row])
+            if row >= 0:
+                vector, minor = users.factors[row], bool(users.minor[row])
+            else:
+                vector, minor = np.zeros(items.factors.shape[1], np.float32), True
+                base = np.zeros(n, np.float32)
+                prior = items.popularity(rec.stream_time, rec.half_life_s)[:n].astype(np.float32)
         if n == 0 or vector.shape[0] != items.factors.shape[1]:
             return ""
-        scores = items.factors[:n] @ vector + items.bias[:n] + rec.prior()[:n]
+        scores = items.factors[:n] @ vector + base + (rec.prior()[:n] if prior is None else prior)
         jitter = np.random.default_rng().standard_normal(n).astype(np.float32)
-        bias = items.bias[:n] + noise * float(np.std(scores)) * jitter
-        return self.vector_line(user, vector, bool(minor), 0.0, bias=bias)
+        bias = base + noise * float(np.std(scores)) * jitter
+        return self.vector_line(user, vector, bool(minor), 0.0, bias=bias, prior=prior)
 
     def random_line(self, user: int, minor: bool) -> str:
         """Random safe, unseen titles: a deliberately bad ranker for canary drills."""

@@ -161,7 +161,47 @@ async def test_a_noisy_arm_is_the_service_ranking_disturbed(costly):
     assert all(len(h) == len(set(h)) == len(plain) for h in heavy)
     assert len({",".join(h) for h in heavy}) > 1 and any(h != plain for h in heavy)
     assert all(ADULT not in h for h in heavy)
-    assert arms.noisy_line(424242, 1.0) == ""  # an unknown user has no scores to disturb
+
+
+def test_a_noisy_arm_disturbs_the_fallback_of_an_unknown_user(costly):
+    """An unknown user's answer is the popularity fallback; the noisy ranker disturbs those
+    scores (safe for minors, like the fallback) instead of leaving the answer untouched."""
+    rt = costly
+    arms = ArmRanker(rt.recommender, ExperimentBook())
+    fallback = rt.recommender.fallback().split(",")
+    heavy = [arms.noisy_line(424242, 50.0).split(",") for _ in range(5)]
+    assert all(len(h) == len(set(h)) == len(fallback) for h in heavy)
+    assert any(h != fallback for h in heavy)
+    assert all(ADULT not in h and R_RATED not in h for h in heavy)
+    assert arms.noisy_line(424242, 0.0).split(",") == fallback  # no noise: the fallback itself
+
+
+async def test_an_interleaved_arm_acts_on_an_unknown_users_fallback(costly):
+    """Before: an unknown user's answer in an interleaving arm was the shared fallback, not
+    interleaved (a third of the arm's answers on the worker, phase 4)."""
+    rt = costly
+    fallback = rt.recommender.fallback().split(",")
+    book = book_with("il=interleave:baseline/random", "b=baseline", weights=(1.0, 0.0))
+    line, source, _, label, _, teams = ArmRanker(rt.recommender, book).answer(424242)
+    got = line.split(",")
+    assert source == "fallback" and label == "x:il"
+    assert len(teams) == len(got) == len(set(got)) and set(teams) == {"A", "B"}
+    a_items = [m for m, t in zip(got, teams) if t == "A"]
+    assert a_items == [m for m in fallback if m in a_items]  # team A drafts the fallback
+    assert ADULT not in got and R_RATED not in got  # unknown: safe for minors
+
+
+async def test_an_interleaved_arm_whose_rankers_agree_is_not_interleaved(costly):
+    """Identical lists carry no preference: served once, without teams (before: drafted,
+    and their coin-flip credit diluted the test)."""
+    rt = costly
+    plain = rt.recommender.answer(1)[0]
+    for arm, user in (("il=interleave:baseline/baseline", 1),
+                      ("il=interleave:baseline/cost:50", 424242)):  # no row for the cost ranker
+        book = book_with(arm, "b=baseline", weights=(1.0, 0.0))
+        line, _, _, _, _, teams = ArmRanker(rt.recommender, book).answer(user)
+        assert teams == ""
+        assert line == (plain if user == 1 else rt.recommender.fallback())
 
 
 async def test_a_cold_users_answer_follows_their_arm_interleaved_included(costly):
