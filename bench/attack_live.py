@@ -143,7 +143,7 @@ def run_arm(arm: str, args: argparse.Namespace, tmp: Path) -> dict:
                        "RECSTREAM_GRADER_CIDRS": args.grader_cidrs})
     truth = tmp / f"truth-{arm}.jsonl"
     scenario = tmp / "scenarios.json"
-    chosen = {"sybil": {"every_s": args.wave_every_s},
+    chosen = {"sybil": {"every_s": args.wave_every_s, "accounts": args.wave_accounts},
               "scraping": {"requests_per_s": args.scrape_rate, "source": args.scraper_source}}
     scenario.write_text(json.dumps({"scenarios": {k: v for k, v in chosen.items()
                                                   if k in args.scenarios.split(",")}}))
@@ -236,6 +236,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--backfill-lines", type=int, default=20_000)
     p.add_argument("--wave-every-s", type=float, default=1800.0)
+    p.add_argument("--wave-accounts", type=int, default=50, help="sybil accounts per wave")
     p.add_argument("--scrape-rate", type=float, default=20.0, help="scraper calls per wall second")
     p.add_argument("--new-user-share", type=float, default=0.02,
                    help="arrivals that are new accounts (real ones: the false-positive base)")
