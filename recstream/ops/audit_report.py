@@ -22,6 +22,7 @@ from models.guardrails import ADULT, audience
 from models.poison_reach import reach_by_hour
 
 ATTRIBUTION_S = 3600.0  # a watch within an hour of an answer that listed it converts it
+EARLY_MINUTES = 10      # minutes of a young account's watch kept for the sybil replay (it asks ≤ 2)
 
 
 @dataclasses.dataclass
@@ -40,9 +41,14 @@ class Telemetry:
     # on the movielog's clock.  Our answer log stamps the worker's wall clock, which is not
     # the movielog's under a sped-up simulator or a replay (#14 phase 4).
     shown: list[tuple[float, int, list[str]]] = dataclasses.field(default_factory=list)
+    # The first EARLY_MINUTES minutes of each watch by an account created in the movielog:
+    # how much a young account watched before it rated (the sybil replay's "shallow" test).
+    early_minutes: list[tuple[float, int, str, int]] = dataclasses.field(default_factory=list)
+    new_accounts: set[int] = dataclasses.field(default_factory=set)
 
     def sort(self) -> "Telemetry":
-        for rows in (self.served, self.watches, self.ratings, self.accounts, self.shown):
+        for rows in (self.served, self.watches, self.ratings, self.accounts, self.shown,
+                     self.early_minutes):
             rows.sort(key=lambda r: r[0])
         return self
 
@@ -148,12 +154,13 @@ def security(t: Telemetry, *, min_accounts: int = 10, reach_bound: float = 0.01)
     detector = SybilDetector(min_accounts=min_accounts)
     events = [(w, 0, u, "", 0) for w, u in t.accounts] + \
         [(w, 1, u, m, 0) for w, u, m in t.watches] + \
+        [(w, 1, u, m, minute) for w, u, m, minute in t.early_minutes] + \
         [(w, 2, u, m, r) for w, u, m, r in t.ratings]
     for when, kind, user, movie, value in sorted(events, key=lambda e: (e[0], e[1])):
         if kind == 0:
             detector.account(when, user)
         elif kind == 1:
-            detector.watch(when, user, movie, 0)
+            detector.watch(when, user, movie, value)
         else:
             detector.rate(when, user, movie, value)
     offline = set(detector.suspected_accounts)

@@ -159,3 +159,31 @@ def test_security_reach_is_judged_hour_by_hour_from_the_push_not_over_organic_ex
     t.shown = [row for row in t.shown if row[0] < wave_at + 3600]
     report = security(t.sort())
     assert "| pushed | 0 of 100 users (0.00%) |" in report and "**met**" in report
+
+
+def test_the_offline_sybil_replay_sees_how_much_a_young_account_watched():
+    """#14 phase 5: the audit replayed only each watch's first minute into the detector, so
+    every young account's rating looked shallow and honest new users who watched a hit for
+    half an hour and rated it alike were suspected offline (the live detector, fed every
+    minute, does not suspect them)."""
+    t, s = Telemetry(), Settings.from_mapping({})
+    started: set = set()
+    lines = []
+    for i in range(12):                       # 12 new accounts, 5 minutes apart: no burst
+        u, minute0 = 500 + i, 5 * i
+        lines.append(f"2025-01-01T00:{minute0:02d}:00,{u},GET /create_account")
+        lines += [f"2025-01-01T00:{minute0:02d}:{10 + k:02d},{u},GET /data/m/hit+2000/{k}.mpg"
+                  for k in range(30)]
+        lines.append(f"2025-01-01T00:{minute0 + 1:02d}:00,{u},GET /rate/hit+2000=5")
+    for line in lines:
+        add_line(t, line.encode(), s, started)
+    report = security(t.sort())
+    assert "| suspected offline | 0 |" in report, report
+    # the same accounts rating what they barely watched are a wave
+    shallow = Telemetry()
+    started = set()
+    for line in lines:
+        if "/data/m/" in line and not line.endswith("/0.mpg"):
+            continue
+        add_line(shallow, line.encode(), s, started)
+    assert "| suspected offline | 12 |" in security(shallow.sort())
