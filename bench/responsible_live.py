@@ -38,7 +38,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.fairness_live import gauges  # noqa: E402
+from bench.fairness_live import gauges as fairness_gauges  # noqa: E402
 from bench.live_watch import LagSampler, sim_lines, wait_ingested  # noqa: E402
 from recstream.broker import start_tansu, stop  # noqa: E402
 from recstream.ops.audit import collect  # noqa: E402
@@ -141,7 +141,7 @@ def run_arm(arm: str, args: argparse.Namespace, tmp: Path) -> dict:
         by_source = sources(worker)
         if group_size:
             time.sleep(31.0)   # one more export of the live monitor after the last answers
-            monitor = gauges(worker)
+            monitor = fairness_gauges(worker)
         _, body = worker.get("/metrics")
         gauges = {line.split('"')[1]: float(line.rsplit(" ", 1)[1])
                   for line in body.decode().splitlines()
@@ -168,7 +168,7 @@ def run_arm(arm: str, args: argparse.Namespace, tmp: Path) -> dict:
                                  timeout=900)
             text = report.read_text() if report.exists() else cli.stderr[-2000:]
             result["group_size"] = group_size
-            result["live_monitor"] = {k: v for k, v in monitor.items() if k.startswith("group=")}
+            result["live_monitor"] = {k: v for k, v in monitor.items() if k.startswith("operator=")}
             result["audit_by_group"] = text.split("## By group", 1)[-1].strip()
     finally:
         for proc in (sim, api):
