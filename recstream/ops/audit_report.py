@@ -150,7 +150,9 @@ def feedback_report(t: Telemetry) -> str:
         f"over {int(m['inflation_movies'])} movies |", ""])
 
 
-def security(t: Telemetry, *, min_accounts: int = 10, reach_bound: float = 0.01) -> str:
+def replay_detector(t: Telemetry, *, min_accounts: int = 10) -> SybilDetector:
+    """The live sybil detector fed the movielog's accounts, young accounts' watches (minute by
+    minute, as far as its "shallow" test asks) and ratings in time order."""
     detector = SybilDetector(min_accounts=min_accounts)
     events = [(w, 0, u, "", 0) for w, u in t.accounts] + \
         [(w, 1, u, m, 0) for w, u, m in t.watches] + \
@@ -163,6 +165,11 @@ def security(t: Telemetry, *, min_accounts: int = 10, reach_bound: float = 0.01)
             detector.watch(when, user, movie, value)
         else:
             detector.rate(when, user, movie, value)
+    return detector
+
+
+def security(t: Telemetry, *, min_accounts: int = 10, reach_bound: float = 0.01) -> str:
+    detector = replay_detector(t, min_accounts=min_accounts)
     offline = set(detector.suspected_accounts)
     live = set(t.suspects)
     suspects = offline | live
