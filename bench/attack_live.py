@@ -206,11 +206,7 @@ def run_arm(arm: str, args: argparse.Namespace, tmp: Path) -> dict:
     real_new = accounts - fake
     flags = [m.groups() for m in FLAG_LINE.finditer((tmp / f"worker-{arm}.log").read_text(
         errors="replace"))]
-    lines = sim_lines(tmp / f"sim-{arm}.log")
-    lag_summary = lag.summary()
-    lag_summary["written_lines"] = lines
-    if lag_summary.get("samples"):   # the worst lag in seconds of the simulator's writing
-        lag_summary["max_lag_s"] = round(lag_summary["max_lag"] / max(lines / sim_wall, 1e-9), 1)
+    lag_summary = lag.summary(sim_lines(tmp / f"sim-{arm}.log"), sim_wall)
     return {
         "arm": arm, "wall_s": wall, "consumer_lag": lag_summary, "sim_wall_s": sim_wall, "ingest_caught_up": caught_up, "load_before": [round(x, 1) for x in load_before],
         "load_after": [round(x, 1) for x in os.getloadavg()], "metrics": metrics,

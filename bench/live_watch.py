@@ -72,13 +72,17 @@ class LagSampler:
         self._stop.set()
         self._thread.join(timeout=self.period_s + 10)
 
-    def summary(self) -> dict:
-        """Worst and last lag (messages), the read rate (lines/s), the samples kept."""
+    def summary(self, written: int = 0, traffic_s: float = 0.0) -> dict:
+        """Worst and last lag (messages), the read rate (lines/s), the samples kept; given the
+        lines the simulator wrote in ``traffic_s``, the worst lag in seconds of its writing."""
         if not self.rows:
-            return {"samples": 0}
+            return {"samples": 0, "written_lines": written}
         lags = [lag for _, lag, _ in self.rows]
         (t0, _, n0), (t1, _, n1) = self.rows[0], self.rows[-1]
-        return {"samples": len(self.rows), "max_lag": max(lags), "last_lag": lags[-1],
-                "mean_lag": round(sum(lags) / len(lags), 1),
-                "read_lines_per_s": round((n1 - n0) / max(t1 - t0, 1e-9), 1),
-                "series": [(t, lag) for t, lag, _ in self.rows]}
+        out = {"samples": len(self.rows), "max_lag": max(lags), "last_lag": lags[-1],
+               "mean_lag": round(sum(lags) / len(lags), 1),
+               "read_lines_per_s": round((n1 - n0) / max(t1 - t0, 1e-9), 1),
+               "written_lines": written, "series": [(t, lag) for t, lag, _ in self.rows]}
+        if written and traffic_s > 0:
+            out["max_lag_s"] = round(max(lags) / (written / traffic_s), 1)
+        return out

@@ -149,10 +149,7 @@ def run_arm(arm: str, args: argparse.Namespace, tmp: Path) -> dict:
         settings = Settings.from_env(worker.env)
         t = asyncio.run(collect(settings, Progress()))
         users, conv = conversions(t)
-        lines = sim_lines(tmp / f"sim-{arm}.log")
-        lagged = {**lag.summary(), "written_lines": lines}
-        if lagged.get("samples"):   # the worst lag in seconds of the simulator's writing
-            lagged["max_lag_s"] = round(lagged["max_lag"] / max(lines / sim_wall, 1e-9), 1)
+        lagged = lag.summary(sim_lines(tmp / f"sim-{arm}.log"), sim_wall)
         result = {"arm": arm, "sim_wall_s": sim_wall, "caught_up": caught_up,
                   "consumer_lag": lagged,
                   "answers_logged": len(t.served),

@@ -37,8 +37,10 @@ def test_the_sampler_reads_the_movielog_lag_and_the_lines_counted():
     assert summary["samples"] >= 3
     assert summary["max_lag"] == 100 * len(lag.rows) == summary["last_lag"]   # not "events"
     assert lag.rows[0][2] == 1010.0                                         # every kind summed
-    assert summary["read_lines_per_s"] > 0
-    assert LagSampler(worker).summary() == {"samples": 0}
+    assert summary["read_lines_per_s"] > 0 and "max_lag_s" not in summary
+    written = lag.summary(written=1000, traffic_s=10.0)   # 100 lines/s written
+    assert written["max_lag_s"] == written["max_lag"] / 100
+    assert LagSampler(worker).summary() == {"samples": 0, "written_lines": 0}
 
 
 def test_sim_lines_takes_the_last_summary(tmp_path):
