@@ -34,12 +34,13 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.live_watch import LagSampler, sim_lines, wait_ingested  # noqa: E402
+from models.poison_reach import reach_by_hour  # noqa: E402
 from recstream.broker import start_tansu, stop  # noqa: E402
 from recstream.ops.provenance import scan  # noqa: E402
 from recstream.ops.suspects import parse_suspect  # noqa: E402
@@ -81,63 +82,27 @@ async def read_run(settings: Settings) -> tuple[list, set[int], set[int]]:
 
 
 def reach(outcomes: list, waves: list, fake: set[int]) -> dict:
-    """Per simulated hour after the first wave: distinct real users shown a (non-empty) list,
-    and those whose list held a pushed movie; where in the list it stood."""
+    """Per simulated hour after the first wave (models/poison_reach.py, what ``recstream
+    audit security`` reports): distinct real users shown a non-empty list, and those whose
+    list held a movie a wave had pushed before the answer; where in the list it stood."""
     if not waves:
         return {}
-    first = waves[0][0]
     pushed_at: dict[str, float] = {}
     for t, movie, _ in waves:
         pushed_at.setdefault(movie, t)
-    answered: dict[int, set] = defaultdict(set)
-    reached: dict[int, set] = defaultdict(set)
-    before, before_hit = set(), set()
-    first_list = min((t for t, _, status, movies in outcomes if status == 200 and movies),
-                     default=None)
-    positions: dict[int, int] = defaultdict(int)
-    for t, user, status, movies in outcomes:
-        if status != 200 or not movies or user in fake:  # an empty list shows nothing
-            continue
-        if t < first:
-            before.add(user)
-            if any(m in pushed_at for m in movies):
-                before_hit.add(user)
-            continue
-        hour = int((t - first) // 3600)
-        answered[hour].add(user)
-        hits = [i for i, m in enumerate(movies) if pushed_at.get(m, float("inf")) <= t]
-        if hits:
-            reached[hour].add(user)
-            positions[hits[0] + 1] += 1
-    hours = sorted(answered)
-    series = [(h, len(answered[h]), len(reached[h])) for h in hours]
-    shares = [r / n for _, n, r in series if n]
-    everyone = set().union(*answered.values()) if answered else set()
-    ever = set().union(*reached.values()) if reached else set()
-    return {"pushed": sorted(pushed_at), "before_first_wave": [len(before), len(before_hit)],
-            "first_list_h": round((first_list - first) / 3600, 2) if first_list else None,
-            "positions": dict(sorted(positions.items())),
-            "hourly": series, "max_hourly_share": round(max(shares), 4) if shares else None,
+    shown = [(t, user, movies) for t, user, status, movies in outcomes if status == 200]
+    r = reach_by_hour(shown, pushed_at, fake)
+    first_list = min((t for t, _, movies in shown if movies), default=None)
+    shares = [n_hit / n for _, n, n_hit in r.hourly if n]
+    return {"pushed": sorted(pushed_at), "before_first_wave": list(r.before),
+            "first_list_h": (round((first_list - min(pushed_at.values())) / 3600, 2)
+                             if first_list else None),
+            "positions": r.positions, "hourly": r.hourly,
+            "max_hourly_share": round(max(shares), 4) if shares else None,
             "mean_hourly_share": round(sum(shares) / len(shares), 4) if shares else None,
-            "users_after": len(everyone), "users_reached_after": len(ever),
-            "share_ever_reached": round(len(ever) / max(len(everyone), 1), 4)}
-
-
-def written(sim_log: Path) -> int:
-    """Lines the simulator counted (its past included; attack lines are on top of these)."""
-    found = re.findall(r" lines=([\d,]+)", sim_log.read_text(errors="replace"))
-    return int(found[-1].replace(",", "")) if found else 0
-
-
-def wait_ingested(worker: Worker, sim_log: Path, *, limit_s: float = 1500.0) -> bool:
-    """Until the worker has counted every line the simulator wrote (valid or rejected)."""
-    want, deadline = written(sim_log), time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        if worker.metric("recstream_lines_total") >= want:
-            time.sleep(10.0)  # the last batch through the detectors and the answer refresh
-            return True
-        time.sleep(3.0)
-    return False
+            "hours_over_1pct": r.hours_over(0.01),
+            "users_after": r.after[0], "users_reached_after": r.after[1],
+            "share_ever_reached": round(r.after[1] / max(r.after[0], 1), 4)}
 
 
 def probe_reach(worker: Worker, truth: Path, n: int) -> dict:
@@ -178,7 +143,7 @@ def run_arm(arm: str, args: argparse.Namespace, tmp: Path) -> dict:
                        "RECSTREAM_GRADER_CIDRS": args.grader_cidrs})
     truth = tmp / f"truth-{arm}.jsonl"
     scenario = tmp / "scenarios.json"
-    chosen = {"sybil": {"every_s": args.wave_every_s},
+    chosen = {"sybil": {"every_s": args.wave_every_s, "accounts": args.wave_accounts},
               "scraping": {"requests_per_s": args.scrape_rate, "source": args.scraper_source}}
     scenario.write_text(json.dumps({"scenarios": {k: v for k, v in chosen.items()
                                                   if k in args.scenarios.split(",")}}))
@@ -210,9 +175,10 @@ def run_arm(arm: str, args: argparse.Namespace, tmp: Path) -> dict:
                  "--topic", worker.env["RECSTREAM_TOPIC"], "--scenario-file", str(scenario)],
                 env=worker.env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True)
-        sim.wait(timeout=args.hours * 3600 / args.speed * 4 + 600)
+        with LagSampler(worker) as lag:   # the worker must keep up while the traffic runs
+            sim.wait(timeout=args.hours * 3600 / args.speed * 4 + 600)
         sim_wall = round(time.monotonic() - started, 1)
-        caught_up = wait_ingested(worker, tmp / f"sim-{arm}.log")
+        caught_up = wait_ingested(worker, tmp / f"sim-{arm}.log", args.catch_up_s)
         wall = round(time.monotonic() - started, 1)
         metrics = {n: worker.metric(n) for n in (
             "recstream_sybil_suspected_accounts_total", "recstream_sybil_skipped_events_total",
@@ -220,6 +186,13 @@ def run_arm(arm: str, args: argparse.Namespace, tmp: Path) -> dict:
         settings = Settings.from_env(worker.env)
         outcomes, accounts, suspects = asyncio.run(read_run(settings))
         probe = probe_reach(worker, truth, args.probe_users)
+        audit = None
+        if args.audit:   # what the operator's command says over the same topics
+            report = tmp / f"security-{arm}.md"
+            subprocess.run([sys.executable, "-m", "recstream.cli", "audit", "security", "--out",
+                            str(report)], env=worker.env, cwd=ROOT, capture_output=True,
+                           timeout=900)
+            audit = report.read_text() if report.exists() else "(no report)"
     finally:
         for proc in (sim, api):
             if proc is not None and proc.poll() is None:
@@ -233,8 +206,9 @@ def run_arm(arm: str, args: argparse.Namespace, tmp: Path) -> dict:
     real_new = accounts - fake
     flags = [m.groups() for m in FLAG_LINE.finditer((tmp / f"worker-{arm}.log").read_text(
         errors="replace"))]
+    lag_summary = lag.summary(sim_lines(tmp / f"sim-{arm}.log"), sim_wall)
     return {
-        "arm": arm, "wall_s": wall, "sim_wall_s": sim_wall, "ingest_caught_up": caught_up, "load_before": [round(x, 1) for x in load_before],
+        "arm": arm, "wall_s": wall, "consumer_lag": lag_summary, "sim_wall_s": sim_wall, "ingest_caught_up": caught_up, "load_before": [round(x, 1) for x in load_before],
         "load_after": [round(x, 1) for x in os.getloadavg()], "metrics": metrics,
         "outcome_lines": len(outcomes), "answers_200": sum(o[2] == 200 for o in outcomes),
         "waves": len(waves), "sybil_accounts": len(fake), "real_new_accounts": len(real_new),
@@ -243,7 +217,7 @@ def run_arm(arm: str, args: argparse.Namespace, tmp: Path) -> dict:
         "false_positive_rate": round(len(suspects & real_new) / max(len(real_new), 1), 4),
         "scraping_flags": [{"client": c, "requests": int(n), "why": w} for c, n, w in flags],
         "false_flags": sum("scraper" not in c and "probe" not in c for c, _, _ in flags),
-        "probe_at_end": probe,
+        "probe_at_end": probe, "audit_security": audit,
         "reach": reach(outcomes, waves, fake),
     }
 
@@ -258,6 +232,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--backfill-lines", type=int, default=20_000)
     p.add_argument("--wave-every-s", type=float, default=1800.0)
+    p.add_argument("--wave-accounts", type=int, default=50, help="sybil accounts per wave")
     p.add_argument("--scrape-rate", type=float, default=20.0, help="scraper calls per wall second")
     p.add_argument("--new-user-share", type=float, default=0.02,
                    help="arrivals that are new accounts (real ones: the false-positive base)")
@@ -267,6 +242,10 @@ def main() -> None:
     p.add_argument("--scraper-source", default="127.0.0.2",
                    help="the scraper's own address ('' = the graders' host)")
     p.add_argument("--probe-users", type=int, default=400)
+    p.add_argument("--catch-up-s", type=float, default=1500.0,
+                   help="wait at most this long for the worker to ingest every line")
+    p.add_argument("--audit", action="store_true",
+                   help="also run `recstream audit security` over each arm's topics")
     p.add_argument("--arms", default="on,off")
     p.add_argument("--json", type=Path)
     args = p.parse_args()

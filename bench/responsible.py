@@ -11,7 +11,11 @@ population (what the user API serves):
 2. **mitigation**: a personalised recommender with a popularity loop (true
    taste + noise + popularity), plain vs :func:`models.feedback.rerank` — the
    function serving's MitigatedRanker applies — compared on exposure Gini,
-   top-1% share, coverage and conversion.
+   top-1% share, coverage and conversion;
+3. **security** (phase 5): sybil waves and 30% new accounts; the audit's offline
+   replay of the sybil detector scored against the simulator's truth, as the
+   audit reads the movielog now (each young account's first minutes) and as it
+   did before (one minute per watch: every young rating looked shallow).
 
 Not through the worker: the worker's own path is covered by tests; this measures
 the policies and the audit on the simulator's ground truth.
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import sys
 import time
@@ -35,13 +40,13 @@ from models.fairness import difference_ci  # noqa: E402
 from models.feedback import rerank  # noqa: E402
 from recstream.ops.audit import add_line  # noqa: E402
 from recstream.ops.audit_report import (Telemetry, conversions, fairness,  # noqa: E402
-                                        feedback_measures)
+                                        feedback_measures, replay_detector)
 from recstream.parsing import parse_line  # noqa: E402
 from recstream.records import RecommendationOutcome  # noqa: E402
 from recstream.settings import Settings  # noqa: E402
 from recstream.sim.options import SimOptions  # noqa: E402
 from recstream.sim.recommenders import builtin  # noqa: E402
-from recstream.sim.sinks import MemorySink  # noqa: E402
+from recstream.sim.sinks import MemorySink, MemoryTruth  # noqa: E402
 from recstream.sim.traffic import Platform  # noqa: E402
 from recstream.sim.world import build_synthetic  # noqa: E402
 
@@ -83,10 +88,10 @@ class LoopRecommender:
         return [world.catalog.ids[m] for m in top]
 
 
-async def simulate(options: SimOptions, make_recommender):
+async def simulate(options: SimOptions, make_recommender, truth=None):
     world = build_synthetic(options)
     sink = MemorySink()
-    platform = Platform(world, options, make_recommender(world), [sink])
+    platform = Platform(world, options, make_recommender(world), [sink], truth=truth)
     await platform.run()
     return world, sink.lines
 
@@ -163,6 +168,9 @@ def main() -> None:
         out[name] = {**{k: round(v, 4) for k, v in m.items()}, "answers": len(conv),
                      "conversion": round(float(conv.mean()), 4), "sim_s": round(secs, 1)}
         print(name, json.dumps(out[name]), flush=True)
+    if "security" in parts:
+        out["security"] = security_replay(args, settings)
+        print("security", json.dumps(out["security"]), flush=True)
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)
         for key, text in reports.items():
@@ -170,6 +178,25 @@ def main() -> None:
     if args.plot:
         plot(out, Path(args.plot))
     print(json.dumps(out, indent=2))
+
+
+def security_replay(args: argparse.Namespace, settings: Settings) -> dict:
+    """The audit's offline sybil replay against the truth, now vs one minute per watch."""
+    options = SimOptions(users=args.users, seed=args.seed, fast=True, duration=args.hours * 3600,
+                         kafka=False, api=False, truth_oracle=False, new_user_share=0.3,
+                         scenarios={"sybil": {"every_s": 10_800.0}})
+    truth, started = MemoryTruth(), time.perf_counter()
+    world, lines = asyncio.run(simulate(options, lambda w: builtin("popularity", w), truth))
+    secs = time.perf_counter() - started
+    t = telemetry(world, lines, settings)
+    fake = {int(u) for rec in truth.records if rec.get("attack") == "sybil" for u in rec["users"]}
+    real_new = {u for _, u in t.accounts} - fake
+    out = {"sim_s": round(secs, 1), "sybil_accounts": len(fake), "real_new_accounts": len(real_new)}
+    for name, early in (("now", t.early_minutes), ("one_minute_per_watch", [])):
+        found = set(replay_detector(dataclasses.replace(t, early_minutes=early)).suspected_accounts)
+        out[name] = {"recall": round(len(found & fake) / max(len(fake), 1), 4),
+                     "false_positives": len(found & real_new)}
+    return out
 
 
 def plot(out: dict, path: Path) -> None:

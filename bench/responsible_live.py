@@ -38,6 +38,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.fairness_live import gauges as fairness_gauges  # noqa: E402
+from bench.live_watch import LagSampler, sim_lines, wait_ingested  # noqa: E402
 from recstream.broker import start_tansu, stop  # noqa: E402
 from recstream.ops.audit import collect  # noqa: E402
 from recstream.ops.audit_report import conversions, feedback_measures  # noqa: E402
@@ -57,31 +59,24 @@ ARMS = {
 }
 
 
+def bias_params(args: argparse.Namespace) -> dict:
+    """The population-bias scenario's parameters: its defaults but the group's share of users
+    (the per-member effect — activity, genres, dislike of the mainstream — is unchanged)."""
+    return {"share": args.group_share}
+
+
 def group_file(arm: str, args: argparse.Namespace, path: Path) -> int:
     """The simulator's group (bias-on) or a random 15% label: ``user,group`` lines."""
-    scenarios = {"population-bias": {}} if arm == "bias-on" else {}
+    scenarios = {"population-bias": bias_params(args)} if arm == "bias-on" else {}
     world = build_synthetic(SimOptions(users=args.users, movies=args.movies, seed=args.seed,
                                        scenarios=scenarios))
     ids = np.asarray(world.population.ids)
     if arm == "bias-on":
         members = ids[np.asarray(world.population.group) == 1]
     else:
-        members = ids[np.random.default_rng(args.seed + 1).random(len(ids)) < 0.15]
+        members = ids[np.random.default_rng(args.seed + 1).random(len(ids)) < args.group_share]
     path.write_text("user,group\n" + "".join(f"{int(u)},group\n" for u in members))
     return len(members)
-
-
-def wait_ingested(worker: Worker, sim_log: Path, limit_s: float) -> bool:
-    import re
-    found = re.findall(r" lines=([\d,]+)", sim_log.read_text(errors="replace"))
-    want = int(found[-1].replace(",", "")) if found else 0
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        if worker.metric("recstream_lines_total") >= want:
-            time.sleep(10.0)
-            return True
-        time.sleep(3.0)
-    return False
 
 
 def sources(worker: Worker) -> dict:
@@ -105,10 +100,17 @@ def run_arm(arm: str, args: argparse.Namespace, tmp: Path) -> dict:
                        **spec["env"]})
     groups = tmp / f"groups-{arm}.csv"
     group_size = group_file(arm, args, groups) if arm.startswith("bias") else 0
+    if group_size:   # the live monitor watches the same group over the whole run
+        worker.env.update({"RECSTREAM_FAIRNESS_GROUPS_FILE": str(groups),
+                           "RECSTREAM_FAIRNESS_WINDOW_S": str(args.hours * 3600 + 86_400)})
     base = [sys.executable, "-m", "recstream.sim", "--users", str(args.users), "--movies",
             str(args.movies), "--seed", str(args.seed)]
-    for name in spec["scenarios"]:
-        base += ["--scenario", name]
+    if spec["scenarios"]:
+        scenario_file = tmp / f"scenarios-{arm}.json"
+        scenario_file.write_text(json.dumps({"scenarios": {
+            name: bias_params(args) if name == "population-bias" else {}
+            for name in spec["scenarios"]}}))
+        base += ["--scenario-file", str(scenario_file)]
     sim = api = None
     load_before, started = os.getloadavg(), time.monotonic()
     try:
@@ -130,12 +132,16 @@ def run_arm(arm: str, args: argparse.Namespace, tmp: Path) -> dict:
                         "--topic", worker.env["RECSTREAM_TOPIC"]],
                 env=worker.env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True)
-        sim.wait(timeout=args.hours * 3600 / args.speed * 4 + 600)
+        with LagSampler(worker) as lag:   # the worker must keep up while the traffic runs
+            sim.wait(timeout=args.hours * 3600 / args.speed * 4 + 600)
         sim_wall = round(time.monotonic() - started, 1)
         # The answers (our log) and the platform's movielog are complete once the simulator
         # stops; the worker's own ingest may lag behind them on a loaded box (reported).
         caught_up = wait_ingested(worker, tmp / f"sim-{arm}.log", args.catch_up_s)
         by_source = sources(worker)
+        if group_size:
+            time.sleep(31.0)   # one more export of the live monitor after the last answers
+            monitor = fairness_gauges(worker)
         _, body = worker.get("/metrics")
         gauges = {line.split('"')[1]: float(line.rsplit(" ", 1)[1])
                   for line in body.decode().splitlines()
@@ -143,7 +149,9 @@ def run_arm(arm: str, args: argparse.Namespace, tmp: Path) -> dict:
         settings = Settings.from_env(worker.env)
         t = asyncio.run(collect(settings, Progress()))
         users, conv = conversions(t)
+        lagged = lag.summary(sim_lines(tmp / f"sim-{arm}.log"), sim_wall)
         result = {"arm": arm, "sim_wall_s": sim_wall, "caught_up": caught_up,
+                  "consumer_lag": lagged,
                   "answers_logged": len(t.served),
                   "answers_non_empty": sum(bool(m) for _, _, m in t.served),
                   "conversion": round(float(conv.mean()), 4) if len(conv) else None,
@@ -157,6 +165,7 @@ def run_arm(arm: str, args: argparse.Namespace, tmp: Path) -> dict:
                                  timeout=900)
             text = report.read_text() if report.exists() else cli.stderr[-2000:]
             result["group_size"] = group_size
+            result["live_monitor"] = {k: v for k, v in monitor.items() if k.startswith("operator=")}
             result["audit_by_group"] = text.split("## By group", 1)[-1].strip()
     finally:
         for proc in (sim, api):
@@ -183,11 +192,16 @@ def main() -> None:
     p.add_argument("--backfill-lines", type=int, default=20_000)
     p.add_argument("--catch-up-s", type=float, default=60.0,
                    help="wait at most this long for the worker to ingest every line")
+    p.add_argument("--group-share", type=float, default=0.15,
+                   help="population-bias: the group's share of users (the scenario's default "
+                        "0.15); bias-off labels the same share at random")
+    p.add_argument("--sequential", action="store_true",
+                   help="run the arms one after the other (each gets the whole box)")
     p.add_argument("--json", type=Path)
     args = p.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="responsible-live-"))
     arms = args.arms.split(",")
-    with ThreadPoolExecutor(len(arms)) as pool:   # the arms at the same time
+    with ThreadPoolExecutor(1 if args.sequential else len(arms)) as pool:
         results = list(pool.map(lambda a: run_arm(a, args, tmp), arms))
     for result in results:
         print(json.dumps(result), flush=True)

@@ -19,7 +19,7 @@ import faust
 import orjson
 from faust.cli import argument, option
 
-from recstream.ops.audit_report import REPORTS, Telemetry
+from recstream.ops.audit_report import EARLY_MINUTES, REPORTS, Telemetry
 from recstream.ops.fit import Progress
 from recstream.ops.provenance import scan
 from recstream.ops.suspects import read_suspects
@@ -37,10 +37,13 @@ def add_line(t: Telemetry, raw: bytes, settings: Settings, started: set) -> None
         if (rec.user, rec.movie) not in started:  # the first minute seen starts the watch
             started.add((rec.user, rec.movie))
             t.watches.append((rec.time, rec.user, rec.movie))
+        if rec.minute < EARLY_MINUTES and rec.user in t.new_accounts:
+            t.early_minutes.append((rec.time, rec.user, rec.movie, rec.minute))
     elif isinstance(rec, Rating):
         t.ratings.append((rec.time, rec.user, rec.movie, rec.rating))
     elif isinstance(rec, AccountCreated):
         t.accounts.append((rec.time, rec.user))
+        t.new_accounts.add(rec.user)
     elif isinstance(rec, RecommendationOutcome) and rec.status == 200 and rec.movies:
         t.shown.append((rec.time, rec.user, list(rec.movies)))
 

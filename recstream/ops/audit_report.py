@@ -19,8 +19,10 @@ from models import feedback
 from models.detectors import SybilDetector
 from models.fairness import age_band, difference_ci, parity
 from models.guardrails import ADULT, audience
+from models.poison_reach import reach_by_hour
 
 ATTRIBUTION_S = 3600.0  # a watch within an hour of an answer that listed it converts it
+EARLY_MINUTES = 10      # minutes of a young account's watch kept for the sybil replay (it asks ≤ 2)
 
 
 @dataclasses.dataclass
@@ -39,9 +41,14 @@ class Telemetry:
     # on the movielog's clock.  Our answer log stamps the worker's wall clock, which is not
     # the movielog's under a sped-up simulator or a replay (#14 phase 4).
     shown: list[tuple[float, int, list[str]]] = dataclasses.field(default_factory=list)
+    # The first EARLY_MINUTES minutes of each watch by an account created in the movielog:
+    # how much a young account watched before it rated (the sybil replay's "shallow" test).
+    early_minutes: list[tuple[float, int, str, int]] = dataclasses.field(default_factory=list)
+    new_accounts: set[int] = dataclasses.field(default_factory=set)
 
     def sort(self) -> "Telemetry":
-        for rows in (self.served, self.watches, self.ratings, self.accounts, self.shown):
+        for rows in (self.served, self.watches, self.ratings, self.accounts, self.shown,
+                     self.early_minutes):
             rows.sort(key=lambda r: r[0])
         return self
 
@@ -143,27 +150,36 @@ def feedback_report(t: Telemetry) -> str:
         f"over {int(m['inflation_movies'])} movies |", ""])
 
 
-def security(t: Telemetry, *, min_accounts: int = 10) -> str:
+def replay_detector(t: Telemetry, *, min_accounts: int = 10) -> SybilDetector:
+    """The live sybil detector fed the movielog's accounts, young accounts' watches (minute by
+    minute, as far as its "shallow" test asks) and ratings in time order."""
     detector = SybilDetector(min_accounts=min_accounts)
     events = [(w, 0, u, "", 0) for w, u in t.accounts] + \
         [(w, 1, u, m, 0) for w, u, m in t.watches] + \
+        [(w, 1, u, m, minute) for w, u, m, minute in t.early_minutes] + \
         [(w, 2, u, m, r) for w, u, m, r in t.ratings]
     for when, kind, user, movie, value in sorted(events, key=lambda e: (e[0], e[1])):
         if kind == 0:
             detector.account(when, user)
         elif kind == 1:
-            detector.watch(when, user, movie, 0)
+            detector.watch(when, user, movie, value)
         else:
             detector.rate(when, user, movie, value)
+    return detector
+
+
+def security(t: Telemetry, *, min_accounts: int = 10, reach_bound: float = 0.01) -> str:
+    detector = replay_detector(t, min_accounts=min_accounts)
     offline = set(detector.suspected_accounts)
     live = set(t.suspects)
+    suspects = offline | live
     pushed = set(detector.pushed_movies) | {m for ms in t.suspects.values() for m in ms}
-    reach = []
-    for movie in sorted(pushed):
-        others = {u for _, u, ms in t.served if u not in offline | live}
-        reached = {u for _, u, ms in t.served if movie in ms and u not in offline | live}
-        reach.append(f"| {movie} | {len(reached)} of {len(others)} users "
-                     f"({_pct(len(reached) / max(len(others), 1))}) |")
+    # A push begins with the first suspect's rating of the movie (else when it was flagged;
+    # else at the start: everything counts).
+    first = {m: min((w for w, u, mv, _ in t.ratings if mv == m and u in suspects), default=None)
+             for m in pushed}
+    pushed_at = {m: w if w is not None else detector.pushed_movies.get(m, float("-inf"))
+                 for m, w in first.items()}
     return "\n".join([
         "# Security audit", "",
         "Rating poisoning: the sybil detector (models/detectors.py) replayed over the movielog, "
@@ -171,11 +187,33 @@ def security(t: Telemetry, *, min_accounts: int = 10) -> str:
         "| | accounts |", "|---|---|",
         f"| suspected offline | {len(offline)} |", f"| suspected live | {len(live)} |",
         f"| both | {len(offline & live)} |", "",
-        "Pushed movies and their reach into other users' answers "
-        "(requirement: at most 1%):", "", "| movie | reached |", "|---|---|", *reach,
-        "" if reach else "No pushed movie.", "",
+        *reach_section(t, pushed_at, suspects, bound=reach_bound),
         "Scraping is judged live per client address (recstream_scraping_flagged_clients_total); "
         "answers on the recommendations topic carry no client address.", ""])
+
+
+def reach_section(t: Telemetry, pushed_at: dict[str, float], suspects: set, *,
+                  bound: float) -> list[str]:
+    """Each pushed movie's reach into other users' lists from its push on, hour by hour, on
+    the platform's outcome lines (the movielog's clock, the same as the push's)."""
+    head = [f"Pushed movies and their reach into other users' lists from the push on "
+            f"(requirement: at most {bound:.0%} of the users shown a list, in every hour):", ""]
+    if not pushed_at:
+        return head + ["No pushed movie.", ""]
+    rows = ["| movie | reached after the push |", "|---|---|"]
+    for movie in sorted(pushed_at):
+        r = reach_by_hour(t.timed(), {movie: pushed_at[movie]}, suspects)
+        rows.append(f"| {movie} | {r.after[1]} of {r.after[0]} users "
+                    f"({_pct(r.after[1] / max(r.after[0], 1))}) |")
+    r = reach_by_hour(t.timed(), pushed_at, suspects)
+    share, hour, users = r.worst()
+    over = r.hours_over(bound)
+    verdict = "not shown (no list after the push)" if not r.hourly else (
+        "**broken**" if over else "**met**")
+    return head + rows + [
+        "", f"All pushed movies: organically before the push: {r.before[1]} of {r.before[0]} "
+            f"users; worst hour: {_pct(share)} ({round(share * users)} of {users}, hour {hour}); "
+            f"{over} of {len(r.hourly)} hours over {bound:.0%} — {verdict}.", ""]
 
 
 def safety_counts(t: Telemetry) -> dict[str, Counter]:

@@ -130,3 +130,60 @@ def test_conversion_pairs_watches_with_the_platforms_outcome_lines_not_our_wall_
     assert users.tolist() == [5] and conv.tolist() == [1.0]
     t.shown = []  # no outcome lines in the movielog: our own log (and its clock) is used
     assert conversions(t)[1].tolist() == [0.0]
+
+
+def test_security_reach_is_judged_hour_by_hour_from_the_push_not_over_organic_exposure():
+    """#14 phase 5: reach was counted over every answer of the run on our own log's clock,
+    so a movie shown organically before the wave counted as reached, and an hour in which
+    the wave got through was averaged away.  Now: the platform's outcome lines, from the
+    wave's first suspect rating on, per hour."""
+    t = Telemetry()
+    wave_at = 10 * 3600.0
+    for i in range(20):
+        u = 900 + i
+        t.accounts.append((wave_at + 2 * i, u))
+        t.ratings.append((wave_at + 1 + 2 * i, u, "pushed", 5))
+    t.suspects = {900 + i: {"pushed"} for i in range(20)}
+    # before the wave: 10 of 100 users shown it organically
+    t.shown = [(3600.0, u, ["pushed", "x"] if u < 10 else ["x"]) for u in range(100)]
+    # the hour after the wave: nobody; two hours later: 3 of 100 (a 3% hour)
+    t.shown += [(wave_at + 1800.0, u, ["x"]) for u in range(100)]
+    t.shown += [(wave_at + 2.5 * 3600, u, ["x", "pushed"] if u < 3 else ["x"])
+                for u in range(100)]
+    t.served = [(1_796_000_000.0, u, ["pushed"]) for u in range(100)]  # our wall clock
+    report = security(t.sort())
+    assert "organically before the push: 10 of 100" in report
+    assert "| pushed | 3 of 100 users (3.00%) |" in report   # distinct users after the push
+    assert "worst hour: 3.00% (3 of 100, hour 2)" in report
+    assert "1 of 2 hours over 1%" in report and "**broken**" in report
+    t.shown = [row for row in t.shown if row[0] < wave_at + 3600]
+    report = security(t.sort())
+    assert "| pushed | 0 of 100 users (0.00%) |" in report and "**met**" in report
+
+
+def test_the_offline_sybil_replay_sees_how_much_a_young_account_watched():
+    """#14 phase 5: the audit replayed only each watch's first minute into the detector, so
+    every young account's rating looked shallow and honest new users who watched a hit for
+    half an hour and rated it alike were suspected offline (the live detector, fed every
+    minute, does not suspect them)."""
+    t, s = Telemetry(), Settings.from_mapping({})
+    started: set = set()
+    lines = []
+    for i in range(12):                       # 12 new accounts, 5 minutes apart: no burst
+        u, minute0 = 500 + i, 5 * i
+        lines.append(f"2025-01-01T00:{minute0:02d}:00,{u},GET /create_account")
+        lines += [f"2025-01-01T00:{minute0:02d}:{10 + k:02d},{u},GET /data/m/hit+2000/{k}.mpg"
+                  for k in range(30)]
+        lines.append(f"2025-01-01T00:{minute0 + 1:02d}:00,{u},GET /rate/hit+2000=5")
+    for line in lines:
+        add_line(t, line.encode(), s, started)
+    report = security(t.sort())
+    assert "| suspected offline | 0 |" in report, report
+    # the same accounts rating what they barely watched are a wave
+    shallow = Telemetry()
+    started = set()
+    for line in lines:
+        if "/data/m/" in line and not line.endswith("/0.mpg"):
+            continue
+        add_line(shallow, line.encode(), s, started)
+    assert "| suspected offline | 12 |" in security(shallow.sort())
