@@ -15,13 +15,9 @@ a topic, so nothing has to tell them apart by their first byte.
 from __future__ import annotations
 
 import asyncio
-import logging
 from functools import partial
 from typing import Any, Callable
 
-from faust.types import TopicT
-
-from recstream.batches import BatchQueue, batch_queue, delivers_batches
 from recstream.parsing import parse_raw
 from recstream.records import Rejected, UserProfile
 from recstream.kafka import AppProducer, partition_count
@@ -32,8 +28,6 @@ from tables.codecs import user_key
 from tables.context import partition_for
 
 from agents.user_writer import UserWriter
-
-log = logging.getLogger(__name__)
 
 
 def decode_profile(raw: bytes) -> UserProfile | None:
@@ -79,18 +73,15 @@ class Ingest:
         """Persist what was staged, after the broker's acks (see :meth:`seal`)."""
         await self.writer.seal()
 
-    def seal(self, events, *, hold: bool = True) -> asyncio.Future:
+    def seal(self, events) -> asyncio.Future:
         """This micro-batch's writes, started now; ``events`` are acked once they are done.
 
-        From a Faust stream (``hold``) each event's message is held (one more reference)
-        so Faust does not commit its offset when the stream moves on to the next batch:
-        the offset may only be committed once the users' state that event changed is
-        written.  Raw batches (:mod:`recstream.batches`) hold no reference: their one
-        ack, after the write, is the final one.
+        Each event's message is held (one more reference) so Faust does not commit its
+        offset when the stream moves on to the next batch: the offset may only be
+        committed once the users' state that event changed is written.
         """
-        if hold:
-            for event in events:
-                event.message.incref()
+        for event in events:
+            event.message.incref()
         done = self.writer.seal()
         done.add_done_callback(partial(_ack_when_written, events))
         return done
@@ -179,36 +170,6 @@ def _ack_when_written(events, done: asyncio.Future) -> None:
 
 async def run_batches(stream, stage, ingest: Ingest, *, batch_size: int,
                       within_s: float, written: Any = None) -> None:
-    """Faust's stream in micro-batches (:func:`run_micro_batches`)."""
-    await run_micro_batches(_taken(stream, batch_size, within_s), stage, ingest,
-                            written=written, hold=True)
-
-
-async def run_raw_batches(queue: BatchQueue, stage, ingest: Ingest, *, batch_size: int,
-                          within_s: float, written: Any = None, taken: Any = None) -> None:
-    """The consumer's raw batches of a topic (:mod:`recstream.batches`) in micro-batches.
-
-    ``taken`` (optional counter) counts the events that came this way.
-    """
-    await run_micro_batches(_queued(queue, batch_size, within_s, taken), stage, ingest,
-                            written=written, hold=False)
-
-
-async def _taken(stream, batch_size: int, within_s: float):
-    async for events in stream.take_events(batch_size, within_s):
-        yield events
-
-
-async def _queued(queue: BatchQueue, batch_size: int, within_s: float, taken: Any):
-    while True:
-        events = await queue.get(batch_size, within_s)
-        if taken is not None:
-            taken.inc(len(events))
-        yield events
-
-
-async def run_micro_batches(batches, stage, ingest: Ingest, *, written: Any = None,
-                            hold: bool) -> None:
     """Stage each micro-batch in chunks, then write it while the next one is staged.
 
     Chunks are staged (applied in memory, movie updates sent) with a yield between them;
@@ -218,11 +179,11 @@ async def run_micro_batches(batches, stage, ingest: Ingest, *, written: Any = No
     no longer paid in line).  Events are acked only after their batch is written.
     """
     pending: asyncio.Future | None = None
-    async for events in batches:
+    async for events in stream.take_events(batch_size, within_s):
         for start in range(0, len(events), CHUNK):
             await stage(events[start:start + CHUNK])
             await asyncio.sleep(0)  # let /recommend in between chunks
-        done = ingest.seal(events, hold=hold)
+        done = ingest.seal(events)
         if written is not None:
             done.add_done_callback(partial(_count_written, written, len(events)))
         if pending is not None:
@@ -238,41 +199,25 @@ def _count_written(counter: Any, n: int, done: asyncio.Future) -> None:
 
 
 def register(app, ingest: Ingest, *, topics: Topics, batch_size: int,
-             within_s: float, progress: Any = None, raw: bool = True) -> Ingest:
+             within_s: float, progress: Any = None) -> Ingest:
     """``ingest_movielog``, ``ingest_rekeyed`` and ``apply_profiles`` over one :class:`Ingest`.
 
-    ``progress`` (the pipeline counter, optional) counts each agent's events written;
-    ``raw``: read the two line topics in the consumer's raw batches when it can.
+    ``progress`` (the pipeline counter, optional) counts each agent's events written.
     """
     options = dict(batch_size=batch_size, within_s=within_s)
 
     def written(stage: str) -> Any:
         return progress.labels(stage) if progress is not None else None
 
-    # #11: the raw lines come from the consumer in batches when its transport can
-    # (recstream.batches), skipping Faust's per-message delivery; else Faust's stream.
-    queues = {name: batch_queue(app, name) for name in (
-        topics.movielog.get_topic_name(), topics.events.get_topic_name())} if raw else {}
-
-    async def run(stream, topic, stage, counter: str) -> None:
-        queue = queues.get(topic.get_topic_name())
-        # Only a stream over the topic itself (not a test context's channel) is replaced.
-        if queue is not None and isinstance(stream.channel, TopicT) and delivers_batches(app):
-            log.info("%s: raw batches from the consumer", topic.get_topic_name())
-            await run_raw_batches(queue, stage, ingest, written=written(counter),
-                                  taken=written("raw_batched"), **options)
-        else:
-            await run_batches(stream, stage, ingest, written=written(counter), **options)
-
     @app.agent(topics.movielog, name="ingest_movielog")
     async def ingest_movielog(stream) -> None:
-        await run(stream, topics.movielog, partial(ingest.stage, forward=True),
-                  "movielog_written")
+        await run_batches(stream, partial(ingest.stage, forward=True), ingest,
+                          written=written("movielog_written"), **options)
 
     @app.agent(topics.events, name="ingest_rekeyed")
     async def ingest_rekeyed(stream) -> None:
-        await run(stream, topics.events, partial(ingest.stage, forward=False),
-                  "events_written")
+        await run_batches(stream, partial(ingest.stage, forward=False), ingest,
+                          written=written("events_written"), **options)
 
     @app.agent(topics.user_profiles, name="apply_profiles")
     async def apply_profiles(stream) -> None:

@@ -25,7 +25,6 @@ from models.detectors import ScrapingDetector, SybilDetector
 from models.fairness_live import GroupConversion
 from recstream.experiment_metrics import ExperimentMetrics
 from recstream.api_checks import ApiObjectGate
-from recstream.batches import batched_url
 from recstream.clean_exit import Worker as CleanExitWorker
 from recstream.ops.all_commands import register as register_ops
 from recstream.parts import WorkerParts
@@ -42,7 +41,7 @@ from web.views import register as register_web
 def create_app(settings: Settings) -> faust.App:
     app = faust.App(
         settings.app_id,
-        broker=batched_url(settings.broker_url),  # #11: raw batches (recstream.batches)
+        broker=settings.broker_url,
         store="recstream-rocksdb://",  # tables.store: no gc.collect() per rebalance
         datadir=str(settings.data_path),
         topic_partitions=settings.partitions,
@@ -119,7 +118,7 @@ def wire_agents(app: faust.App, rt: WorkerParts,
                                        producer=rt.producer, topics=rt.topics,
                                        consumer_of=lambda: app.consumer),
                     topics=rt.topics, batch_size=s.ingest_batch, within_s=s.ingest_within_s,
-                    progress=rt.metrics.pipeline, raw=s.raw_batches)
+                    progress=rt.metrics.pipeline)
     cold = profiles.register(app, profiles.ColdStart(  # new users: user API → UserProfile records
         settings=s, users=rt.users, items=rt.items, user_store=rt.user_store,
         current_model=rt.current_model, clock=rt.recommender,

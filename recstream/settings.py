@@ -83,10 +83,6 @@ class Settings:
     # Ingest.
     ingest_batch: int = 1000
     ingest_within_s: float = 0.05
-    # #11: movielog and re-keyed lines taken from the consumer in raw batches
-    # (recstream.batches) instead of Faust's per-message streams.  Off by default: on
-    # Tansu the kill -9 and rebalance tests lose lines with it (docs/benchmarks.md).
-    raw_batches: bool = False
     # The worker's event loop (#11): ``uvloop`` (libuv) or ``aio`` (asyncio's own); read by
     # ``recstream worker`` before Faust is imported (Faust's ``--loop`` wins when given).
     event_loop: str = "aio"

@@ -27,7 +27,6 @@ from aiokafka import AIOKafkaConsumer
 from faust.transport.drivers import aiokafka as kafka_driver
 from faust.types import TP
 
-from recstream.batches import BatchedDrain
 from recstream.kafka import true_end_offsets
 
 __all__ = ["Transport", "true_end_offsets"]
@@ -46,7 +45,7 @@ class ConsumerThread(kafka_driver.AIOKafkaConsumerThread):
         return await true_end_offsets(urls, reported)
 
 
-class Consumer(BatchedDrain, kafka_driver.Consumer):
+class Consumer(kafka_driver.Consumer):
     def _new_consumer_thread(self) -> ConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
