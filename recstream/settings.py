@@ -42,7 +42,10 @@ class Settings:
     # How other workers reach this one (partition-owner routing); default
     # http://<hostname>:<web_port>.
     canonical_url: str = ""
-    route_timeout_s: float = 0.25
+    # Below the front's per-attempt timeout (deploy/nginx: proxy_read_timeout 250 ms) with
+    # room to spare: a forward that times out still leaves time to serve the fallback
+    # before the front gives up on this attempt.  A healthy owner answers in milliseconds.
+    route_timeout_s: float = 0.12
     # Serving isolation (#11), opt-in until measured on a quiet machine: the HTTP server
     # on its own event loop in its own thread, so a request does not queue behind an
     # ingest batch, a Faust callback or a table write on the worker's loop; the

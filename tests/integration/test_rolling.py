@@ -10,6 +10,8 @@ request must still get a status-200 line of valid ids within 600 ms.
 """
 from __future__ import annotations
 
+import signal
+import socket
 import threading
 import time
 import urllib.error
@@ -108,3 +110,31 @@ def test_rolling_restart_of_two_workers_drops_no_request(make_worker):
     for _, body, _, _ in front.results:
         ids = body.split(",")
         assert 1 <= len(ids) <= 20 and len(set(ids)) == len(ids)
+
+
+@pytest.mark.parametrize("broker", ["tansu"], indirect=True)
+def test_a_stopping_worker_refuses_new_connections_at_once(make_worker):
+    """SIGTERM closes the listening socket first: a front retries elsewhere at once.
+
+    Faust stops its web server last, after the consumer, tables and agents (~2 s with
+    tables to close); until then the port accepted connections nothing answered in time.
+    """
+    worker = make_worker("a")
+    lines = sample_lines()  # tables of some size: closing them is what takes the time
+    produce(make_worker.broker, make_worker.topic, lines)
+    wait_for(lambda: worker.metric("recstream_lines_total") >= len(lines), 120, "ingest")
+    worker.proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + attempt_timeout()  # within one attempt of the front
+    refused_at = None
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", worker.port), timeout=0.2):
+                pass
+        except ConnectionRefusedError:
+            refused_at = time.monotonic()
+            break
+        except OSError:
+            pass
+        time.sleep(0.01)
+    assert refused_at is not None, "the stopping worker still accepted connections"
+    assert worker.proc.wait(30) == 0, worker.tail()
