@@ -30,6 +30,7 @@ from recstream.ops.all_commands import register as register_ops
 from recstream.parts import WorkerParts
 from recstream.settings import Settings
 from recstream.topics import define_topics
+from recstream.transport import faust_broker_url
 from tables import define_tables
 from tables.arms import ArmRanker
 from web.guard import ExposureMonitor, Guard, RateLimiter, RouteSigner
@@ -41,7 +42,8 @@ from web.views import register as register_web
 def create_app(settings: Settings) -> faust.App:
     app = faust.App(
         settings.app_id,
-        broker=settings.broker_url,
+        # kafka:// → recstream-kafka:// (recstream.transport: rebalances lose no record)
+        broker=faust_broker_url(settings.broker_url),
         store="recstream-rocksdb://",  # tables.store: no gc.collect() per rebalance
         datadir=str(settings.data_path),
         topic_partitions=settings.partitions,

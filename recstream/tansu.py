@@ -17,7 +17,7 @@ This transport corrects every end-offset query by fetching from the reported
 offset - 1 to the real end of the partition, and polls with a short fetch wait
 (``FETCH_MAX_WAIT_MS``).  It is selected by the
 ``tansu://`` broker scheme (the embedded default uses it); ``kafka://`` brokers
-are untouched.  Nothing else of Tansu's behaviour is relied upon.
+get the same seek fix without the Tansu corrections (``recstream.transport``).  Nothing else of Tansu's behaviour is relied upon.
 """
 from __future__ import annotations
 
@@ -28,12 +28,13 @@ from faust.transport.drivers import aiokafka as kafka_driver
 from faust.types import TP
 
 from recstream.kafka import true_end_offsets
+from recstream.transport import ConsumerThread as SeekingConsumerThread
 
 __all__ = ["Transport", "true_end_offsets"]
 FETCH_MAX_WAIT_MS = 20
 
 
-class ConsumerThread(kafka_driver.AIOKafkaConsumerThread):
+class ConsumerThread(SeekingConsumerThread):  # recstream.transport: re-reads dropped records
     def _create_worker_consumer(self, transport) -> AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
         consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read when the fetcher starts

@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaConsumer
 
 from recstream.parsing import parse_line
 from recstream.records import Rating, Rejected, WatchMinute
-from tables.codecs import UserHistory
+from tables.codecs import UserHistory, decode_history
 from tests.conftest import sample_path
 from tests.integration.conftest import hostport, produce, wait_for
 
@@ -104,31 +104,7 @@ def test_kill9_and_restart_lose_no_rating(make_worker):
             {m: r[0] for m, r in oracle[user].ratings.items()}
     # #12: movie counters exact after kill -9 — plays and ratings per movie equal the
     # oracle's, neither lost (crash between user and movie writes) nor counted twice.
-    want = Counter()
-    for history in oracle.values():
-        want.update(("plays", m) for m in history.watches)
-        want.update(("ratings", m) for m in history.ratings)
-    changelog = f"{make_worker.app_id}-movie_stats-changelog"
-
-    def movie_counts() -> Counter:
-        latest = {}
-        for key, value in consume_all(hostport(make_worker.broker), changelog, keys=True):
-            latest[key] = value
-        got = Counter()
-        for key, value in latest.items():
-            if value:
-                stats = orjson.loads(value)
-                got[("plays", key.decode())] = stats["plays"]
-                got[("ratings", key.decode())] = stats["ratings"]
-        return +got
-
-    try:
-        wait_for(lambda: movie_counts() == want, 90, "exact movie counters")
-    except AssertionError:
-        got = movie_counts()
-        diff = {k: (got[k], want[k]) for k in set(got) | set(want) if got[k] != want[k]}
-        raise AssertionError(f"{len(diff)} movie counters differ, e.g. "
-                             f"{sorted(diff.items())[:5]}") from None
+    assert_exact_movie_counters(make_worker, oracle, 90)
     restarted.stop()
 
     fresh = make_worker("fresh")  # empty data dir: tables rebuilt from changelogs alone
@@ -140,6 +116,74 @@ def test_kill9_and_restart_lose_no_rating(make_worker):
             f"{u}: got {sorted(fresh.user(u)['ratings'])} want {sorted(oracle[u].ratings)}"
             for u in sample)) from None
 
+
+def oracle_counts(oracle: dict[int, UserHistory]) -> Counter:
+    want = Counter()
+    for history in oracle.values():
+        want.update(("plays", m) for m in history.watches)
+        want.update(("ratings", m) for m in history.ratings)
+    return want
+
+
+def movie_counts(make_worker) -> Counter:
+    """Plays and ratings per movie, from the latest ``movie_stats`` changelog records."""
+    latest = {}
+    changelog = f"{make_worker.app_id}-movie_stats-changelog"
+    for key, value in consume_all(hostport(make_worker.broker), changelog, keys=True):
+        latest[key] = value
+    got = Counter()
+    for key, value in latest.items():
+        if value:
+            stats = orjson.loads(value)
+            got[("plays", key.decode())] = stats["plays"]
+            got[("ratings", key.decode())] = stats["ratings"]
+    return +got
+
+
+def assert_exact_movie_counters(make_worker, oracle: dict[int, UserHistory],
+                                timeout: float) -> None:
+    want = oracle_counts(oracle)
+    try:
+        wait_for(lambda: movie_counts(make_worker) == want, timeout, "exact movie counters")
+    except AssertionError:
+        got = movie_counts(make_worker)
+        diff = {k: (got[k], want[k]) for k in set(got) | set(want) if got[k] != want[k]}
+        raise AssertionError(f"{len(diff)} movie counters differ, e.g. "
+                             f"{sorted(diff.items())[:5]}") from None
+
+
+def test_a_rebalance_mid_ingest_loses_and_doubles_nothing(make_worker):
+    """#12: a worker joins while the first ingests; half the partitions move mid-stream.
+
+    What was in flight is written before the offsets are given up; what Faust fetched and
+    dropped during the rebalance is re-read, also from partitions nothing was committed
+    for yet (recstream.transport).  Every user's ratings (the user_history changelog) and
+    every movie counter end exactly as one pass over the lines leaves them.
+    """
+    lines = sample_lines()[:20243]
+    oracle = expected_histories(lines)
+    first = make_worker("one")
+    produce(make_worker.broker, make_worker.topic, lines)
+    wait_for(lambda: first.metric("recstream_lines_total") >= len(lines) // 5, 120,
+             "ingest under way")
+    second = make_worker("two")  # the rebalance, mid-stream
+    assert_exact_movie_counters(make_worker, oracle, 180)
+    assert second.metric("recstream_lines_total") > 0, "the new worker took no partition"
+    changelog = f"{make_worker.app_id}-user_history-changelog"
+
+    def users_wrong() -> list[int]:
+        latest = dict(consume_all(hostport(make_worker.broker), changelog, keys=True))
+        got = {int(k): set(decode_history(v).ratings) for k, v in latest.items() if v}
+        state["wrong"] = [u for u, h in oracle.items()
+                          if h.ratings and got.get(u) != set(h.ratings)]
+        return state["wrong"]
+
+    state: dict = {}
+    try:
+        wait_for(lambda: not users_wrong(), 60, "every user's ratings in the changelog")
+    except AssertionError:
+        raise AssertionError(f"{len(state['wrong'])} users' ratings differ, "
+                             f"e.g. {state['wrong'][:5]}") from None
 
 def test_two_workers_answer_each_user_from_its_owner(make_worker):
     """Each worker holds half the partitions; either one answers any user the same."""
