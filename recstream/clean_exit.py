@@ -17,7 +17,6 @@ connections are retried on another worker at once, and peers back off from this 
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
 from typing import Any, Callable
@@ -75,19 +74,10 @@ def stop_listening(app: Any) -> int:
         server = getattr(site, "_server", None)  # the asyncio.Server aiohttp's site opened
         if server is None:
             continue
-        loop = server.get_loop()
-        if _running_loop() is loop:
-            server.close()
-        else:  # the web server runs in its own thread (``web_thread``)
-            loop.call_soon_threadsafe(server.close)
+        # On the server's own loop: the worker's, or its thread's with ``web_thread``.
+        server.get_loop().call_soon_threadsafe(server.close)
         closed += 1
     if closed:
         log.info("stopping: %d listening socket(s) closed, no new requests accepted", closed)
     return closed
 
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None

@@ -17,24 +17,24 @@ This transport corrects every end-offset query by fetching from the reported
 offset - 1 to the real end of the partition, and polls with a short fetch wait
 (``FETCH_MAX_WAIT_MS``).  It is selected by the
 ``tansu://`` broker scheme (the embedded default uses it); ``kafka://`` brokers
-get the same seek fix without the Tansu corrections (``recstream.transport``).  Nothing else of Tansu's behaviour is relied upon.
+get only the rebalance seek fix both share (``recstream.transport``).  Nothing else
+of Tansu's behaviour is relied upon.
 """
 from __future__ import annotations
 
 from typing import Iterable, Mapping
 
 from aiokafka import AIOKafkaConsumer
-from faust.transport.drivers import aiokafka as kafka_driver
 from faust.types import TP
 
 from recstream.kafka import true_end_offsets
-from recstream.transport import ConsumerThread as SeekingConsumerThread
+from recstream import transport as seeking
 
 __all__ = ["Transport", "true_end_offsets"]
 FETCH_MAX_WAIT_MS = 20
 
 
-class ConsumerThread(SeekingConsumerThread):  # recstream.transport: re-reads dropped records
+class ConsumerThread(seeking.ConsumerThread):  # re-reads what a rebalance dropped
     def _create_worker_consumer(self, transport) -> AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
         consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read when the fetcher starts
@@ -46,12 +46,11 @@ class ConsumerThread(SeekingConsumerThread):  # recstream.transport: re-reads dr
         return await true_end_offsets(urls, reported)
 
 
-class Consumer(kafka_driver.Consumer):
-    def _new_consumer_thread(self) -> ConsumerThread:
-        return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+class Consumer(seeking.Consumer):
+    thread_class = ConsumerThread
 
 
-class Transport(kafka_driver.Transport):
+class Transport(seeking.Transport):
     """``tansu://host:port`` — the aiokafka transport with corrected end offsets."""
 
     Consumer = Consumer

@@ -47,8 +47,10 @@ class ConsumerThread(kafka_driver.AIOKafkaConsumerThread):
 
 
 class Consumer(kafka_driver.Consumer):
+    thread_class: type[ConsumerThread] = ConsumerThread  # recstream.tansu sets its own
+
     def _new_consumer_thread(self) -> ConsumerThread:
-        return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+        return self.thread_class(self, loop=self.loop, beacon=self.beacon)
 
 
 class Transport(kafka_driver.Transport):
