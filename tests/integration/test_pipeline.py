@@ -163,10 +163,14 @@ def test_a_rebalance_mid_ingest_loses_and_doubles_nothing(make_worker):
     lines = sample_lines()[:20243]
     oracle = expected_histories(lines)
     first = make_worker("one")
-    produce(make_worker.broker, make_worker.topic, lines)
+    half = len(lines) // 2
+    produce(make_worker.broker, make_worker.topic, lines[:half])
     wait_for(lambda: first.metric("recstream_lines_total") >= len(lines) // 5, 120,
              "ingest under way")
     second = make_worker("two")  # the rebalance, mid-stream
+    # The rest only now: on a fast broker the first worker could otherwise finish every
+    # line before the second one joins, leaving it nothing to read.
+    produce(make_worker.broker, make_worker.topic, lines[half:])
     assert_exact_movie_counters(make_worker, oracle, 180)
     assert second.metric("recstream_lines_total") > 0, "the new worker took no partition"
     changelog = f"{make_worker.app_id}-user_history-changelog"
